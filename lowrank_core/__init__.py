@@ -1,0 +1,53 @@
+"""lowrank_core: dynamical low-rank approximation and training.
+
+Integrate matrix ODEs ``dY/dt = F(t, Y)`` on the manifold of rank-``r`` matrices,
+``Y = U S V^H``, with robust integrators (projector splitting, backward-corrected and
+augmented backward-corrected PSI), on any array-API backend.
+"""
+
+from ._errors import LowRankIntegrationError as LowRankIntegrationError
+from ._integrate import Solution as Solution
+from ._integrate import solve as solve
+from ._linalg import Counters as Counters
+from ._lowrank import LowRank as LowRank
+from ._problem import AbstractMatrixODE as AbstractMatrixODE
+from ._problem import LinearMatrixODE as LinearMatrixODE
+from ._problem import MatrixODE as MatrixODE
+from ._problem import MatrixPath as MatrixPath
+from ._problem import RHSValue as RHSValue
+from ._substep import RK4 as RK4
+from ._substep import Euler as Euler
+from ._substep import Exact as Exact
+from ._substep import SubstepSolver as SubstepSolver
+from ._truncation import Truncation as Truncation
+from .integrators import ABCPSI as ABCPSI
+from .integrators import BCPSI as BCPSI
+from .integrators import KSL as KSL
+from .integrators import METHODS as METHODS
+from .integrators import KSLStrang as KSLStrang
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ABCPSI",
+    "BCPSI",
+    "KSL",
+    "METHODS",
+    "RK4",
+    "AbstractMatrixODE",
+    "Counters",
+    "Euler",
+    "Exact",
+    "KSLStrang",
+    "LinearMatrixODE",
+    "LowRank",
+    "LowRankIntegrationError",
+    "MatrixODE",
+    "MatrixPath",
+    "RHSValue",
+    "Solution",
+    "SubstepSolver",
+    "Truncation",
+    "__version__",
+    "solve",
+]

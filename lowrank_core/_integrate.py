@@ -1,0 +1,258 @@
+"""``solve``: integrate a matrix ODE on the low-rank manifold over a time span."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._errors import LowRankIntegrationError
+from ._linalg import Counters, LinAlgBreakdown
+from ._lowrank import LowRank
+from ._problem import AbstractMatrixODE
+from .integrators import METHODS, AbstractIntegrator, AbstractRankAdaptive
+
+__all__ = ["Solution", "solve", "time_grid"]
+
+_DEFAULT = object()
+
+
+@dataclass
+class Solution:
+    """Result of :func:`solve`.
+
+    Attributes
+    ----------
+    Y : LowRank
+        State at the final time.
+    t : numpy.ndarray
+        Times of the saved states (always includes the initial and final time).
+    Ys : list of LowRank
+        Saved states, one per entry of ``t``.
+    ranks : list of int
+        Rank of each saved state.
+    stats : dict
+        ``steps``, ``rhs_evals`` (distinct right-hand-side points), ``qr``, ``svd``
+        (numbers of decompositions), ``qr_shapes``, ``svd_shapes`` (``{(rows, cols):
+        count}``), ``qr_flops``, ``svd_flops``, ``flops`` (decomposition operation
+        counts), ``max_rank_hits`` (steps where the tolerance wanted more than
+        ``max_rank``) and ``wall_time`` (seconds).  Counts are per matrix: a stack of
+        ``B`` problems counts ``B`` decompositions per batched call.
+    method : AbstractIntegrator
+        The integrator that produced the solution.
+    """
+
+    Y: LowRank
+    t: np.ndarray
+    Ys: list[LowRank]
+    ranks: list[int]
+    stats: dict[str, Any]
+    method: AbstractIntegrator
+    step_ranks: list[int] = field(default_factory=list)
+
+
+def time_grid(t_span: Any, dt: Any) -> list[float]:
+    """Validated grid ``t0, t0 + dt, ..., t1`` (the last step may be shorter).
+
+    Times are computed as ``t0 + k dt`` rather than by repeated addition, so rounding
+    errors do not accumulate.
+    """
+    try:
+        t0, t1 = (float(v) for v in t_span)
+    except (TypeError, ValueError):
+        msg = f"`t_span` must be a pair of real numbers (t0, t1); got {t_span!r}."
+        raise TypeError(msg) from None
+    if not (math.isfinite(t0) and math.isfinite(t1)) or t1 <= t0:
+        msg = f"`t_span` must satisfy t0 < t1 with finite values; got ({t0}, {t1})."
+        raise ValueError(msg)
+    if isinstance(dt, bool) or not isinstance(dt, (int, float, np.floating, np.integer)):
+        msg = f"`dt` must be a positive real number; got {dt!r} of type {type(dt).__name__}."
+        raise TypeError(msg)
+    dt = float(dt)
+    span = t1 - t0
+    if not math.isfinite(dt) or dt <= 0:
+        msg = f"`dt` must be positive and finite; got {dt}."
+        raise ValueError(msg)
+    if dt > span * (1 + 1e-12):
+        msg = f"`dt` = {dt} is larger than the time span t1 - t0 = {span}; choose dt <= {span}."
+        raise ValueError(msg)
+    ratio = span / dt
+    n = round(ratio)
+    if abs(ratio - n) > 1e-9 * max(1.0, ratio):
+        n = math.ceil(ratio)
+    n = max(n, 1)
+    grid = [t0 + k * dt for k in range(n)]
+    grid.append(t1)
+    # guard against a vanishing last step from rounding
+    if len(grid) > 2 and grid[-1] - grid[-2] <= 1e-12 * span:
+        grid.pop(-2)
+    return grid
+
+
+def _resolve_method(method: Any, substep: Any, tol: Any, rtol: Any, min_rank: Any, max_rank: Any, variant: Any) -> AbstractIntegrator:
+    options = {"substep": substep, "tol": tol, "rtol": rtol, "min_rank": min_rank, "max_rank": max_rank, "variant": variant}
+    given = {k: v for k, v in options.items() if v is not _DEFAULT}
+    if isinstance(method, AbstractIntegrator):
+        if given:
+            names = ", ".join(f"`{k}`" for k in given)
+            msg = (
+                f"{names} cannot be combined with an integrator instance; configure the "
+                f"instance instead, e.g. {type(method).__name__}({', '.join(f'{k}=...' for k in given)})."
+            )
+            raise ValueError(msg)
+        return method
+    if isinstance(method, type) and issubclass(method, AbstractIntegrator):
+        cls = method
+    elif isinstance(method, str):
+        key = method.lower()
+        if key not in METHODS:
+            msg = f"unknown `method` {method!r}; choose one of {sorted(METHODS)} or pass an integrator instance."
+            raise ValueError(msg)
+        cls = METHODS[key]
+    else:
+        msg = f"`method` must be a name ({sorted(METHODS)}), an integrator class or instance; got {type(method).__name__}."
+        raise TypeError(msg)
+    kwargs: dict[str, Any] = {}
+    if "substep" in given:
+        kwargs["substep"] = given.pop("substep")
+    if not issubclass(cls, AbstractRankAdaptive):
+        for key in ("tol", "rtol", "max_rank"):
+            if given.get(key) is not None:
+                msg = (
+                    f"`{key}` was given, but method {cls.name!r} has fixed rank. Use a "
+                    "rank-adaptive method such as 'abc-psi', or drop `{key}`."
+                ).replace("{key}", key)
+                raise ValueError(msg)
+        given.pop("min_rank", None)
+        if given.get("variant") is not None:
+            msg = f"`variant` applies to 'abc-psi' only; method {cls.name!r} has none."
+            raise ValueError(msg)
+        given = {}
+    elif "variant" in given and given["variant"] is None:
+        given.pop("variant")
+    kwargs.update(given)
+    return cls(**kwargs)
+
+
+def solve(
+    problem: AbstractMatrixODE,
+    Y0: LowRank,
+    t_span: tuple[float, float],
+    dt: float,
+    method: Any = "abc-psi",
+    substep: Any = _DEFAULT,
+    tol: float | None = _DEFAULT,  # type: ignore[assignment]
+    min_rank: int = _DEFAULT,  # type: ignore[assignment]
+    max_rank: int | None = _DEFAULT,  # type: ignore[assignment]
+    *,
+    rtol: float | None = _DEFAULT,  # type: ignore[assignment]
+    variant: str | None = _DEFAULT,  # type: ignore[assignment]
+    save_every: int = 1,
+    check_finite: bool = True,
+) -> Solution:
+    r"""Integrate ``dY/dt = F(t, Y)`` on the manifold of low-rank matrices.
+
+    Parameters
+    ----------
+    problem : AbstractMatrixODE
+        :class:`MatrixODE` (dense ``f(t, Y)``), :class:`MatrixPath` (given ``A(t)``),
+        :class:`LinearMatrixODE` or a user subclass with product methods.
+    Y0 : LowRank
+        Initial value ``U0 S0 V0^H`` with ``U0 (..., m, r)``, ``S0 (..., r, r)``,
+        ``V0 (..., n, r)``; leading dimensions are independent problems.
+    t_span : (float, float)
+        ``(t0, t1)`` with ``t0 < t1``.
+    dt : float
+        Step size, ``0 < dt <= t1 - t0``; the last step is shortened to end at ``t1``.
+    method : str, integrator class or instance, default "abc-psi"
+        ``"ksl"``, ``"ksl-strang"``, ``"bc-psi"``, ``"abc-psi"``, or an
+        :class:`~lowrank_core.integrators.AbstractIntegrator` (then configure it
+        directly instead of passing ``substep``/``tol``/...).
+    substep : {"rk4", "euler", "exact"}, default "rk4"
+        Solver of the substep ODEs; ``"exact"`` uses the increments of a
+        :class:`MatrixPath`.
+    tol : float, optional
+        Absolute truncation tolerance ``theta`` (Frobenius norm of the discarded
+        singular values per step) of a rank-adaptive method.  ``None`` keeps the rank
+        of ``Y0``.  Passing it to a fixed-rank method raises ``ValueError``.
+    min_rank, max_rank : int, optional
+        Bounds of the adaptive rank (default 1 and ``2r`` per step, at most
+        ``min(m, n)``).  Hitting ``max_rank`` is counted in ``stats["max_rank_hits"]``.
+    rtol : float, optional
+        Relative truncation tolerance: ``theta = tol + rtol ||Y||_F``.
+    variant : str, optional
+        abc-PSI only: ``"min-qr"`` (default, 1 QR per step) or ``"two-qr"``.
+    save_every : int, default 1
+        Keep every ``save_every``-th state (the final state is always kept).
+    check_finite : bool, default True
+        Check the factors for NaN/Inf after every step and raise
+        :class:`LowRankIntegrationError` with the step index and time.
+
+    Returns
+    -------
+    Solution
+        ``sol.Y`` (final state), ``sol.t``, ``sol.Ys``, ``sol.ranks``, ``sol.stats``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Invalid arguments (named in the message).
+    LowRankIntegrationError
+        Numerical breakdown (non-finite values, failed decomposition), with ``.t`` and
+        ``.step``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lowrank_core as lc
+    >>> rng = np.random.default_rng(1)
+    >>> B = rng.standard_normal((30, 20))
+    >>> Y0 = lc.LowRank.from_dense(rng.standard_normal((30, 20)), rank=4)
+    >>> sol = lc.solve(lc.MatrixODE(lambda t, Y: B - Y), Y0, (0.0, 5.0), dt=0.5,
+    ...                method="abc-psi", substep="euler")
+    >>> sol.stats["qr"], sol.stats["rhs_evals"]
+    (10, 10)
+    """
+    integrator = _resolve_method(method, substep, tol, rtol, min_rank, max_rank, variant)
+    if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1:
+        msg = f"`save_every` must be a positive integer; got {save_every!r}."
+        raise ValueError(msg)
+    grid = time_grid(t_span, dt)
+    state = integrator.init(problem, grid[0], Y0)
+    counters = Counters()
+    Y = Y0
+    ts, Ys, ranks = [grid[0]], [Y0], [Y0.rank]
+    step_ranks = [Y0.rank]
+    n_steps = len(grid) - 1
+    start = time.perf_counter()
+    for k in range(n_steps):
+        t_a, t_b = grid[k], grid[k + 1]
+        try:
+            Y, state = integrator.step(problem, t_a, t_b, Y, state, counters)
+        except LinAlgBreakdown as exc:
+            msg = f"{exc}; the right-hand side may have produced NaN/Inf or the step size is too large"
+            raise LowRankIntegrationError(msg, t=t_a, step=k) from exc
+        if check_finite:
+            _check_finite(Y, t_a, k)
+        step_ranks.append(Y.rank)
+        if (k + 1) % save_every == 0 or k == n_steps - 1:
+            ts.append(t_b)
+            Ys.append(Y)
+            ranks.append(Y.rank)
+    wall = time.perf_counter() - start
+    stats = {"steps": n_steps, **counters.as_dict(), "wall_time": wall}
+    return Solution(Y=Y, t=np.asarray(ts), Ys=Ys, ranks=ranks, stats=stats, method=integrator, step_ranks=step_ranks)
+
+
+def _check_finite(Y: LowRank, t: float, k: int) -> None:
+    xp = Y.xp
+    for name, x in (("U", Y.U), ("S", Y.S), ("V", Y.V)):
+        if not bool(xp.all(xp.isfinite(x))):
+            msg = (
+                f"non-finite values in factor {name} after the step; the right-hand side "
+                "returned NaN/Inf or the step size is too large for the substep solver"
+            )
+            raise LowRankIntegrationError(msg, t=t, step=k)

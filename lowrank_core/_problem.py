@@ -1,0 +1,383 @@
+r"""Matrix ODEs ``dY/dt = F(t, Y)`` as seen by the low-rank integrators.
+
+An integrator never needs the ``m x n`` matrix ``F(t, Y)`` itself, only its products
+with thin matrices.  A problem therefore answers product queries at an *evaluation
+point* ``(t, Y)``:
+
+* ``F V``  of shape ``(..., m, k)`` for ``V (..., n, k)``,
+* ``F^H U`` of shape ``(..., n, k)`` for ``U (..., m, k)``,
+* ``U^H F V`` of shape ``(..., k, l)``.
+
+:meth:`AbstractMatrixODE.evaluate` returns an :class:`RHSValue` bound to one point;
+the integrators count one right-hand-side evaluation per bound point.  Generic
+problems (:class:`MatrixODE`) form the dense ``F`` once per point and reuse it for
+every product; structured problems (:class:`LinearMatrixODE`, or a user subclass of
+:class:`AbstractMatrixODE`) compute the products directly in ``O((m + n) r^2)``-type
+cost without forming any ``m x n`` matrix.
+
+The factors of an evaluation point ``Y = U S V^H`` handed to a problem are *not*
+necessarily orthonormal (a K-substep evaluates ``F`` at ``K V^H``, represented as
+``U = K``, ``S = I``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._lowrank import LowRank
+from ._namespace import conj_transpose, is_complex_dtype, namespace_of
+
+__all__ = [
+    "AbstractMatrixODE",
+    "LinearMatrixODE",
+    "MatrixODE",
+    "MatrixPath",
+    "RHSValue",
+]
+
+
+class RHSValue:
+    """The right-hand side ``F`` at one point, accessed through products.
+
+    Subclasses implement :meth:`F_V` and :meth:`FH_U`; :meth:`UH_F_V` defaults to
+    ``U^H (F V)``.
+    """
+
+    def F_V(self, V: Any) -> Any:  # noqa: N802 (mathematical name)
+        """``F @ V`` for ``V (..., n, k)``; returns ``(..., m, k)``."""
+        raise NotImplementedError
+
+    def FH_U(self, U: Any) -> Any:  # noqa: N802
+        """``F^H @ U`` for ``U (..., m, k)``; returns ``(..., n, k)``."""
+        raise NotImplementedError
+
+    def UH_F_V(self, U: Any, V: Any) -> Any:  # noqa: N802
+        """``U^H @ F @ V``; returns ``(..., k, l)``."""
+        xp = namespace_of(U, V)
+        return conj_transpose(U, xp) @ self.F_V(V)
+
+
+class DenseValue(RHSValue):
+    """``F`` held as a dense array (formed once, reused for every product)."""
+
+    def __init__(self, F: Any, xp: Any) -> None:
+        self.F = F
+        self.xp = xp
+
+    def F_V(self, V: Any) -> Any:  # noqa: N802
+        return self.F @ V
+
+    def FH_U(self, U: Any) -> Any:  # noqa: N802
+        return conj_transpose(self.F, self.xp) @ U
+
+    def UH_F_V(self, U: Any, V: Any) -> Any:  # noqa: N802
+        return conj_transpose(U, self.xp) @ (self.F @ V)
+
+
+class _BoundProducts(RHSValue):
+    """Products of a structured problem bound to one point ``(t, Y)``."""
+
+    def __init__(self, problem: AbstractMatrixODE, t: float, Y: LowRank) -> None:
+        self.problem, self.t, self.Y = problem, t, Y
+
+    def F_V(self, V: Any) -> Any:  # noqa: N802
+        return self.problem.F_V(self.t, self.Y, V)
+
+    def FH_U(self, U: Any) -> Any:  # noqa: N802
+        return self.problem.FH_U(self.t, self.Y, U)
+
+    def UH_F_V(self, U: Any, V: Any) -> Any:  # noqa: N802
+        return self.problem.UH_F_V(self.t, self.Y, U, V)
+
+
+class AbstractMatrixODE:
+    r"""Base class of matrix ODEs ``dY/dt = F(t, Y)``, ``Y (..., m, n)``.
+
+    To write a structured problem, subclass and implement :meth:`F_V` and
+    :meth:`FH_U` (and optionally :meth:`UH_F_V`, which defaults to ``U^H (F V)``).
+    Each receives the evaluation point ``Y`` as a :class:`LowRank` whose factors need
+    not be orthonormal.
+
+    Attributes
+    ----------
+    has_increments : bool
+        True when ``F`` does not depend on ``Y`` and :meth:`increment` gives the exact
+        integral of ``F`` over a time interval (required by ``substep="exact"``).
+    """
+
+    has_increments: bool = False
+
+    def evaluate(self, t: float, Y: LowRank) -> RHSValue:
+        """Bind the right-hand side to the point ``(t, Y)`` (one ``F`` evaluation)."""
+        return _BoundProducts(self, t, Y)
+
+    def increment(self, t0: float, t1: float, xp: Any) -> RHSValue:
+        r"""Exact integral ``\int_{t0}^{t1} F dt`` for ``Y``-independent ``F``."""
+        msg = (
+            f"{type(self).__name__} has no exact increments; substep='exact' needs a problem "
+            "whose F does not depend on Y, such as MatrixPath. Use substep='rk4' or 'euler'."
+        )
+        raise ValueError(msg)
+
+    def check_state(self, Y0: LowRank) -> None:
+        """Raise if ``Y0`` cannot be a state of this problem (shape, dtype, namespace)."""
+
+    def F_V(self, t: float, Y: LowRank, V: Any) -> Any:  # noqa: N802
+        """``F(t, Y) @ V``; ``V (..., n, k)`` -> ``(..., m, k)``."""
+        msg = f"{type(self).__name__} must implement F_V(t, Y, V)."
+        raise NotImplementedError(msg)
+
+    def FH_U(self, t: float, Y: LowRank, U: Any) -> Any:  # noqa: N802
+        """``F(t, Y)^H @ U``; ``U (..., m, k)`` -> ``(..., n, k)``."""
+        msg = f"{type(self).__name__} must implement FH_U(t, Y, U)."
+        raise NotImplementedError(msg)
+
+    def UH_F_V(self, t: float, Y: LowRank, U: Any, V: Any) -> Any:  # noqa: N802
+        """``U^H @ F(t, Y) @ V``; returns ``(..., k, l)``."""
+        return conj_transpose(U, Y.xp) @ self.F_V(t, Y, V)
+
+
+def _check_returned(F: Any, expected_shape: tuple, dtype: Any, who: str) -> None:
+    if tuple(F.shape) != tuple(expected_shape):
+        msg = f"`{who}` returned an array of shape {tuple(F.shape)}; expected {tuple(expected_shape)}."
+        raise ValueError(msg)
+    if F.dtype != dtype:
+        msg = (
+            f"`{who}` returned dtype {F.dtype} for a state of dtype {dtype}; return the "
+            "state's dtype (cast constants with xp.astype, or start from a complex state "
+            "for a complex right-hand side)."
+        )
+        raise TypeError(msg)
+
+
+class MatrixODE(AbstractMatrixODE):
+    r"""Generic matrix ODE given by a dense right-hand side.
+
+    Parameters
+    ----------
+    f : callable ``f(t, Y) -> dY/dt``
+        ``t`` is a Python float, ``Y`` a dense array of shape ``(..., m, n)`` of the
+        state's library, device and dtype; ``f`` returns an array of the same shape
+        and dtype.  ``f`` must not modify ``Y``.
+
+    Notes
+    -----
+    Each evaluation point forms ``Y`` and ``F(t, Y)`` densely once (``O(mn)`` memory)
+    and reuses ``F`` for all products at that point.  For large problems with
+    structure, implement :class:`AbstractMatrixODE` products instead.
+    """
+
+    def __init__(self, f: Callable[[float, Any], Any]) -> None:
+        if not callable(f):
+            msg = f"`f` must be callable as f(t, Y) -> dY/dt; got {type(f).__name__}."
+            raise TypeError(msg)
+        self.f = f
+
+    def evaluate(self, t: float, Y: LowRank) -> RHSValue:
+        dense = Y.to_dense()
+        F = self.f(t, dense)
+        _check_returned(F, dense.shape, dense.dtype, "f")
+        return DenseValue(F, Y.xp)
+
+    def F_V(self, t: float, Y: LowRank, V: Any) -> Any:  # noqa: N802
+        return self.evaluate(t, Y).F_V(V)
+
+    def FH_U(self, t: float, Y: LowRank, U: Any) -> Any:  # noqa: N802
+        return self.evaluate(t, Y).FH_U(U)
+
+
+class MatrixPath(AbstractMatrixODE):
+    r"""Low-rank approximation of a given matrix path ``A(t)``: ``dY/dt = dA/dt``.
+
+    Parameters
+    ----------
+    A : callable ``A(t) -> (..., m, n) array``
+        The path.  With ``substep="exact"`` the substeps use the exact increments
+        ``A(t1) - A(t0)``, which makes the projector-splitting integrators exact for
+        paths of rank ``r`` (Lubich & Oseledets 2014).
+    dA : callable ``dA(t) -> (..., m, n) array``, optional
+        The derivative, needed only for ``substep="euler"`` or ``"rk4"``.
+
+    Notes
+    -----
+    The last two values ``A(t)`` are cached, so consecutive steps evaluate the path
+    once per grid time.
+    """
+
+    has_increments = True
+
+    def __init__(self, A: Callable[[float], Any], dA: Callable[[float], Any] | None = None) -> None:
+        if not callable(A):
+            msg = f"`A` must be callable as A(t) -> matrix; got {type(A).__name__}."
+            raise TypeError(msg)
+        if dA is not None and not callable(dA):
+            msg = f"`dA` must be callable as dA(t) -> matrix or None; got {type(dA).__name__}."
+            raise TypeError(msg)
+        self.A = A
+        self.dA = dA
+        self._cache: dict[float, Any] = {}
+
+    def _value(self, t: float) -> Any:
+        if t not in self._cache:
+            if len(self._cache) >= 3:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[t] = self.A(t)
+        return self._cache[t]
+
+    def check_state(self, Y0: LowRank) -> None:
+        self._cache.clear()
+
+    def increment(self, t0: float, t1: float, xp: Any) -> RHSValue:
+        a0, a1 = self._value(t0), self._value(t1)
+        return DenseValue(a1 - a0, xp)
+
+    def evaluate(self, t: float, Y: LowRank) -> RHSValue:
+        if self.dA is None:
+            msg = (
+                "this MatrixPath has no derivative `dA`; use substep='exact' (exact "
+                "increments A(t1) - A(t0)) or pass dA=... to use 'euler' or 'rk4'."
+            )
+            raise ValueError(msg)
+        F = self.dA(t)
+        _check_returned(F, Y.shape, Y.dtype, "dA")
+        return DenseValue(F, Y.xp)
+
+    def F_V(self, t: float, Y: LowRank, V: Any) -> Any:  # noqa: N802
+        return self.evaluate(t, Y).F_V(V)
+
+    def FH_U(self, t: float, Y: LowRank, U: Any) -> Any:  # noqa: N802
+        return self.evaluate(t, Y).FH_U(U)
+
+
+class LinearMatrixODE(AbstractMatrixODE):
+    r"""Linear matrix ODE ``dY/dt = A Y + Y B^T + sum_j A_j Y B_j^T + C(t)``.
+
+    Products are evaluated factor-wise, so no ``m x n`` matrix is ever formed (unless
+    ``C`` is given dense by the user): for ``Y = U S V^H``,
+    ``F V' = A U S (V^H V') + U S (V^H (B^T V')) + C V'`` and similarly for
+    ``F^H U'`` and ``U'^H F V'``.
+
+    Parameters
+    ----------
+    A : array (..., m, m) or None
+        Left operator (``None`` means zero).
+    B : array (..., n, n) or None
+        Right operator, applied as ``Y B^T`` (plain transpose, also for complex ``B``).
+    C : array (..., m, n), LowRank, callable ``C(t)`` returning either, or None
+        Inhomogeneity.  A :class:`LowRank` ``C`` keeps every product ``O((m+n) r k)``.
+    terms : sequence of (A_j, B_j), optional
+        Additional terms ``A_j Y B_j^T`` (e.g. a potential ``V Y V^T``).
+
+    Examples
+    --------
+    The heat equation ``dX/dt = L X + X L`` with a symmetric Laplacian ``L``:
+
+    >>> import numpy as np
+    >>> import lowrank_core as lc
+    >>> L = -2 * np.eye(5) + np.eye(5, k=1) + np.eye(5, k=-1)
+    >>> problem = lc.LinearMatrixODE(L, L)
+    """
+
+    def __init__(self, A: Any, B: Any, C: Any = None, *, terms: Any = ()) -> None:
+        pairs = [(A, B, "A", "B")]
+        for j, term in enumerate(terms):
+            try:
+                Aj, Bj = term
+            except (TypeError, ValueError):
+                msg = f"`terms[{j}]` must be a pair (A_j, B_j); got {term!r}."
+                raise ValueError(msg) from None
+            pairs.append((Aj, Bj, f"terms[{j}][0]", f"terms[{j}][1]"))
+        if all(a is None and b is None for a, b, _, _ in pairs) and C is None:
+            msg = "`A`, `B` and `C` are all None; the right-hand side would be zero."
+            raise ValueError(msg)
+        self.A, self.B, self.C = A, B, C
+        self._pairs = pairs
+        # A Y + Y B^T is the Kronecker sum (A Y I + I Y B^T): store left/right factors.
+        self._kron: list[tuple[Any, Any, str, str]] = []
+        if A is not None:
+            self._kron.append((A, None, "A", ""))
+        if B is not None:
+            self._kron.append((None, B, "", "B"))
+        for Aj, Bj, na, nb in pairs[1:]:
+            self._kron.append((Aj, Bj, na, nb))
+
+    def check_state(self, Y0: LowRank) -> None:
+        m, n = Y0.shape[-2:]
+        xp = Y0.xp
+        for left, right, na, nb in self._kron:
+            for mat, name, size in ((left, na, m), (right, nb, n)):
+                if mat is None:
+                    continue
+                namespace_of(mat, Y0.U)
+                if tuple(mat.shape[-2:]) != (size, size):
+                    msg = f"`{name}` must have shape (..., {size}, {size}) for a state of shape {Y0.shape}; got {tuple(mat.shape)}."
+                    raise ValueError(msg)
+                if is_complex_dtype(mat.dtype, xp) and not is_complex_dtype(Y0.dtype, xp):
+                    msg = f"`{name}` is complex ({mat.dtype}) but the state is real ({Y0.dtype}); start from a complex state."
+                    raise TypeError(msg)
+        C = self.C
+        if C is not None and not callable(C):
+            shape = C.shape if not isinstance(C, LowRank) else C.shape
+            if tuple(shape[-2:]) != (m, n):
+                msg = f"`C` must have shape (..., {m}, {n}); got {tuple(shape)}."
+                raise ValueError(msg)
+
+    def _C(self, t: float) -> Any:
+        C = self.C
+        return C(t) if callable(C) else C
+
+    def F_V(self, t: float, Y: LowRank, W: Any) -> Any:  # noqa: N802
+        xp = Y.xp
+        VhW = conj_transpose(Y.V, xp) @ W  # (r, k)
+        out = None
+        for left, right, _, _ in self._kron:
+            coeff = VhW if right is None else conj_transpose(Y.V, xp) @ (xp.matrix_transpose(right) @ W)
+            term = Y.U @ (Y.S @ coeff)
+            if left is not None:
+                term = left @ term
+            out = term if out is None else out + term
+        C = self._C(t)
+        if C is not None:
+            cw = C.U @ (C.S @ (conj_transpose(C.V, xp) @ W)) if isinstance(C, LowRank) else C @ W
+            out = cw if out is None else out + cw
+        return out
+
+    def FH_U(self, t: float, Y: LowRank, W: Any) -> Any:  # noqa: N802
+        xp = Y.xp
+        out = None
+        SH = conj_transpose(Y.S, xp)
+        for left, right, _, _ in self._kron:
+            lw = W if left is None else conj_transpose(left, xp) @ W
+            term = Y.V @ (SH @ (conj_transpose(Y.U, xp) @ lw))
+            if right is not None:
+                # (Y B^T)^H = conj(B) Y^H, and conj(B) = (B^T)^H.
+                term = conj_transpose(xp.matrix_transpose(right), xp) @ term
+            out = term if out is None else out + term
+        C = self._C(t)
+        if C is not None:
+            if isinstance(C, LowRank):
+                cw = C.V @ (conj_transpose(C.S, xp) @ (conj_transpose(C.U, xp) @ W))
+            else:
+                cw = conj_transpose(C, xp) @ W
+            out = cw if out is None else out + cw
+        return out
+
+    def UH_F_V(self, t: float, Y: LowRank, W: Any, Z: Any) -> Any:  # noqa: N802
+        xp = Y.xp
+        WH = conj_transpose(W, xp)
+        VhZ = conj_transpose(Y.V, xp) @ Z
+        out = None
+        for left, right, _, _ in self._kron:
+            lhs = WH @ Y.U if left is None else (WH @ left) @ Y.U
+            rhs = VhZ if right is None else conj_transpose(Y.V, xp) @ (xp.matrix_transpose(right) @ Z)
+            term = lhs @ (Y.S @ rhs)
+            out = term if out is None else out + term
+        C = self._C(t)
+        if C is not None:
+            if isinstance(C, LowRank):
+                cw = (WH @ C.U) @ (C.S @ (conj_transpose(C.V, xp) @ Z))
+            else:
+                cw = WH @ (C @ Z)
+            out = cw if out is None else out + cw
+        return out

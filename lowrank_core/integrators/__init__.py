@@ -1,0 +1,14 @@
+"""The low-rank integrators (one class per method) and their registry."""
+
+from ._base import AbstractIntegrator as AbstractIntegrator
+from ._base import AbstractRankAdaptive as AbstractRankAdaptive
+from ._base import StepKit as StepKit
+from .backward_correction import ABCPSI as ABCPSI
+from .backward_correction import BCPSI as BCPSI
+from .projector_splitting import KSL as KSL
+from .projector_splitting import KSLStrang as KSLStrang
+
+#: name -> integrator class, used by :func:`lowrank_core.solve`
+METHODS: dict[str, type[AbstractIntegrator]] = {cls.name: cls for cls in (KSL, KSLStrang, BCPSI, ABCPSI)}
+
+__all__ = ["ABCPSI", "BCPSI", "KSL", "METHODS", "AbstractIntegrator", "AbstractRankAdaptive", "KSLStrang", "StepKit"]

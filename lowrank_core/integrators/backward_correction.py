@@ -1,0 +1,129 @@
+r"""Backward-corrected projector splitting (BC-PSI) and its augmented variant (abc-PSI).
+
+Kusch, Schotthöfer & Walter, *An augmented backward-corrected projector splitting
+integrator for dynamical low-rank training* (arXiv:2502.03006).  The backward S-step of
+projector splitting is replaced by an orthogonal projection, which removes the
+backward-in-time (gradient-ascent) substep and one right-hand-side evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .._linalg import Counters
+from .._lowrank import LowRank
+from .._problem import AbstractMatrixODE
+from ._base import AbstractIntegrator, AbstractRankAdaptive
+
+__all__ = ["ABCPSI", "BCPSI"]
+
+
+class BCPSI(AbstractIntegrator):
+    r"""Backward-corrected projector-splitting integrator (fixed rank).
+
+    One step ``t0 -> t1`` from ``Y0 = U0 S0 V0^H``:
+
+    1. K-step: ``dK/dt = F(t, K V0^H) V0`` from ``U0 S0``; ``U1 = orth(K(t1))``.
+    2. Backward correction: ``S̃0 = (U1^H U0) S0``, so that ``U1 S̃0 V0^H = P_{U1} Y0``
+       (no time integration, no ``F`` evaluation).
+    3. L-step: ``dL/dt = F(t, U1 L^H)^H U1`` from ``V0 S̃0^H``; ``L(t1) = V1 S1^H`` (QR).
+
+    Equals :class:`KSL` when ``F`` does not depend on ``Y``; otherwise differs from it
+    by ``O(h^2)`` per step.  Cost per step: 2 thin QR (``m x r``, ``n x r``), no SVD,
+    2 right-hand-side points with Euler substeps.
+    """
+
+    name: ClassVar[str] = "bc-psi"
+    order: ClassVar[int] = 1
+
+    def step(
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
+    ) -> tuple[LowRank, Any]:
+        kit = self.kit(problem, Y0, counters)
+        U0, S0, V0 = Y0.U, Y0.S, Y0.V
+        K1 = kit.k_step(t0, t1, U0 @ S0, V0)
+        U1, _ = kit.qr(K1)
+        S_tilde = (kit.ch(U1) @ U0) @ S0
+        L1 = kit.l_step(t0, t1, V0 @ kit.ch(S_tilde), U1)
+        V1, R = kit.qr(L1)
+        return LowRank._trusted(U1, kit.ch(R), V1, Y0.xp), state
+
+
+class ABCPSI(AbstractRankAdaptive):
+    r"""Augmented backward-corrected projector-splitting integrator (abc-PSI).
+
+    One step ``t0 -> t1`` from ``Y0 = U0 S0 V0^H`` of rank ``r``:
+
+    1. K-step: ``dK/dt = F(t, K V0^H) V0`` from ``U0 S0`` -> ``K1``.
+    2. Augment: ``Û = orth([K1, U0])`` (one thin QR of ``m x 2r``).
+    3. Backward correction in the augmented basis: ``Ŝ = (Û^H U0) S0`` (``2r x r``);
+       ``Û Ŝ V0^H = Y0`` exactly, so nothing is lost.
+    4. L-step from ``L0 = V0 Ŝ^H`` (``n x 2r``) with basis ``Û`` -> ``L1``.
+    5. Truncate ``Y½ = Û L1^H`` to the new rank ``r1`` in ``[min_rank, 2r]``.
+
+    The K- and L-steps both start at ``Y0``, so with Euler substeps the whole step uses
+    a single right-hand-side point (one gradient in training), and the dense default
+    forms ``F(t0, Y0)`` once.
+
+    Parameters
+    ----------
+    substep : {"rk4", "euler", "exact"} or SubstepSolver
+    tol, rtol : float, optional
+        Truncation tolerance ``theta = tol + rtol ||Y½||_F`` on the Frobenius norm of
+        the discarded singular values.  Without either, the rank stays fixed at the
+        input rank.
+    min_rank, max_rank : int
+        Bounds of the adaptive rank.
+    variant : {"min-qr", "two-qr"}, default "min-qr"
+        How step 5 is computed.
+
+        * ``"min-qr"`` (default): one thin SVD of ``L1`` (``n x 2r``),
+          ``L1 = Q Σ P^H`` so ``Y½ = (Û P) Σ Q^H``.  **1 QR** (``m x 2r``) + 1 SVD
+          (``n x 2r``) per step.
+        * ``"two-qr"``: as in the authors' code, ``L1 = V̂ R`` (QR of ``n x 2r``) and an
+          SVD of ``R^H`` (``2r x 2r``).  **2 QR** + 1 SVD (``2r x 2r``) per step.
+
+        Both give the same ``Y1`` up to round-off.
+    """
+
+    name: ClassVar[str] = "abc-psi"
+    order: ClassVar[int] = 1
+    VARIANTS: ClassVar[tuple[str, ...]] = ("min-qr", "two-qr")
+
+    def __init__(
+        self,
+        *,
+        substep: Any = "rk4",
+        tol: float | None = None,
+        rtol: float | None = None,
+        min_rank: int = 1,
+        max_rank: int | None = None,
+        variant: str = "min-qr",
+    ) -> None:
+        super().__init__(substep=substep, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank)
+        if variant not in self.VARIANTS:
+            msg = f"unknown `variant` {variant!r} for abc-PSI; choose one of {self.VARIANTS}."
+            raise ValueError(msg)
+        self.variant = variant
+
+    def step(
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
+    ) -> tuple[LowRank, Any]:
+        kit = self.kit(problem, Y0, counters)
+        U0, S0, V0 = Y0.U, Y0.S, Y0.V
+        F0 = kit.evaluate(t0, Y0)  # shared first stage of the K- and L-steps
+        K1 = kit.k_step(t0, t1, U0 @ S0, V0, first=F0)
+        U_hat = kit.augment(K1, U0)
+        S_hat = (kit.ch(U_hat) @ U0) @ S0
+        L1 = kit.l_step(t0, t1, V0 @ kit.ch(S_hat), U_hat, first=F0)
+        if self.variant == "min-qr":
+            Q, s, P = kit.svd(L1)  # L1 = Q diag(s) P^H  =>  Y½ = (Û P) diag(s) Q^H
+            Y1 = kit.truncate(self.truncation, U_hat, P, s, Q, None, Y0.rank)
+        else:
+            V_hat, R = kit.qr(L1)  # Y½ = Û R^H V̂^H
+            P, s, Q = kit.svd(kit.ch(R))
+            Y1 = kit.truncate(self.truncation, U_hat, P, s, Q, V_hat, Y0.rank)
+        return Y1, state
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f", variant={self.variant!r})"
