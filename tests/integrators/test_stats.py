@@ -1,0 +1,70 @@
+"""Decomposition and evaluation counts per step (methods.md §2.8)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lowrank_core as lc
+
+M, N, R, STEPS = 30, 20, 4, 5
+
+
+def _solve(method, substep="euler", **kw):
+    rng = np.random.default_rng(0)
+    B = rng.standard_normal((M, N))
+    Y0 = lc.LowRank.from_dense(rng.standard_normal((M, N)), rank=R)
+    return lc.solve(lc.MatrixODE(lambda t, Y: B - Y), Y0, (0.0, 1.0), 1.0 / STEPS, method=method, substep=substep, **kw)
+
+
+@pytest.mark.parametrize(
+    ("method", "qr_shapes", "svd_shapes", "points"),
+    [
+        ("ksl", {(M, R): 1, (N, R): 1}, {}, 3),
+        ("ksl-strang", {(M, R): 2, (N, R): 1}, {}, 5),
+        ("bc-psi", {(M, R): 1, (N, R): 1}, {}, 2),
+        ("abc-psi", {(M, 2 * R): 1}, {(N, 2 * R): 1}, 1),
+    ],
+)
+def test_counts_per_step_with_euler(method, qr_shapes, svd_shapes, points):
+    sol = _solve(method)
+    st = sol.stats
+    assert st["steps"] == STEPS
+    assert st["qr_shapes"] == {k: v * STEPS for k, v in qr_shapes.items()}
+    assert st["svd_shapes"] == {k: v * STEPS for k, v in svd_shapes.items()}
+    assert st["qr"] == STEPS * sum(qr_shapes.values()) and st["svd"] == STEPS * sum(svd_shapes.values())
+    assert st["rhs_evals"] == STEPS * points
+    assert st["flops"] == pytest.approx(st["qr_flops"] + st["svd_flops"]) and st["flops"] > 0
+    assert st["wall_time"] > 0
+
+
+def test_abc_psi_variants_differ_in_qr_count():
+    """The default (min-qr) spends 1 QR per step, the authors' variant 2; same result."""
+    a = _solve("abc-psi")
+    b = _solve("abc-psi", variant="two-qr")
+    assert a.stats["qr"] == STEPS and b.stats["qr"] == 2 * STEPS
+    assert b.stats["svd_shapes"] == {(2 * R, 2 * R): STEPS}
+    assert np.allclose(a.Y.to_dense(), b.Y.to_dense(), atol=1e-12)
+
+
+def test_rk4_reuses_the_shared_first_stage():
+    """abc-PSI with RK4: K and L steps share their first stage at Y0 -> 1 + 3 + 3 points."""
+    assert _solve("abc-psi", substep="rk4").stats["rhs_evals"] == 7 * STEPS
+    assert _solve("ksl", substep="rk4").stats["rhs_evals"] == 12 * STEPS
+
+
+def test_batched_counts_are_per_matrix():
+    rng = np.random.default_rng(1)
+    B = rng.standard_normal((3, M, N))
+    Y0 = lc.LowRank.from_dense(rng.standard_normal((3, M, N)), rank=R)
+    sol = lc.solve(lc.MatrixODE(lambda t, Y: B - Y), Y0, (0.0, 1.0), 0.5, method="ksl", substep="euler")
+    assert sol.stats["qr"] == 3 * 2 * 2 and sol.stats["rhs_evals"] == 3 * 3 * 2
+
+
+def test_max_rank_hits_are_reported():
+    rng = np.random.default_rng(2)
+    B = rng.standard_normal((M, N))
+    Y0 = lc.LowRank.from_dense(rng.standard_normal((M, N)), rank=2)
+    sol = lc.solve(lc.MatrixODE(lambda t, Y: B - Y), Y0, (0.0, 2.0), 0.5, method="abc-psi", substep="euler",
+                   tol=1e-10, max_rank=3)
+    assert max(sol.ranks) == 3 and sol.stats["max_rank_hits"] == sol.stats["steps"]
