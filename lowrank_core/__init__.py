@@ -22,6 +22,9 @@ from ._substep import SubstepSolver as SubstepSolver
 from ._truncation import Truncation as Truncation
 from .integrators import ABCPSI as ABCPSI
 from .integrators import BCPSI as BCPSI
+from .integrators import BUG as BUG
+from .integrators import RABUG as RABUG
+from .integrators import ParallelBUG as ParallelBUG
 from .integrators import KSL as KSL
 from .integrators import METHODS as METHODS
 from .integrators import KSLStrang as KSLStrang
@@ -31,6 +34,9 @@ __version__ = "0.1.0"
 __all__ = [
     "ABCPSI",
     "BCPSI",
+    "BUG",
+    "RABUG",
+    "ParallelBUG",
     "KSL",
     "METHODS",
     "RK4",

@@ -131,8 +131,12 @@ def _resolve_method(method: Any, substep: Any, tol: Any, rtol: Any, min_rank: An
             msg = f"`variant` applies to 'abc-psi' only; method {cls.name!r} has none."
             raise ValueError(msg)
         given = {}
-    elif "variant" in given and given["variant"] is None:
-        given.pop("variant")
+    elif "variant" in given:
+        if given["variant"] is None:
+            given.pop("variant")
+        elif not hasattr(cls, "VARIANTS"):
+            msg = f"`variant` applies to 'abc-psi' only; method {cls.name!r} has none."
+            raise ValueError(msg)
     kwargs.update(given)
     return cls(**kwargs)
 
@@ -168,7 +172,8 @@ def solve(
     dt : float
         Step size, ``0 < dt <= t1 - t0``; the last step is shortened to end at ``t1``.
     method : str, integrator class or instance, default "abc-psi"
-        ``"ksl"``, ``"ksl-strang"``, ``"bc-psi"``, ``"abc-psi"``, or an
+        ``"ksl"``, ``"ksl-strang"``, ``"bc-psi"``, ``"abc-psi"``, ``"bug"``,
+        ``"ra-bug"``, ``"parallel-bug"``, or an
         :class:`~lowrank_core.integrators.AbstractIntegrator` (then configure it
         directly instead of passing ``substep``/``tol``/...).
     substep : {"rk4", "euler", "exact"}, default "rk4"

@@ -56,6 +56,8 @@ class Counters:
         Operation counts of those decompositions (see module docstring).
     max_rank_hits : int
         Steps in which the truncation tolerance asked for more than ``max_rank``.
+    rejections : int
+        Rejected (and repeated) steps of integrators with step rejection.
     """
 
     rhs_evals: int = 0
@@ -66,6 +68,7 @@ class Counters:
     qr_flops: float = 0.0
     svd_flops: float = 0.0
     max_rank_hits: int = 0
+    rejections: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-dict view used for ``Solution.stats``."""
@@ -79,6 +82,7 @@ class Counters:
             "svd_flops": self.svd_flops,
             "flops": self.qr_flops + self.svd_flops,
             "max_rank_hits": self.max_rank_hits,
+            "rejections": self.rejections,
         }
 
 

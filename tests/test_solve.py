@@ -9,7 +9,7 @@ import lowrank_core as lc
 
 from ._helpers import dense, eps_of, rel_err, to_numpy
 
-METHODS = ["ksl", "ksl-strang", "bc-psi", "abc-psi"]
+METHODS = ["ksl", "ksl-strang", "bc-psi", "abc-psi", "bug", "ra-bug", "parallel-bug"]
 
 
 def _setup(m=12, n=9, r=3, seed=0):
@@ -37,6 +37,8 @@ def _setup(m=12, n=9, r=3, seed=0):
         ({"method": "abc-psi", "tol": -1.0}, ValueError, "`tol`"),
         ({"method": "abc-psi", "tol": 1e-3, "min_rank": 5, "max_rank": 2}, ValueError, "`max_rank`"),
         ({"method": "abc-psi", "variant": "three-qr"}, ValueError, "`variant`"),
+        ({"method": "ra-bug", "variant": "two-qr"}, ValueError, "`variant` applies to 'abc-psi' only"),
+        ({"method": "bug", "tol": 1e-3}, ValueError, "fixed rank"),
         ({"method": lc.KSL(), "substep": "euler"}, ValueError, "configure the instance"),
         ({"substep": "exact"}, ValueError, "exact increments"),
         ({"save_every": 0}, ValueError, "`save_every`"),

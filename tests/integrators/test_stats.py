@@ -24,6 +24,9 @@ def _solve(method, substep="euler", **kw):
         ("ksl-strang", {(M, R): 2, (N, R): 1}, {}, 5),
         ("bc-psi", {(M, R): 1, (N, R): 1}, {}, 2),
         ("abc-psi", {(M, 2 * R): 1}, {(N, 2 * R): 1}, 1),
+        ("bug", {(M, R): 1, (N, R): 1}, {}, 2),
+        ("ra-bug", {(M, 2 * R): 1, (N, 2 * R): 1}, {(2 * R, 2 * R): 1}, 1),
+        ("parallel-bug", {(M, 2 * R): 1, (N, 2 * R): 1}, {(2 * R, 2 * R): 1}, 1),
     ],
 )
 def test_counts_per_step_with_euler(method, qr_shapes, svd_shapes, points):
@@ -68,3 +71,19 @@ def test_max_rank_hits_are_reported():
     sol = lc.solve(lc.MatrixODE(lambda t, Y: B - Y), Y0, (0.0, 2.0), 0.5, method="abc-psi", substep="euler",
                    tol=1e-10, max_rank=3)
     assert max(sol.ranks) == 3 and sol.stats["max_rank_hits"] == sol.stats["steps"]
+
+
+def test_parallel_bug_rejection_is_counted_and_grows_rank():
+    """With a tight tolerance the neglected block exceeds theta/h: the step is rejected,
+    repeated from the enlarged (rank 2r) representation of the same Y0, and counted."""
+    rng = np.random.default_rng(3)
+    B = rng.standard_normal((M, N))
+    Y0 = lc.LowRank.from_dense(rng.standard_normal((M, N)), rank=2)
+    problem = lc.MatrixODE(lambda t, Y: B - Y)
+    plain = lc.solve(problem, Y0, (0.0, 1.0), 0.5, method=lc.ParallelBUG(substep="euler", tol=1e-6, max_rank=16))
+    rej = lc.solve(problem, Y0, (0.0, 1.0), 0.5, method=lc.ParallelBUG(substep="euler", tol=1e-6, max_rank=16, reject=True))
+    assert plain.stats["rejections"] == 0 and rej.stats["rejections"] > 0
+    assert rej.ranks[1] > plain.ranks[1]
+    assert rej.stats["qr"] > plain.stats["qr"]
+    with pytest.raises(ValueError, match="`reject=True` needs"):
+        lc.ParallelBUG(reject=True)
