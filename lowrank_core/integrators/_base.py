@@ -71,6 +71,17 @@ class StepKit:
         flow = SubFlow("S", self.problem, self.xp, self.counters, U=U, V=V, sign=sign)
         return self.substep.solve(flow, t0, t1, S0, first)
 
+    def kl_steps(self, t0: float, t1: float, Y0: LowRank) -> tuple[Any, Any, RHSValue | None]:
+        """K- and L-steps both started at ``Y0`` (the BUG pattern), sharing ``F(t0, Y0)``.
+
+        Returns ``K1 (..., m, r)``, ``L1 (..., n, r)`` and the shared evaluation (for a
+        later substep that also starts at ``Y0``).
+        """
+        F0 = self.evaluate(t0, Y0)
+        K1 = self.k_step(t0, t1, Y0.U @ Y0.S, Y0.V, first=F0)
+        L1 = self.l_step(t0, t1, Y0.V @ self.ch(Y0.S), Y0.U, first=F0)
+        return K1, L1, F0
+
     # -- linear algebra ------------------------------------------------------------
     def qr(self, X: Any) -> tuple[Any, Any]:
         """Counted thin QR (``R`` with non-negative real diagonal)."""

@@ -46,9 +46,7 @@ class BUG(AbstractIntegrator):
     ) -> tuple[LowRank, Any]:
         kit = self.kit(problem, Y0, counters)
         U0, S0, V0 = Y0.U, Y0.S, Y0.V
-        F0 = kit.evaluate(t0, Y0)
-        K1 = kit.k_step(t0, t1, U0 @ S0, V0, first=F0)
-        L1 = kit.l_step(t0, t1, V0 @ kit.ch(S0), U0, first=F0)
+        K1, L1, _ = kit.kl_steps(t0, t1, Y0)
         U1, _ = kit.qr(K1)
         V1, _ = kit.qr(L1)
         S_start = (kit.ch(U1) @ U0) @ S0 @ (kit.ch(V0) @ V1)
@@ -81,9 +79,7 @@ class RABUG(AbstractRankAdaptive):
     ) -> tuple[LowRank, Any]:
         kit = self.kit(problem, Y0, counters)
         U0, S0, V0 = Y0.U, Y0.S, Y0.V
-        F0 = kit.evaluate(t0, Y0)
-        K1 = kit.k_step(t0, t1, U0 @ S0, V0, first=F0)
-        L1 = kit.l_step(t0, t1, V0 @ kit.ch(S0), U0, first=F0)
+        K1, L1, F0 = kit.kl_steps(t0, t1, Y0)
         U_hat = kit.augment(K1, U0)
         V_hat = kit.augment(L1, V0)
         S_start = (kit.ch(U_hat) @ U0) @ S0 @ (kit.ch(V0) @ V_hat)
@@ -161,9 +157,7 @@ class ParallelBUG(AbstractRankAdaptive):
             kit = self.kit(problem, Y, counters)
             U0, S0, V0 = Y.U, Y.S, Y.V
             r = Y.rank
-            F0 = kit.evaluate(t0, Y)
-            K1 = kit.k_step(t0, t1, U0 @ S0, V0, first=F0)
-            L1 = kit.l_step(t0, t1, V0 @ kit.ch(S0), U0, first=F0)
+            K1, L1, F0 = kit.kl_steps(t0, t1, Y)
             S_bar = kit.s_step(t0, t1, S0, U0, V0, first=F0)
             U_new = kit.augment(U0, K1)[..., r:]  # [U0, K1]: first r columns span U0
             V_new = kit.augment(V0, L1)[..., r:]
