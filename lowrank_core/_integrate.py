@@ -39,10 +39,16 @@ class Solution:
         (numbers of decompositions), ``qr_shapes``, ``svd_shapes`` (``{(rows, cols):
         count}``), ``qr_flops``, ``svd_flops``, ``flops`` (decomposition operation
         counts), ``max_rank_hits`` (steps where the tolerance wanted more than
-        ``max_rank``) and ``wall_time`` (seconds).  Counts are per matrix: a stack of
-        ``B`` problems counts ``B`` decompositions per batched call.
+        ``max_rank``), ``rejections`` (repeated steps of :class:`ParallelBUG` with
+        ``reject=True``) and ``wall_time`` (seconds).  Decompositions and evaluations are
+        counted per matrix: a stack of ``B`` problems counts ``B`` per batched call;
+        ``max_rank_hits`` and ``rejections`` count steps.  With ``substep="exact"``,
+        ``rhs_evals`` counts exact increments (one per substep).
     method : AbstractIntegrator
         The integrator that produced the solution.
+    step_ranks : list of int
+        Rank after every step (``step_ranks[0]`` is the rank of ``Y0``), also when
+        ``save_every > 1`` thins the saved states.
     """
 
     Y: LowRank
@@ -119,14 +125,13 @@ def _resolve_method(method: Any, substep: Any, tol: Any, rtol: Any, min_rank: An
     if "substep" in given:
         kwargs["substep"] = given.pop("substep")
     if not issubclass(cls, AbstractRankAdaptive):
-        for key in ("tol", "rtol", "max_rank"):
+        for key in ("tol", "rtol", "min_rank", "max_rank"):
             if given.get(key) is not None:
                 msg = (
                     f"`{key}` was given, but method {cls.name!r} has fixed rank. Use a "
                     "rank-adaptive method such as 'abc-psi', or drop `{key}`."
                 ).replace("{key}", key)
                 raise ValueError(msg)
-        given.pop("min_rank", None)
         if given.get("variant") is not None:
             msg = f"`variant` applies to 'abc-psi' only; method {cls.name!r} has none."
             raise ValueError(msg)
@@ -184,8 +189,10 @@ def solve(
         singular values per step) of a rank-adaptive method.  ``None`` keeps the rank
         of ``Y0``.  Passing it to a fixed-rank method raises ``ValueError``.
     min_rank, max_rank : int, optional
-        Bounds of the adaptive rank (default 1 and ``2r`` per step, at most
-        ``min(m, n)``).  Hitting ``max_rank`` is counted in ``stats["max_rank_hits"]``.
+        Bounds of the rank of a rank-adaptive method (default 1 and ``2r`` per step, at
+        most ``min(m, n)``); without ``tol``/``rtol`` they clamp the fixed rank.  Hitting
+        ``max_rank`` is counted in ``stats["max_rank_hits"]``.  Fixed-rank methods
+        reject them.
     rtol : float, optional
         Relative truncation tolerance: ``theta = tol + rtol ||Y||_F``.
     variant : str, optional
@@ -222,8 +229,11 @@ def solve(
     (10, 10)
     """
     integrator = _resolve_method(method, substep, tol, rtol, min_rank, max_rank, variant)
-    if isinstance(save_every, bool) or not isinstance(save_every, int) or save_every < 1:
-        msg = f"`save_every` must be a positive integer; got {save_every!r}."
+    if isinstance(save_every, bool) or not isinstance(save_every, int):
+        msg = f"`save_every` must be an integer; got {save_every!r} of type {type(save_every).__name__}."
+        raise TypeError(msg)
+    if save_every < 1:
+        msg = f"`save_every` must be >= 1; got {save_every}."
         raise ValueError(msg)
     grid = time_grid(t_span, dt)
     state = integrator.init(problem, grid[0], Y0)

@@ -41,13 +41,15 @@ class LinAlgBreakdown(ArithmeticError):
 class Counters:
     """Tallies of the work done by an integrator.
 
-    All counts are per matrix: a batched call on a stack of ``B`` matrices counts ``B``
-    decompositions (and ``B`` right-hand-side evaluations for a stacked problem).
+    Decompositions and right-hand-side evaluations are counted per matrix: a batched
+    call on a stack of ``B`` matrices counts ``B``.  ``max_rank_hits`` and
+    ``rejections`` count steps (a batch shares one rank).
 
     Attributes
     ----------
     rhs_evals : int
-        Number of distinct points ``(t, Y)`` at which ``F`` was evaluated.
+        Number of distinct points ``(t, Y)`` at which ``F`` was evaluated (exact
+        increments ``A(t1) - A(t0)`` count one each).
     qr, svd : int
         Number of thin QR / SVD decompositions.
     qr_shapes, svd_shapes : collections.Counter

@@ -201,8 +201,8 @@ class MatrixPath(AbstractMatrixODE):
 
     Notes
     -----
-    The last two values ``A(t)`` are cached, so consecutive steps evaluate the path
-    once per grid time.
+    The last three values ``A(t)`` are cached, so consecutive steps (and the half-step
+    of the Strang method) evaluate the path once per time.
     """
 
     has_increments = True
@@ -292,7 +292,6 @@ class LinearMatrixODE(AbstractMatrixODE):
             msg = "`A`, `B` and `C` are all None; the right-hand side would be zero."
             raise ValueError(msg)
         self.A, self.B, self.C = A, B, C
-        self._pairs = pairs
         # A Y + Y B^T is the Kronecker sum (A Y I + I Y B^T): store left/right factors.
         self._kron: list[tuple[Any, Any, str, str]] = []
         if A is not None:
@@ -318,10 +317,13 @@ class LinearMatrixODE(AbstractMatrixODE):
                     raise TypeError(msg)
         C = self.C
         if C is not None and not callable(C):
-            shape = C.shape if not isinstance(C, LowRank) else C.shape
-            if tuple(shape[-2:]) != (m, n):
-                msg = f"`C` must have shape (..., {m}, {n}); got {tuple(shape)}."
+            namespace_of(C.U if isinstance(C, LowRank) else C, Y0.U)
+            if tuple(C.shape[-2:]) != (m, n):
+                msg = f"`C` must have shape (..., {m}, {n}); got {tuple(C.shape)}."
                 raise ValueError(msg)
+            if is_complex_dtype(C.dtype, xp) and not is_complex_dtype(Y0.dtype, xp):
+                msg = f"`C` is complex ({C.dtype}) but the state is real ({Y0.dtype}); start from a complex state."
+                raise TypeError(msg)
 
     def _C(self, t: float) -> Any:
         C = self.C

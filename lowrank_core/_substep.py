@@ -84,12 +84,25 @@ class SubFlow:
         """``dX/dt`` at ``(t, X)``; ``value`` reuses an evaluation already made at this point."""
         if value is None:
             value = self.evaluate(t, X)
-        return self.apply(value)
+        return self._checked(self.apply(value), X)
 
     def increment(self, t0: float, t1: float, X0: Any) -> Any:
         """Exact ``X(t1) - X(t0)`` for a ``Y``-independent right-hand side."""
         self.counters.rhs_evals += math.prod(X0.shape[:-2])
-        return self.apply(self.problem.increment(t0, t1, self.xp))
+        return self._checked(self.apply(self.problem.increment(t0, t1, self.xp)), X0)
+
+    _PRODUCT = {"K": "F_V", "L": "FH_U", "S": "UH_F_V"}
+
+    def _checked(self, dX: Any, X: Any) -> Any:
+        """Reject a product of the wrong shape or dtype (a user problem's bug) early."""
+        if tuple(dX.shape) != tuple(X.shape) or dX.dtype != X.dtype:
+            msg = (
+                f"{type(self.problem).__name__}.{self._PRODUCT[self.kind]} returned shape "
+                f"{tuple(dX.shape)} and dtype {dX.dtype}; expected shape {tuple(X.shape)} and "
+                f"dtype {X.dtype} (the state's dtype)."
+            )
+            raise ValueError(msg)
+        return dX
 
 
 class SubstepSolver:

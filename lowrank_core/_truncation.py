@@ -4,7 +4,7 @@ Given singular values ``s_1 >= ... >= s_p`` of the augmented core, the new rank 
 smallest ``k`` whose Frobenius tail satisfies ``(sum_{j>k} s_j^2)^{1/2} <= theta`` with
 ``theta = tol + rtol * ||s||_2`` (Ceruti, Kusch & Lubich 2022), clamped to
 ``[min_rank, max_rank]``.  Without ``tol`` and ``rtol`` the rank is fixed: the step's
-input rank is kept.
+input rank is kept (clamped to ``[min_rank, max_rank]`` when those are given).
 
 For a stack of independent problems (leading batch dimensions) all members share one
 rank, the largest any member needs, so every member meets its tolerance.
@@ -99,7 +99,8 @@ class Truncation:
         """
         p = int(s.shape[-1])
         if not self.adaptive:
-            return min(rank_in, p), False
+            upper = p if self.max_rank is None else min(self.max_rank, p)
+            return max(min(rank_in, upper), min(self.min_rank, p)), False
         s2 = s * s
         idx = xp.arange(p, device=device_of(s))
         # tails[..., k] = sum_{j >= k} s_j^2  (mask[j, k] = j >= k)

@@ -42,6 +42,8 @@ def _setup(m=12, n=9, r=3, seed=0):
         ({"method": lc.KSL(), "substep": "euler"}, ValueError, "configure the instance"),
         ({"substep": "exact"}, ValueError, "exact increments"),
         ({"save_every": 0}, ValueError, "`save_every`"),
+        ({"save_every": 1.5}, TypeError, "`save_every`"),
+        ({"method": "bug", "min_rank": 2}, ValueError, "`min_rank`"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs, exc, match):
@@ -163,3 +165,18 @@ def test_integrator_instance_and_manual_stepping():
     assert np.allclose(to_numpy(Y.to_dense()), dense(sol.Y), atol=1e-13)
     assert c.qr == sol.stats["qr"]
     assert "ABCPSI" in repr(method) and "abc-psi" in lc.METHODS
+
+
+def test_user_products_are_checked():
+    """A structured problem whose F_V returns the wrong shape fails with a clear error."""
+
+    class Broken(lc.AbstractMatrixODE):
+        def F_V(self, t, Y, V):
+            return V  # (n, k) instead of (m, k)
+
+        def FH_U(self, t, Y, U):
+            return U
+
+    _, Y0 = _setup()
+    with pytest.raises(ValueError, match="Broken.F_V returned shape"):
+        lc.solve(Broken(), Y0, (0.0, 1.0), 0.5, method="ksl")

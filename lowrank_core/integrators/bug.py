@@ -112,7 +112,8 @@ class ParallelBUG(AbstractRankAdaptive):
         Step rejection (needs ``tol`` or ``rtol``).  With ``theta`` the step's truncation
         tolerance and ``η = ||Ũ1^H F(t0, Y0) Ṽ1||_F`` the norm of the neglected block,
         the step is rejected when ``h η > c_eta theta``, or when the truncation keeps all
-        ``2r`` columns while ``2r < max_rank``.  A rejected step is retried from the same
+        ``2r`` columns, unless the new rank has already reached ``max_rank`` (then a
+        repeat could not raise it).  A rejected step is retried from the same
         ``Y0`` enlarged to rank ``2r`` (``[U0, Ũ1] diag(S0, 0) [V0, Ṽ1]^H``, the same
         matrix), up to ``max_retries`` times; rejections are counted in
         ``stats["rejections"]``.
@@ -170,32 +171,29 @@ class ParallelBUG(AbstractRankAdaptive):
             V_hat = xp.concat([V0, V_new], axis=-1)
             P, s, Q = kit.svd(S_hat)
             Y1 = kit.truncate(self.truncation, U_hat, P, s, Q, V_hat, r)
-            if not self.reject or attempt == self.max_retries or k_u == 0 or k_v == 0:
+            if not self.reject or attempt == self.max_retries or k_u == 0 or k_u != k_v:
+                # no rejection requested, retries exhausted, or no square enlargement possible
                 return Y1, state
-            if not self._rejected(kit, F0, t0, t1, problem, Y, U_new, V_new, s, Y1.rank):
+            if not self._rejected(kit, F0, t0, t1, problem, U_new, V_new, s, Y1.rank):
                 return Y1, state
             counters.rejections += 1
-            S_big = xp.concat(
-                [
-                    xp.concat([S0, xp.zeros((*Y.batch_shape, r, k_v), dtype=S0.dtype, device=Y.device)], axis=-1),
-                    xp.concat([xp.zeros((*Y.batch_shape, k_u, r), dtype=S0.dtype, device=Y.device), zero], axis=-1),
-                ],
-                axis=-2,
-            )
-            if k_u != k_v:  # cannot enlarge to a square core; accept
-                return Y1, state
+            z_rk = xp.zeros((*Y.batch_shape, r, k_v), dtype=S0.dtype, device=Y.device)
+            z_kr = xp.zeros((*Y.batch_shape, k_u, r), dtype=S0.dtype, device=Y.device)
+            S_big = xp.concat([xp.concat([S0, z_rk], axis=-1), xp.concat([z_kr, zero], axis=-1)], axis=-2)
             Y = LowRank._trusted(U_hat, S_big, V_hat, xp)
         return Y1, state  # pragma: no cover - loop always returns
 
-    def _rejected(self, kit, F0, t0, t1, problem, Y, U_new, V_new, s, new_rank) -> bool:
+    def _rejected(self, kit, F0, t0, t1, problem, U_new, V_new, s, new_rank) -> bool:
+        """The rejection test of the class docstring."""
+        tr = self.truncation
+        if tr.max_rank is not None and new_rank >= tr.max_rank:
+            return False  # the rank cannot grow any further: repeating would change nothing
         xp = kit.xp
         value = F0 if F0 is not None else problem.increment(t0, t1, xp)
         scale = 1.0 if F0 is None else (t1 - t0)
         block = value.UH_F_V(U_new, V_new)
         eta = xp.sqrt(xp.sum(xp.abs(block) ** 2, axis=(-2, -1)))
-        tr = self.truncation
         theta = (tr.tol or 0.0) + (tr.rtol or 0.0) * xp.sqrt(xp.sum(s * s, axis=-1))
         too_big = bool(xp.any(scale * eta > self.c_eta * theta))
-        full = s.shape[-1]
-        saturated = new_rank == full and (tr.max_rank is None or full < tr.max_rank)
+        saturated = new_rank == s.shape[-1]
         return too_big or saturated

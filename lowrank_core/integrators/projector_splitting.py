@@ -64,8 +64,9 @@ class KSLStrang(AbstractIntegrator):
     5. K over ``[t½, t1]`` with ``V1`` from ``U1 S̃2``; QR -> ``U2 S2``.
 
     Cost per step: 3 thin QR (2 of ``m x r``, 1 of ``n x r``), no SVD, 5 points with
-    Euler substeps.  Second order when the singular values are not small compared with
-    the step size (no robust second-order theory exists for it).
+    Euler substeps.  Second order (with ``"rk4"`` or ``"exact"`` substeps; Euler
+    substeps limit it to first order) when the singular values are not small compared
+    with the step size; no robust second-order theory exists for it.
     """
 
     name: ClassVar[str] = "ksl-strang"

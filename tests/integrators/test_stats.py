@@ -87,3 +87,19 @@ def test_parallel_bug_rejection_is_counted_and_grows_rank():
     assert rej.stats["qr"] > plain.stats["qr"]
     with pytest.raises(ValueError, match="`reject=True` needs"):
         lc.ParallelBUG(reject=True)
+
+
+def test_rejection_is_not_counted_when_the_rank_cannot_grow():
+    """Rejections stop once the truncated rank reaches max_rank: repeating could not raise it."""
+    rng = np.random.default_rng(4)
+    B = rng.standard_normal((M, N))
+    Y0 = lc.LowRank.from_dense(rng.standard_normal((M, N)), rank=4)
+    problem = lc.MatrixODE(lambda t, Y: B - Y)
+    capped = lc.solve(problem, Y0, (0.0, 1.0), 0.5, method=lc.ParallelBUG(substep="euler", tol=1e-8, max_rank=8, reject=True))
+    assert capped.stats["rejections"] == 0 and capped.ranks[-1] == 8
+
+
+def test_fixed_rank_is_clamped_by_explicit_bounds():
+    """Without tol, min_rank/max_rank clamp the kept rank instead of being ignored."""
+    sol = _solve("abc-psi", max_rank=3)
+    assert sol.ranks[1:] == [3] * STEPS and sol.stats["max_rank_hits"] == 0
