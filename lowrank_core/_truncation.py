@@ -88,6 +88,10 @@ class Truncation:
         """True when a tolerance is set (the rank may change)."""
         return self.tol is not None or self.rtol is not None
 
+    def theta(self, s: Any, xp: Any) -> Any:
+        """Tolerance ``theta = tol + rtol ||s||_2`` for singular values ``s (..., p)``; shape ``(...)``."""
+        return (self.tol or 0.0) + (self.rtol or 0.0) * xp.sqrt(xp.sum(s * s, axis=-1))
+
     def choose_rank(self, s: Any, rank_in: int, xp: Any) -> tuple[int, bool]:
         """New rank from singular values ``s (..., p)``.
 
@@ -106,7 +110,7 @@ class Truncation:
         # tails[..., k] = sum_{j >= k} s_j^2  (mask[j, k] = j >= k)
         mask = xp.astype(idx[:, None] >= idx[None, :], s2.dtype)
         tails = s2 @ mask
-        theta = (self.tol or 0.0) + (self.rtol or 0.0) * xp.sqrt(xp.sum(s2, axis=-1))
+        theta = self.theta(s, xp)
         need = xp.sum(xp.astype(tails > (theta * theta)[..., None], xp.int64), axis=-1)
         wanted = int(xp.max(need)) if math.prod(need.shape) > 0 else self.min_rank
         upper = p if self.max_rank is None else min(self.max_rank, p)

@@ -748,6 +748,33 @@ def _stable_dt(rho: float, t_span: float) -> float:
     return t_span / math.ceil(t_span / dt_max)
 
 
+def _stiff_symmetric(
+    name: str, problem: Any, ref: _Reference, r: int, to_xp: _Backend, rho: float, t_end: float, description: str
+) -> ReferenceProblem:
+    """A symmetric problem ``dX/dt = A^T X + X A + ...`` with ``||A||_2 = rho`` (heat, Riccati).
+
+    ``Y0`` is the rank-``r`` eigen-truncation of ``reference(0)`` (``U = V``); the notes
+    state the RK4 stability bound ``dt <~ 2.785 / (2 rho)``, and ``suggested_dt`` is 80 %
+    of it.
+    """
+    notes = (
+        f"{description}; Y0 is its rank-r eigen-truncation (U = V). "
+        f"Stiff: ||A||_2 = {rho:.4g}; KSL with RK4 substeps needs dt <~ 2.785 / (2 ||A||_2) = "
+        f"{_RK4_REAL_STABILITY / (2 * rho):.2g} (suggested_dt: 80% of that)."
+    )
+    return ReferenceProblem(
+        name=name,
+        problem=problem,
+        Y0=_symmetric_lowrank(ref.host(0.0), r, to_xp),
+        t_span=(0.0, t_end),
+        reference=ref,
+        symmetric=True,
+        norm_preserving=False,
+        notes=notes,
+        suggested_dt=_stable_dt(2 * rho, t_end),
+    )
+
+
 def _dirichlet_laplacian(size: int) -> np.ndarray:
     dx = 1.0 / (size + 1)
     return (np.diag(-2.0 * np.ones(size)) + np.diag(np.ones(size - 1), 1) + np.diag(np.ones(size - 1), -1)) / dx**2
@@ -833,25 +860,13 @@ def heat_lyapunov(
     A_xp = to_xp(A)
     Q_C_xp = to_xp(Q_C)
     C = LowRank(Q_C_xp, to_xp(np.diag(s_C)), Q_C_xp)
-    Y0 = _symmetric_lowrank(ref.host(0.0), r, to_xp)
-    rho = float(np.max(np.abs(lam)))
-    notes = (
+    description = (
         f"2-D heat, Dirichlet, size = {size}, dx = 1/(size+1); C = Q diag(logspace(0,-16,5)) Q^T, "
         f"X_init = closed-form X(0.01) from P diag(logspace(0,-20,21)) P^T (Q, P = orth(rand), seed {seed!r}). "
-        "reference(t) is the closed form from the full X_init; Y0 is its rank-r eigen-truncation (U = V). "
-        f"Stiff: ||A||_2 = {rho:.4g}; KSL with RK4 substeps needs dt <~ 2.785 / (2 ||A||_2) = "
-        f"{_RK4_REAL_STABILITY / (2 * rho):.2g} (suggested_dt: 80% of that)."
+        "reference(t) is the closed form from the full X_init"
     )
-    return ReferenceProblem(
-        name="heat",
-        problem=LinearMatrixODE(A_xp, A_xp, C),
-        Y0=Y0,
-        t_span=(0.0, t_end),
-        reference=ref,
-        symmetric=True,
-        norm_preserving=False,
-        notes=notes,
-        suggested_dt=_stable_dt(2 * rho, t_end),
+    return _stiff_symmetric(
+        "heat", LinearMatrixODE(A_xp, A_xp, C), ref, r, to_xp, float(np.max(np.abs(lam))), t_end, description
     )
 
 
@@ -1055,26 +1070,12 @@ def riccati(
     ref = _Reference(host, to_xp)
     UC_xp = to_xp(UC)
     problem = RiccatiODE(to_xp(A), LowRank(UC_xp, to_xp(np.diag(s_C)), UC_xp))
-    Y0 = _symmetric_lowrank(ref.host(0.0), r, to_xp)
-    rho = float(np.max(np.abs(a)))
-    notes = (
+    description = (
         f"m = {m}, q = {q} (rows 1, sqrt2 cos(2 pi k x), sqrt2 sin(2 pi k x), k = 1..{(q - 1) // 2}), "
         f"lambda = {lam}, D = I; X_init = solution at 0.01 from X = 0. reference(t): Radau in the eigenbasis "
-        "of A, rtol = atol = 1e-10, from the full X_init; Y0 is its rank-r eigen-truncation (U = V). "
-        f"Stiff: ||A||_2 = {rho:.4g}; KSL with RK4 substeps needs dt <~ 2.785 / (2 ||A||_2) = "
-        f"{_RK4_REAL_STABILITY / (2 * rho):.2g} (suggested_dt: 80% of that)."
+        "of A, rtol = atol = 1e-10, from the full X_init"
     )
-    return ReferenceProblem(
-        name="riccati",
-        problem=problem,
-        Y0=Y0,
-        t_span=(0.0, t_end),
-        reference=ref,
-        symmetric=True,
-        norm_preserving=False,
-        notes=notes,
-        suggested_dt=_stable_dt(2 * rho, t_end),
-    )
+    return _stiff_symmetric("riccati", problem, ref, r, to_xp, float(np.max(np.abs(a))), t_end, description)
 
 
 def quadratic_flow(

@@ -96,6 +96,15 @@ class StepKit:
         Q, _ = self.qr(self.xp.concat([new, old], axis=-1))
         return Q
 
+    def project(self, Y0: LowRank, U: Any, V: Any = None) -> Any:
+        """Core of ``Y0`` in new bases: ``(U^H U0) S0 (V0^H V)``, or ``(U^H U0) S0`` without ``V``.
+
+        ``U (..., m, k)`` and ``V (..., n, l)`` give a ``(..., k, l)`` core; when
+        ``range(U) ⊇ range(U0)`` (and likewise for ``V``) it represents ``Y0`` exactly.
+        """
+        core = (self.ch(U) @ Y0.U) @ Y0.S
+        return core if V is None else core @ (self.ch(Y0.V) @ V)
+
     def ch(self, X: Any) -> Any:
         """Conjugate transpose of the last two axes."""
         return conj_transpose(X, self.xp)

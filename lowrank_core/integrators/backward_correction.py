@@ -43,7 +43,7 @@ class BCPSI(AbstractIntegrator):
         U0, S0, V0 = Y0.U, Y0.S, Y0.V
         K1 = kit.k_step(t0, t1, U0 @ S0, V0)
         U1, _ = kit.qr(K1)
-        S_tilde = (kit.ch(U1) @ U0) @ S0
+        S_tilde = kit.project(Y0, U1)
         L1 = kit.l_step(t0, t1, V0 @ kit.ch(S_tilde), U1)
         V1, R = kit.qr(L1)
         return LowRank._trusted(U1, kit.ch(R), V1, Y0.xp), state
@@ -114,7 +114,7 @@ class ABCPSI(AbstractRankAdaptive):
         F0 = kit.evaluate(t0, Y0)  # shared first stage of the K- and L-steps
         K1 = kit.k_step(t0, t1, U0 @ S0, V0, first=F0)
         U_hat = kit.augment(K1, U0)
-        S_hat = (kit.ch(U_hat) @ U0) @ S0
+        S_hat = kit.project(Y0, U_hat)
         L1 = kit.l_step(t0, t1, V0 @ kit.ch(S_hat), U_hat, first=F0)
         if self.variant == "min-qr":
             Q, s, P = kit.svd(L1)  # L1 = Q diag(s) P^H  =>  Y½ = (Û P) diag(s) Q^H

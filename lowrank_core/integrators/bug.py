@@ -45,12 +45,10 @@ class BUG(AbstractIntegrator):
         self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
     ) -> tuple[LowRank, Any]:
         kit = self.kit(problem, Y0, counters)
-        U0, S0, V0 = Y0.U, Y0.S, Y0.V
         K1, L1, _ = kit.kl_steps(t0, t1, Y0)
         U1, _ = kit.qr(K1)
         V1, _ = kit.qr(L1)
-        S_start = (kit.ch(U1) @ U0) @ S0 @ (kit.ch(V0) @ V1)
-        S1 = kit.s_step(t0, t1, S_start, U1, V1)
+        S1 = kit.s_step(t0, t1, kit.project(Y0, U1, V1), U1, V1)
         return LowRank._trusted(U1, S1, V1, Y0.xp), state
 
 
@@ -78,12 +76,10 @@ class RABUG(AbstractRankAdaptive):
         self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
     ) -> tuple[LowRank, Any]:
         kit = self.kit(problem, Y0, counters)
-        U0, S0, V0 = Y0.U, Y0.S, Y0.V
         K1, L1, F0 = kit.kl_steps(t0, t1, Y0)
-        U_hat = kit.augment(K1, U0)
-        V_hat = kit.augment(L1, V0)
-        S_start = (kit.ch(U_hat) @ U0) @ S0 @ (kit.ch(V0) @ V_hat)
-        S_hat = kit.s_step(t0, t1, S_start, U_hat, V_hat, first=F0)
+        U_hat = kit.augment(K1, Y0.U)
+        V_hat = kit.augment(L1, Y0.V)
+        S_hat = kit.s_step(t0, t1, kit.project(Y0, U_hat, V_hat), U_hat, V_hat, first=F0)
         P, s, Q = kit.svd(S_hat)
         return kit.truncate(self.truncation, U_hat, P, s, Q, V_hat, Y0.rank), state
 
@@ -174,7 +170,7 @@ class ParallelBUG(AbstractRankAdaptive):
             if not self.reject or attempt == self.max_retries or k_u == 0 or k_u != k_v:
                 # no rejection requested, retries exhausted, or no square enlargement possible
                 return Y1, state
-            if not self._rejected(kit, F0, t0, t1, problem, U_new, V_new, s, Y1.rank):
+            if not self._rejected(kit, F0, t0, t1, U_new, V_new, s, Y1.rank):
                 return Y1, state
             counters.rejections += 1
             z_rk = xp.zeros((*Y.batch_shape, r, k_v), dtype=S0.dtype, device=Y.device)
@@ -183,17 +179,17 @@ class ParallelBUG(AbstractRankAdaptive):
             Y = LowRank._trusted(U_hat, S_big, V_hat, xp)
         return Y1, state  # pragma: no cover - loop always returns
 
-    def _rejected(self, kit, F0, t0, t1, problem, U_new, V_new, s, new_rank) -> bool:
+    def _rejected(self, kit, F0, t0, t1, U_new, V_new, s, new_rank) -> bool:
         """The rejection test of the class docstring."""
         tr = self.truncation
         if tr.max_rank is not None and new_rank >= tr.max_rank:
             return False  # the rank cannot grow any further: repeating would change nothing
         xp = kit.xp
-        value = F0 if F0 is not None else problem.increment(t0, t1, xp)
+        value = F0 if F0 is not None else kit.problem.increment(t0, t1, xp)
         scale = 1.0 if F0 is None else (t1 - t0)
         block = value.UH_F_V(U_new, V_new)
         eta = xp.sqrt(xp.sum(xp.abs(block) ** 2, axis=(-2, -1)))
-        theta = (tr.tol or 0.0) + (tr.rtol or 0.0) * xp.sqrt(xp.sum(s * s, axis=-1))
+        theta = tr.theta(s, xp)
         too_big = bool(xp.any(scale * eta > self.c_eta * theta))
         saturated = new_rank == s.shape[-1]
         return too_big or saturated
