@@ -10,7 +10,6 @@ write the rows to a JSON file.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -143,6 +142,6 @@ def run_demo(
     )
     if json_path:
         with open(json_path, "w", encoding="utf-8") as fh:
-            json.dump(rows, fh, indent=2, default=lambda o: None if isinstance(o, float) and not math.isfinite(o) else str(o))
+            json.dump(rows, fh, indent=2, default=str)
         print(f"wrote {json_path}", file=out)
     return rows

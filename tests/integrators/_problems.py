@@ -5,33 +5,9 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import scipy.linalg as sl
 from scipy.integrate import solve_ivp
 
 from .._helpers import random_skew
-
-
-class RankPath:
-    """``A(t) = exp(t W1) e^t D exp(t W2)``; ``D`` has ``rank`` non-zeros (or a full tail)."""
-
-    def __init__(self, N=40, rank=4, w_norm=1.0, full_tail=False, seed=0):
-        rng = np.random.default_rng(seed)
-        self.W1, self.W2 = random_skew(rng, N, w_norm), random_skew(rng, N, w_norm)
-        d = 2.0 ** -np.arange(1, N + 1)
-        if not full_tail:
-            d[rank:] = 0.0
-        self.d = d
-
-    @functools.lru_cache(maxsize=64)  # noqa: B019 (instances live for one test module)
-    def A(self, t):
-        return sl.expm(t * self.W1) @ (np.exp(t) * np.diag(self.d)) @ sl.expm(t * self.W2)
-
-    def dA(self, t):
-        a = self.A(t)
-        return self.W1 @ a + a + a @ self.W2
-
-    def best_error(self, t, r):
-        return np.exp(t) * np.sqrt(np.sum(self.d[r:] ** 2))
 
 
 class NonTangentProblem:

@@ -9,7 +9,9 @@ import lowrank_core as lc
 
 from .._helpers import dense, eps_of, loglog_slope, rel_err
 from .._naive import naive_factor_euler
-from ._problems import NonTangentProblem, RankPath
+from lowrank_core import problems
+
+from ._problems import NonTangentProblem
 
 PSI_FAMILY = ["ksl", "ksl-strang", "bc-psi", "abc-psi"]
 EXACT_METHODS = [*PSI_FAMILY, "bug", "ra-bug"]
@@ -27,34 +29,30 @@ def test_exact_on_rank_r_path(xp, method, dtype):
     round-off amplification 1/sigma_min(V(t1)^T V(t0)) per step near 1, so the error
     stays at a small multiple of eps times the number of steps.
     """
-    path = RankPath(N=40, rank=4, w_norm=1.0)
     dt = getattr(xp, dtype)
-    problem = lc.MatrixPath(lambda t: xp.asarray(path.A(t), dtype=dt))
-    Y0 = lc.LowRank.from_dense(xp.asarray(path.A(0.0), dtype=dt), rank=4)
-    sol = lc.solve(problem, Y0, (0.0, 1.0), 0.1, method=method, substep="exact")
-    assert sol.Y.U.dtype == dt and type(sol.Y.U) is type(Y0.U)
-    err = rel_err(dense(sol.Y), path.A(1.0))
+    path = problems.prescribed_path(N=40, r=4, exact_rank=4, w_norm=1.0, xp=xp, dtype=dt)
+    sol = lc.solve(path.problem, path.Y0, path.t_span, 0.1, method=method, substep="exact")
+    assert sol.Y.U.dtype == dt and type(sol.Y.U) is type(path.Y0.U)
+    err = path.error(sol.Y, 1.0)
     # 10 steps, each backward stable: allow 100 eps per step (1e-13 in float64).
     assert err <= 100 * 10 * eps_of(dtype), err
 
 
 def test_exactness_tolerance_is_tight_in_float64():
     """The float64 exactness error is at round-off (~1e-15), well below the 1e-12 target."""
-    path = RankPath(N=40, rank=4, w_norm=1.0)
-    Y0 = lc.LowRank.from_dense(path.A(0.0), rank=4)
+    path = problems.prescribed_path(N=40, r=4, exact_rank=4, w_norm=1.0)
     for method in EXACT_METHODS:
-        sol = lc.solve(lc.MatrixPath(path.A), Y0, (0.0, 1.0), 0.25, method=method, substep="exact")
-        assert rel_err(dense(sol.Y), path.A(1.0)) < 1e-12
+        sol = lc.solve(path.problem, path.Y0, path.t_span, 0.25, method=method, substep="exact")
+        assert path.error(sol.Y, 1.0) < 1e-12
 
 
 def test_parallel_bug_is_not_exact_but_converges():
     """Parallel BUG drops the block Ũ^H ΔA Ṽ, so it is not exact on rank-r paths; the
     error is far above round-off and decreases as h -> 0 (methods.md §4.1 measured
     4.1e-2, 1.3e-3, 1.2e-5 for h = 0.5, 0.1, 0.01 with r = 5)."""
-    path = RankPath(N=40, rank=4, w_norm=1.0)
-    Y0 = lc.LowRank.from_dense(path.A(0.0), rank=4)
+    path = problems.prescribed_path(N=40, r=4, exact_rank=4, w_norm=1.0)
     errs = [
-        rel_err(dense(lc.solve(lc.MatrixPath(path.A), Y0, (0.0, 1.0), h, method="parallel-bug", substep="exact").Y), path.A(1.0))
+        path.error(lc.solve(path.problem, path.Y0, path.t_span, h, method="parallel-bug", substep="exact").Y, 1.0)
         for h in [0.5, 0.1, 0.02]
     ]
     assert errs[-1] > 1e-8 and errs[0] > errs[1] > errs[2], errs
@@ -112,17 +110,17 @@ def test_robust_to_small_singular_values(r):
     once h exceeds sigma_r.  (Parallel BUG has its own test: it converges, but is not
     within a constant of eps_r at large h.)
     """
-    path = RankPath(N=60, w_norm=5.0, full_tail=True)
-    Y0 = lc.LowRank.from_dense(path.A(0.0), rank=r)
-    best = path.best_error(1.0, r)
-    ref = path.A(1.0)
+    path = problems.prescribed_path(N=60, r=r, w_norm=5.0)
+    Y0 = path.Y0
+    best = path.best_error(1.0, r)  # relative, like path.error
+    ref = path.reference(1.0)
     for h in [0.1, 0.05, 0.025]:
         for method in ROBUST_METHODS:
-            sol = lc.solve(lc.MatrixPath(path.A), Y0, (0.0, 1.0), h, method=method, substep="exact")
-            assert np.linalg.norm(dense(sol.Y) - ref) <= 2.0 * best, (method, h)
+            sol = lc.solve(path.problem, Y0, path.t_span, h, method=method, substep="exact")
+            assert path.error(sol.Y, 1.0) <= 2.0 * best, (method, h)
         if r >= 8:  # sigma_r = 2^-8 e^t < h: the naive integrator must fail
-            naive = naive_factor_euler(path.dA, Y0.U, Y0.S, Y0.V, (0.0, 1.0), h)
-            assert not np.all(np.isfinite(naive)) or np.linalg.norm(naive - ref) >= 100 * best
+            naive = naive_factor_euler(path.problem.dA, Y0.U, Y0.S, Y0.V, (0.0, 1.0), h)
+            assert not np.all(np.isfinite(naive)) or rel_err(naive, ref) >= 100 * best
 
 
 def test_backward_correction_is_second_order_locally():
@@ -150,12 +148,9 @@ def test_parallel_bug_converges_robustly_as_h_decreases():
     """Parallel BUG truncated to rank r on the robustness problem: markedly worse than the
     best approximation at large h (it drops a block of size O(h)), but the error falls
     towards eps_r as h -> 0 although sigma_r << h (methods.md §4.2: 7.2e-2 -> 4.2e-4)."""
-    path = RankPath(N=60, w_norm=5.0, full_tail=True)
-    r = 16
-    Y0 = lc.LowRank.from_dense(path.A(0.0), rank=r)
-    ref = path.A(1.0)
+    path = problems.prescribed_path(N=60, r=16, w_norm=5.0)
     errs = [
-        np.linalg.norm(dense(lc.solve(lc.MatrixPath(path.A), Y0, (0.0, 1.0), h, method="parallel-bug", substep="exact").Y) - ref)
+        path.error(lc.solve(path.problem, path.Y0, path.t_span, h, method="parallel-bug", substep="exact").Y, 1.0)
         for h in [0.1, 0.025, 0.00625]
     ]
     assert errs[0] > errs[1] > errs[2]
