@@ -295,7 +295,7 @@ def _count_kernel(counters: Counters | None) -> None:
         counters.kernel_calls += 1
 
 
-def thin_qr(def thin_qr(x: Any, xp: Any, counters: Counters | None = None) -> tuple[Any, Any]:
+def thin_qr(x: Any, xp: Any, counters: Counters | None = None) -> tuple[Any, Any]:
     """Thin QR with non-negative real diagonal of ``R``.
 
     Parameters
