@@ -118,6 +118,7 @@ def transport_tangent(U0: Any, V0: Any, A: Any, B: Any, C: Any, U1: Any, V1: Any
     B1 : array, shape (..., m, r1)
     C1 : array, shape (..., n, r1)
     """
+
     def ch(X: Any, xp: Any) -> Any:
         return conj_transpose(X, xp)
 
@@ -172,7 +173,9 @@ class AbstractLowRankOptimizer:
             are a stack of equally shaped layers updated together.
         """
         if not isinstance(Y, LowRank):
-            msg = f"`Y` must be a LowRank; got {type(Y).__name__}. Build one with LowRank(U, S, V) or LowRank.from_dense."
+            msg = (
+                f"`Y` must be a LowRank; got {type(Y).__name__}. Build one with LowRank(U, S, V) or LowRank.from_dense."
+            )
             raise TypeError(msg)
         param = _with_increments(LowRankParam(Y.U, Y.S, Y.V, None, None, {}, 0, Y.xp), Y.U, Y.S, Y.V)
         return param.replace(state=self._init_state(param))
@@ -306,10 +309,7 @@ class _RankAdaptive(AbstractLowRankOptimizer):
 
     def __repr__(self) -> str:
         t = self.truncation
-        return (
-            super().__repr__()[:-1]
-            + f", tol={t.tol}, rtol={t.rtol}, min_rank={t.min_rank}, max_rank={t.max_rank})"
-        )
+        return super().__repr__()[:-1] + f", tol={t.tol}, rtol={t.rtol}, min_rank={t.min_rank}, max_rank={t.max_rank})"
 
 
 # ====================================================================== PSI family
@@ -474,7 +474,9 @@ class ParallelBUG(_RankAdaptive):
         r = U0.shape[-1]
         U_new = kit.augment(U0, param.dK)[..., r:]  # [U0, dK]: the first r columns span U0
         V_new = kit.augment(V0, param.dL)[..., r:]
-        zero = xp.zeros((*param.batch_shape, U_new.shape[-1], V_new.shape[-1]), dtype=param.S.dtype, device=device_of(U0))
+        zero = xp.zeros(
+            (*param.batch_shape, U_new.shape[-1], V_new.shape[-1]), dtype=param.S.dtype, device=device_of(U0)
+        )
         top = xp.concat([param.S, kit.ch(param.dL) @ V_new], axis=-1)
         bottom = xp.concat([kit.ch(U_new) @ param.dK, zero], axis=-1)
         S_hat = xp.concat([top, bottom], axis=-2)
@@ -536,7 +538,9 @@ class HeavyBall(ParallelBUG):
         min_rank: int = 1,
         max_rank: int | None = None,
     ) -> None:
-        super().__init__(lr, basis_update_every=basis_update_every, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank)
+        super().__init__(
+            lr, basis_update_every=basis_update_every, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank
+        )
         self.beta = _unit_interval(beta, "beta")
         if momentum_transport not in _MOMENTUM_TRANSPORTS:
             msg = f"`momentum_transport` must be one of {_MOMENTUM_TRANSPORTS}; got {momentum_transport!r}."
@@ -614,7 +618,9 @@ class Adam(ParallelBUG):
         min_rank: int = 1,
         max_rank: int | None = None,
     ) -> None:
-        super().__init__(lr, basis_update_every=basis_update_every, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank)
+        super().__init__(
+            lr, basis_update_every=basis_update_every, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank
+        )
         try:
             b1, b2 = betas
         except (TypeError, ValueError):
@@ -630,7 +636,9 @@ class Adam(ParallelBUG):
     def _init_state(self, param: LowRankParam) -> dict:
         xp = param.xp
         st = {f"m_{k}": xp.zeros_like(x) for k, x in (("S", param.S), ("U", param.dK), ("V", param.dL))}
-        st.update({f"v_{k}": _zeros(x.shape, x, xp, real=True) for k, x in (("S", param.S), ("U", param.dK), ("V", param.dL))})
+        st.update(
+            {f"v_{k}": _zeros(x.shape, x, xp, real=True) for k, x in (("S", param.S), ("U", param.dK), ("V", param.dL))}
+        )
         st.update({"t": 0, "t_v": 0})
         return st
 
@@ -639,7 +647,7 @@ class Adam(ParallelBUG):
         (b1, b2), t, t_v = self.betas, st["t"] + 1, st["t_v"] + 1
         new = {**st, "t": t, "t_v": t_v}
         d = []
-        for key, gk in zip("SUV", g):
+        for key, gk in zip("SUV", g, strict=True):
             m = b1 * st[f"m_{key}"] + (1.0 - b1) * gk
             v = b2 * st[f"v_{key}"] + (1.0 - b2) * xp.abs(gk) ** 2
             new[f"m_{key}"], new[f"v_{key}"] = m, v
@@ -663,8 +671,10 @@ class Adam(ParallelBUG):
         # Restore Adam's bound |m| <= sqrt(v) entry-wise: the rotation moves momentum into
         # entries whose second moment is ~0, where m / sqrt(v) would explode (measured on
         # the ill-conditioned toy: without this guard both rules diverge).
-        vs = [xp.maximum(v, xp.abs(m) ** 2) for v, m in zip(vs, ms)]
+        vs = [xp.maximum(v, xp.abs(m) ** 2) for v, m in zip(vs, ms, strict=True)]
         return {**st, "m_S": ms[0], "m_U": ms[1], "m_V": ms[2], "v_S": vs[0], "v_U": vs[1], "v_V": vs[2]}
 
     def __repr__(self) -> str:
-        return super().__repr__()[:-1] + f", betas={self.betas}, eps={self.eps:g}, second_moment={self.second_moment!r})"
+        return (
+            super().__repr__()[:-1] + f", betas={self.betas}, eps={self.eps:g}, second_moment={self.second_moment!r})"
+        )

@@ -166,7 +166,9 @@ class LowRankParam:
         expected = {"K": self.dK.shape, "L": self.dL.shape, "S": self.S.shape}
         if grad is not None:
             if any(g is not None for g in grads.values()):
-                msg = "pass either the full gradient `grad` or the factor gradients `grad_K`/`grad_L`/`grad_S`, not both."
+                msg = (
+                    "pass either the full gradient `grad` or the factor gradients `grad_K`/`grad_L`/`grad_S`, not both."
+                )
                 raise ValueError(msg)
             self._check_array(grad, "grad", self.shape)
             self._check_finite(grad, "grad")

@@ -70,7 +70,14 @@ class LowRankLinear(torch.nn.Module):
     """
 
     def __init__(
-        self, in_features: int, out_features: int, rank: int, *, bias: bool = True, device: Any = None, dtype: Any = None
+        self,
+        in_features: int,
+        out_features: int,
+        rank: int,
+        *,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
     ) -> None:
         super().__init__()
         dense = torch.nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
@@ -78,7 +85,8 @@ class LowRankLinear(torch.nn.Module):
             msg = f"`rank` must be an integer; got {rank!r}."
             raise TypeError(msg)
         if not 1 <= rank <= min(in_features, out_features):
-            msg = f"`rank` must satisfy 1 <= rank <= min(in_features, out_features) = {min(in_features, out_features)}; got {rank}."
+            bound = min(in_features, out_features)
+            msg = f"`rank` must satisfy 1 <= rank <= min(in_features, out_features) = {bound}; got {rank}."
             raise ValueError(msg)
         self.in_features, self.out_features = in_features, out_features
         with torch.no_grad():
@@ -92,8 +100,14 @@ class LowRankLinear(torch.nn.Module):
         if not isinstance(linear, torch.nn.Linear):
             msg = f"`linear` must be a torch.nn.Linear; got {type(linear).__name__}."
             raise TypeError(msg)
-        layer = cls(linear.in_features, linear.out_features, rank, bias=linear.bias is not None,
-                    device=linear.weight.device, dtype=linear.weight.dtype)
+        layer = cls(
+            linear.in_features,
+            linear.out_features,
+            rank,
+            bias=linear.bias is not None,
+            device=linear.weight.device,
+            dtype=linear.weight.dtype,
+        )
         with torch.no_grad():
             u, s, vh = torch.linalg.svd(linear.weight, full_matrices=False)
             layer._set_factors(u[:, :rank], torch.diag(s[:rank]), vh[:rank].mT)
@@ -138,7 +152,8 @@ class LowRankLinear(torch.nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}, bias={self.bias is not None}"
+        sizes = f"in_features={self.in_features}, out_features={self.out_features}"
+        return f"{sizes}, rank={self.rank}, bias={self.bias is not None}"
 
 
 class LowRankOptimizer(torch.optim.Optimizer):
@@ -263,8 +278,11 @@ class LowRankOptimizer(torch.optim.Optimizer):
             fresh = core.init(LowRank._trusted(factors["U"], factors["S"], factors["V"], xp))
             core_state, step = fresh.state, 0
         else:
-            core_state = {k: (join([s[k] for s in states]) if torch.is_tensor(states[0][k]) else states[0][k])
-                          for k in states[0] if k != "step"}
+            core_state = {
+                k: (join([s[k] for s in states]) if torch.is_tensor(states[0][k]) else states[0][k])
+                for k in states[0]
+                if k != "step"
+            }
             step = states[0]["step"]
         param = LowRankParam(**factors, state=core_state, step=step, xp=xp)
         grads = {}
@@ -274,7 +292,7 @@ class LowRankOptimizer(torch.optim.Optimizer):
                 continue
             grads[key] = join(gs)
         new = core.step(param, counters=self.counters, **grads)
-        for i, (m, st) in enumerate(zip(layers, states)):
+        for i, m in enumerate(layers):
             for name in _FACTORS:
                 value = getattr(new, name)
                 self._assign(m, name, value[i] if stacked else value)
