@@ -34,13 +34,13 @@ from lowrank_core.training.torch import LowRankLinear, LowRankOptimizer  # noqa:
 SETTINGS: dict[str, dict[str, Any]] = {
     "dense-sgd": {"lr": 0.1},
     "dense-adam": {"lr": 1e-3},
-    "psi": {"lr": 0.1},
-    "bc-psi": {"lr": 0.1},
-    "abc-psi": {"lr": 0.1, "rtol": 0.1},
-    "ra-bug": {"lr": 0.1, "rtol": 0.1},
-    "parallel-bug": {"lr": 0.1, "rtol": 0.1},
-    "heavy-ball": {"lr": 0.02, "beta": 0.8, "rtol": 0.1},
-    "adam": {"lr": 1e-3, "rtol": 0.1},
+    "psi": {"lr": 0.1, "basis_update_every": 5},
+    "bc-psi": {"lr": 0.1, "basis_update_every": 5},
+    "abc-psi": {"lr": 0.1, "rtol": 0.2, "basis_update_every": 5},
+    "ra-bug": {"lr": 0.1, "rtol": 0.2, "basis_update_every": 5},
+    "parallel-bug": {"lr": 0.1, "rtol": 0.2, "basis_update_every": 5},
+    "heavy-ball": {"lr": 0.01, "beta": 0.9, "rtol": 0.2, "basis_update_every": 5},
+    "adam": {"lr": 1e-3, "rtol": 0.25, "basis_update_every": 5},
 }
 
 
