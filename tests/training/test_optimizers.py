@@ -183,8 +183,8 @@ def test_basis_update_schedule_counts(name, qr_per_cycle, svd_per_cycle, cycle, 
     B, Y0 = _quadratic()
     opt = lt.OPTIMIZERS[name](0.1, basis_update_every=k)
     counters = lc.Counters()
-    steps = 12 * cycle * k // k * 1
-    _run(opt, Y0, B, steps * k // k, counters)
+    steps = 12 * cycle * k  # 12 full cycles
+    _run(opt, Y0, B, steps, counters)
     n_cycles = steps // (cycle * k)
     assert counters.qr == qr_per_cycle * n_cycles
     assert counters.svd == svd_per_cycle * n_cycles
