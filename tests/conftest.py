@@ -5,6 +5,11 @@ from __future__ import annotations
 import importlib.util
 import os
 
+# The CUDA kernels are tested under numba's CUDA simulator unless the caller chose
+# otherwise (NUMBA_ENABLE_CUDASIM=0 on a machine with a GPU).  This must happen before
+# anything imports numba.cuda.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
 import pytest
 from hypothesis import HealthCheck, settings
 
