@@ -287,6 +287,21 @@ def _upper_product(r2, r1, r):
 
 
 @njit(**_SERIAL)
+def _check_and_chol(g, rr, second):
+    """Cholesky of a summed Gram matrix with the CholeskyQR2 guards (see module doc)."""
+    k = g.shape[0]
+    if second:
+        dev = 0.0
+        for i in range(k):
+            for j in range(k):
+                dev = max(dev, abs(g[i, j] - (1.0 if i == j else 0.0)))
+        if not (dev <= _CHOL_ORTH_MAX):
+            return False
+    ok, dmax, dmin = _chol_upper(g, rr)
+    return ok and (second or dmax <= _CHOL_COND_MAX * dmin)
+
+
+@njit(**_SERIAL)
 def _cholqr2(a, q, r, g, r1, r2, ri, acc):
     """CholeskyQR2 of ``a`` into ``q``, ``r``; ``False`` if it must not be trusted."""
     for p in range(2):
@@ -335,52 +350,6 @@ def _qr_batch(a, q, r, algo, nchunks, wproto):
 # the thread pool costs more than the factorizations (each compiles only when used).
 qr_batch = njit(**_PARALLEL)(_qr_batch)
 qr_batch_serial = njit(**_SERIAL)(_qr_batch)
-
-
-@njit(**_SERIAL)
-def _check_and_chol(g, rr, second):
-    """Cholesky of a summed Gram matrix with the CholeskyQR2 guards (see module doc)."""
-    k = g.shape[0]
-    if second:
-        dev = 0.0
-        for i in range(k):
-            for j in range(k):
-                dev = max(dev, abs(g[i, j] - (1.0 if i == j else 0.0)))
-        if not (dev <= _CHOL_ORTH_MAX):
-            return False
-    ok, dmax, dmin = _chol_upper(g, rr)
-    return ok and (second or dmax <= _CHOL_COND_MAX * dmin)
-
-
-@njit(**_PARALLEL)
-def qr_rowpar(a, q, r, nblocks, wproto):
-    """CholeskyQR2 of one tall matrix ``a`` (m, k) with row blocks in parallel.
-
-    Returns ``False`` (outputs undefined) when CholeskyQR2 must not be trusted; the
-    caller then runs the Householder kernel.
-    """
-    m, k = a.shape
-    gs = np.zeros((nblocks, k, k), dtype=wproto.dtype)
-    r1 = np.empty((k, k), dtype=wproto.dtype)
-    r2 = np.empty((k, k), dtype=wproto.dtype)
-    ri = np.empty((k, k), dtype=wproto.dtype)
-    for p in range(2):
-        src = a if p == 0 else q
-        rr = r1 if p == 0 else r2
-        for c in prange(nblocks):
-            lo = (c * m) // nblocks
-            hi = ((c + 1) * m) // nblocks
-            _gram_rows(src[lo:hi], gs[c])
-        if not _check_and_chol(gs.sum(axis=0), rr, p == 1):
-            return False
-        _tri_inv_upper(rr, ri)
-        for c in prange(nblocks):
-            lo = (c * m) // nblocks
-            hi = ((c + 1) * m) // nblocks
-            acc = np.empty((4, k), dtype=wproto.dtype)
-            _times_upper(src[lo:hi], ri, q[lo:hi], acc)
-    _upper_product(r2, r1, r)
-    return True
 
 
 # --------------------------------------------------------------------------- Jacobi SVD

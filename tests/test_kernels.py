@@ -278,14 +278,17 @@ def test_svd_property(a, algorithm):
     assert np.array_equal(a, keep)
 
 
-def test_tall_single_matrix_row_parallel_and_fallback():
-    """The row-parallel path (one tall matrix) meets the contract; an ill-conditioned
-    one goes through the Householder fallback and still does."""
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_large_blocks_blas_cholqr2_and_fallback(dtype):
+    """Large real blocks take BLAS-3 CholeskyQR2 and meet the contract; ill-conditioned
+    and rank-deficient ones are refused by its guards and go through the Householder
+    fallback, and still do."""
     rng = np.random.default_rng(10)
-    m = lk.ROWPAR_MIN_ROWS + 100
-    a = rng.standard_normal((m, 6))
-    assert lk.qr_algorithm(a.shape) in ("rowpar-cholqr2", "householder")
+    m = lk.BLAS_MIN_ENTRIES // 6 + 10
+    a = rng.standard_normal((2, m, 6)).astype(dtype)
+    assert lk.qr_algorithm(a.shape, a.dtype) == "cholqr2-blas"
     _check_qr(a, *lk.batched_qr(a))
     bad = a.copy()
-    bad[:, 5] = bad[:, 4] * (1 + 1e-14)
+    bad[0, :, 5] = bad[0, :, 4]  # exactly rank deficient
+    bad[1] = _matrices(rng, (m, 6), dtype, cond=1e12)
     _check_qr(bad, *lk.batched_qr(bad))
