@@ -354,39 +354,48 @@ qr_batch_serial = njit(**_SERIAL)(_qr_batch)
 
 # --------------------------------------------------------------------------- Jacobi SVD
 @njit(**_SERIAL)
-def _jacobi_svd(w, vt, tol):
+def _jacobi_svd(w, vt, nrm, tol):
     """One-sided Jacobi on the rows of ``w`` (k, n): ``w`` holds the columns of A.
 
     On exit the rows of ``w`` are mutually orthogonal (they are the columns of ``A V``)
-    and ``vt[j]`` is column ``j`` of ``V``.  Returns ``True`` when converged.
+    and ``vt[j]`` is column ``j`` of ``V``.  The squared column norms ``nrm`` are
+    updated analytically after each rotation (``alpha - t|gamma|``, ``beta + t|gamma|``)
+    and recomputed at the start of every sweep, so each pair costs one dot product.
+    Returns ``True`` when converged.
     """
     k = w.shape[0]
     vt[:, :] = 0.0
     for j in range(k):
         vt[j, j] = 1.0
     for _sweep in range(_JACOBI_MAX_SWEEPS):
+        for j in range(k):
+            acc = 0.0
+            wj = w[j]
+            for t in range(wj.size):
+                acc += _abs2(wj[t])
+            nrm[j] = acc
         rotated = False
         for p in range(k - 1):
             wp = w[p]
             vp = vt[p]
             for qq in range(p + 1, k):
                 wq = w[qq]
-                vq = vt[qq]
-                alpha = 0.0
-                beta = 0.0
                 gamma = wp[0] * 0.0
                 for t in range(wp.size):
-                    alpha += _abs2(wp[t])
-                    beta += _abs2(wq[t])
                     gamma += np.conj(wp[t]) * wq[t]
                 ag = abs(gamma)
+                alpha = nrm[p]
+                beta = nrm[qq]
                 if not (ag > tol * math.sqrt(alpha * beta)) or ag == 0.0:
                     continue
                 rotated = True
+                vq = vt[qq]
                 zeta = (beta - alpha) / (2.0 * ag)
                 tt = math.copysign(1.0, zeta) / (abs(zeta) + math.sqrt(1.0 + zeta * zeta))
                 cs = 1.0 / math.sqrt(1.0 + tt * tt)
                 sn = cs * tt
+                nrm[p] = alpha - tt * ag
+                nrm[qq] = beta + tt * ag
                 cph = np.conj(gamma / ag)
                 for t in range(wp.size):
                     x = wp[t]
@@ -520,6 +529,7 @@ def _svd_batch(a, u, s, v, algo, nchunks, wproto, tol):
         vt = np.empty((k, k), dtype=wproto.dtype)
         ut = np.empty((k, k), dtype=wproto.dtype)
         good = np.empty(k, dtype=np.bool_)
+        nrm = np.empty(k)
         for b in range(lo, hi):
             ab = a[b]
             if not _all_finite(ab):
@@ -535,7 +545,7 @@ def _svd_batch(a, u, s, v, algo, nchunks, wproto, tol):
                 _load_transposed(rb, w)
             else:
                 _load_transposed(ab, w)
-            if _jacobi_svd(w, vt, tol):
+            if _jacobi_svd(w, vt, nrm, tol):
                 _svd_finish(w, vt, u[b], s[b], v[b], ut, good, qb)
             else:
                 redo[c] += 1
