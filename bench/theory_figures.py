@@ -26,7 +26,7 @@ from lowrank_core import problems
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests._helpers import dense, loglog_slope, rel_err  # noqa: E402
-from tests.integrators._problems import NonTangentProblem  # noqa: E402
+from tests.theory._problems import NonTangentProblem  # noqa: E402
 
 OUT: dict = {}
 
