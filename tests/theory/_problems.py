@@ -23,8 +23,7 @@ from scipy.integrate import solve_ivp
 
 import lowrank_core as lc
 
-from .._helpers import to_numpy
-from .._helpers import random_skew
+from .._helpers import random_skew, to_numpy
 
 
 class NonTangentProblem:
