@@ -3,9 +3,9 @@
 Each block uses the setting of the test that asserts the property (file named in the
 output), but prints the measured value instead of checking a bound:
 
-* order: log-log slopes against the DLRA solution (tests/integrators/test_convergence.py)
+* order: log-log slopes against the DLRA solution (tests/theory/test_order.py, test_backward_correction.py)
 * backward correction: ||S_PSI - S_BC|| ratios per halving of h (same file)
-* descent: loss increases of abc-PSI and PSI's S-substep ascents (test_descent.py)
+* descent: loss increases of abc-PSI and PSI's S-substep ascents (tests/theory/test_descent.py)
 * theta: slope of error vs theta at fixed h, and of error vs h with theta = 0.1 h^2
   (test_rank_adaptive.py)
 * structure: norm / energy drift on Schrödinger, asymmetry on heat (test_structure.py)
@@ -75,7 +75,7 @@ def descent() -> None:
         ascents += loss(lc.LowRank._trusted(U1, S_tilde, Y.V, Y.xp)) > loss(lc.LowRank._trusted(U1, S_hat, Y.V, Y.xp))
         Y, _ = method.step(qp.problem, k * h, (k + 1) * h, Y, None, lc.Counters())
     OUT["psi_s_step_ascents"] = f"{int(ascents)}/{steps}"
-    print("abc-PSI loss increases per h (test_descent.py):", OUT["abc_psi_loss_increases"],
+    print("abc-PSI loss increases per h (tests/theory/test_descent.py):", OUT["abc_psi_loss_increases"],
           "| PSI S-substep ascents at h=0.5:", OUT["psi_s_step_ascents"])
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,12 +60,13 @@ class NonTangentProblem:
         B0T = xp.matrix_transpose(B0)
 
         def f(t, Y):
+            # Python floats: a NumPy scalar times an array-API array is not an array-API array.
             YH = xp.conj(xp.matrix_transpose(Y)) if xp.isdtype(dtype, "complex floating") else xp.matrix_transpose(Y)
             return (
-                (1 + 0.5 * np.cos(3 * t)) * (A0 @ Y)
-                + (0.5 + np.sin(2 * t)) * (Y @ B0T)
+                (1 + 0.5 * math.cos(3 * t)) * (A0 @ Y)
+                + (0.5 + math.sin(2 * t)) * (Y @ B0T)
                 - (1 + t) * (Y @ (YH @ Y))
-                + 0.5 * np.cos(t) * G
+                + 0.5 * math.cos(t) * G
             )
 
         return f
