@@ -7,7 +7,7 @@ output), but prints the measured value instead of checking a bound:
 * backward correction: ||S_PSI - S_BC|| ratios per halving of h (same file)
 * descent: loss increases of abc-PSI and PSI's S-substep ascents (tests/theory/test_descent.py)
 * theta: slope of error vs theta at fixed h, and of error vs h with theta = 0.1 h^2
-  (test_rank_adaptive.py)
+  (tests/theory/test_rank_adaptive.py)
 * structure: norm / energy drift on Schrödinger, asymmetry on heat (test_structure.py)
 
 Writes bench/results/theory_figures.json.  Usage: python bench/theory_figures.py
