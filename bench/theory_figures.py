@@ -8,7 +8,7 @@ output), but prints the measured value instead of checking a bound:
 * descent: loss increases of abc-PSI and PSI's S-substep ascents (tests/theory/test_descent.py)
 * theta: slope of error vs theta at fixed h, and of error vs h with theta = 0.1 h^2
   (tests/theory/test_rank_adaptive.py)
-* structure: norm / energy drift on Schrödinger, asymmetry on heat (test_structure.py)
+* structure: norm / energy drift on Schrödinger, asymmetry on heat (tests/theory/test_structure.py)
 
 Writes bench/results/theory_figures.json.  Usage: python bench/theory_figures.py
 """
@@ -113,8 +113,8 @@ def structure() -> None:
         Yd = lc.solve(hp.problem, hp.Y0, hp.t_span, hp.suggested_dt, method=m, **kw).Y.to_dense()
         OUT["heat_asymmetry"][m] = float(np.linalg.norm(Yd - Yd.T) / np.linalg.norm(Yd))
     for m, v in OUT["schrodinger"].items():
-        print(f"schrodinger {m:8s} (test_structure.py):", {k: f"{x:.2g}" for k, x in v.items()})
-    print("heat ||Y - Y^T|| / ||Y|| (test_structure.py):", {k: f"{v:.2g}" for k, v in OUT["heat_asymmetry"].items()})
+        print(f"schrodinger {m:8s} (tests/theory/test_structure.py):", {k: f"{x:.2g}" for k, x in v.items()})
+    print("heat ||Y - Y^T|| / ||Y|| (tests/theory/test_structure.py):", {k: f"{v:.2g}" for k, v in OUT["heat_asymmetry"].items()})
 
 
 if __name__ == "__main__":
