@@ -1,10 +1,11 @@
 """The convergence-theory figures quoted in the issue notes, measured in one run.
 
-Each block uses the setting of the test that asserts the property (file named in the
-output), but prints the measured value instead of checking a bound:
+Each block uses a fixed instance of the setting whose property the named test module
+asserts over drawn instances, and prints the measured value instead of checking a bound:
 
-* order: log-log slopes against the DLRA solution (tests/theory/test_order.py, test_backward_correction.py)
-* backward correction: ||S_PSI - S_BC|| ratios per halving of h (same file)
+* order: log-log slopes against the DLRA solution (tests/theory/test_order.py)
+* backward correction: ||S_PSI - S_BC|| ratios per halving of h
+  (tests/theory/test_backward_correction.py)
 * descent: loss increases of abc-PSI and PSI's S-substep ascents (tests/theory/test_descent.py)
 * theta: slope of error vs theta at fixed h, and of error vs h with theta = 0.1 h^2
   (tests/theory/test_rank_adaptive.py)
@@ -38,7 +39,7 @@ def order() -> None:
     for m in lc.METHODS:
         errs = [rel_err(dense(lc.solve(lc.MatrixODE(prob.f_np), Y0, (0.0, 1.0), h, method=m).Y), ref) for h in hs]
         OUT["order_slopes"][m] = loglog_slope(hs, errs)
-    print("order slopes (test_convergence.py):", {k: round(v, 3) for k, v in OUT["order_slopes"].items()})
+    print("order slopes (test_order.py):", {k: round(v, 3) for k, v in OUT["order_slopes"].items()})
 
 
 def backward_correction() -> None:
@@ -55,7 +56,7 @@ def backward_correction() -> None:
         U1, S_hat = kit.qr(kit.k_step(0.0, h, Y0.U @ Y0.S, Y0.V))
         diffs.append(np.linalg.norm(kit.s_step(0.0, h, S_hat, U1, Y0.V, sign=-1.0) - kit.project(Y0, U1)))
     OUT["bc_ratios"] = list(np.array(diffs[:-1]) / np.array(diffs[1:]))
-    print("backward-correction ratios per halving (test_convergence.py):", np.round(OUT["bc_ratios"], 2))
+    print("backward-correction ratios per halving (test_backward_correction.py):", np.round(OUT["bc_ratios"], 2))
 
 
 def descent() -> None:
@@ -75,7 +76,7 @@ def descent() -> None:
         ascents += loss(lc.LowRank._trusted(U1, S_tilde, Y.V, Y.xp)) > loss(lc.LowRank._trusted(U1, S_hat, Y.V, Y.xp))
         Y, _ = method.step(qp.problem, k * h, (k + 1) * h, Y, None, lc.Counters())
     OUT["psi_s_step_ascents"] = f"{int(ascents)}/{steps}"
-    print("abc-PSI loss increases per h (tests/theory/test_descent.py):", OUT["abc_psi_loss_increases"],
+    print("abc-PSI loss increases per h (test_descent.py):", OUT["abc_psi_loss_increases"],
           "| PSI S-substep ascents at h=0.5:", OUT["psi_s_step_ascents"])
 
 
@@ -113,8 +114,8 @@ def structure() -> None:
         Yd = lc.solve(hp.problem, hp.Y0, hp.t_span, hp.suggested_dt, method=m, **kw).Y.to_dense()
         OUT["heat_asymmetry"][m] = float(np.linalg.norm(Yd - Yd.T) / np.linalg.norm(Yd))
     for m, v in OUT["schrodinger"].items():
-        print(f"schrodinger {m:8s} (tests/theory/test_structure.py):", {k: f"{x:.2g}" for k, x in v.items()})
-    print("heat ||Y - Y^T|| / ||Y|| (tests/theory/test_structure.py):", {k: f"{v:.2g}" for k, v in OUT["heat_asymmetry"].items()})
+        print(f"schrodinger {m:8s} (test_structure.py):", {k: f"{x:.2g}" for k, x in v.items()})
+    print("heat ||Y - Y^T|| / ||Y|| (test_structure.py):", {k: f"{v:.2g}" for k, v in OUT["heat_asymmetry"].items()})
 
 
 if __name__ == "__main__":
