@@ -24,7 +24,7 @@ from scipy.integrate import solve_ivp
 
 import lowrank_core as lc
 
-from .._helpers import random_skew, to_numpy
+from .._helpers import random_orthonormal, random_skew, to_numpy
 
 
 class NonTangentProblem:
@@ -126,6 +126,18 @@ def spectral_path(xp, dtype, W1, W2, factors, *, growth=0.0):
 
     Y0 = lc.LowRank(*(xp.asarray(f, dtype=dt) for f in factors))
     return lc.MatrixPath(A, dA), Y0, exact
+
+
+def full_rank_path(xp, dtype, sigma, m, n, W1, W2, seed):
+    """:func:`spectral_path` of a full-rank ``A0 = P diag(sigma) Q^H`` (random orthonormal ``P``,
+    ``Q`` from ``seed``) growing like ``e^t``: the Ceruti-Lubich path of methods.md §6.1 with a
+    drawn spectrum.  Returns ``(problem, A)``."""
+    rng = np.random.default_rng(seed)
+    cplx = dtype.startswith("complex")
+    k = len(sigma)
+    P, Q = random_orthonormal(rng, m, k, cplx), random_orthonormal(rng, n, k, cplx)
+    problem, _, A = spectral_path(xp, dtype, W1, W2, (P, np.diag(sigma).astype(P.dtype), Q), growth=1.0)
+    return problem, A
 
 
 def one_step(method, problem, t0, t1, Y0):

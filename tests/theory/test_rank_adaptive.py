@@ -30,8 +30,8 @@ import lowrank_core as lc
 from lowrank_core import problems
 from lowrank_core._truncation import Truncation
 
-from .._helpers import dense, loglog_slope, random_orthonormal, random_skew, rel_err
-from ._problems import record_truncations, spectral_path
+from .._helpers import dense, loglog_slope, random_skew, rel_err
+from ._problems import full_rank_path, record_truncations
 from .strategies import scaled, skew_generators
 
 N, T, THETA_MIN = 30, 0.5, 1e-6
@@ -47,10 +47,8 @@ def graded_full_rank(draw):
 
 def build(xp, example):
     q, W1, W2, seed = example
-    rng = np.random.default_rng(seed)
     sigma = q ** -np.arange(N, dtype=float)
-    problem, _, A = spectral_path(xp, "float64", W1, W2, (random_orthonormal(rng, N, N), np.diag(sigma),
-                                                       random_orthonormal(rng, N, N)), growth=1.0)
+    problem, A = full_rank_path(xp, "float64", sigma, N, N, W1, W2, seed)
     tails = np.sqrt(np.cumsum(sigma[::-1] ** 2))[::-1]  # tails[k] = ||sigma[k:]||
     r0 = int(np.argmax(tails <= THETA_MIN / 100))
     return problem, lc.LowRank.from_dense(xp.asarray(A(0.0), dtype=xp.float64), rank=r0), A

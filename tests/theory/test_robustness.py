@@ -31,9 +31,9 @@ import lowrank_core as lc
 from lowrank_core import problems
 from lowrank_core.integrators import _base
 
-from .._helpers import dense, random_orthonormal, random_skew, rel_err
+from .._helpers import dense, random_skew, rel_err
 from .._naive import naive_factor_euler
-from ._problems import spectral_path
+from ._problems import full_rank_path
 from .strategies import scaled, skew_generators, spectra, step_sizes
 
 ROBUST_METHODS = ["abc-psi", "bc-psi", "bug", "ksl", "ksl-strang", "ra-bug"]
@@ -57,12 +57,7 @@ def graded_paths(draw, dtypes=("float64", "complex128")):
 def build(xp, example):
     """``(problem, Y0, A, eps_r, sigma_r)`` of a drawn path; ``Y0`` is the truncated SVD of ``A(0)``."""
     m, n, dtype, sigma, r, W1, W2, h, seed = example
-    rng = np.random.default_rng(seed)
-    cplx = dtype.startswith("complex")
-    k = min(m, n)
-    factors = (random_orthonormal(rng, m, k, cplx), np.diag(sigma).astype(complex if cplx else float),
-               random_orthonormal(rng, n, k, cplx))
-    problem, _, A = spectral_path(xp, dtype, W1, W2, factors, growth=1.0)
+    problem, A = full_rank_path(xp, dtype, sigma, m, n, W1, W2, seed)
     Y0 = lc.LowRank.from_dense(xp.asarray(A(0.0), dtype=getattr(xp, dtype)), rank=r)
     eps_r = float(np.sqrt(np.sum(sigma[r:] ** 2) / np.sum(sigma**2)))
     return problem, Y0, A, eps_r, float(sigma[r - 1] / sigma[0])
