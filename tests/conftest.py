@@ -13,6 +13,12 @@ os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 import pytest
 from hypothesis import HealthCheck, settings
 
+# Hypothesis profiles.  ``ci`` (the default) is deterministic; ``thorough`` draws more and
+# fresh examples.  Choose one with ``HYPOTHESIS_PROFILE=thorough`` or with hypothesis' own
+# pytest option ``--hypothesis-profile=thorough`` (which wins): this conftest is an initial
+# conftest, imported before the plugin's ``pytest_configure`` loads the named profile, so
+# the names are registered in time.  tests/theory/strategies.py ``scaled`` sizes the
+# expensive properties as a fraction of the active profile.
 settings.register_profile(
     "ci",
     derandomize=True,

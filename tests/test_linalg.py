@@ -32,17 +32,20 @@ def test_thin_qr_contract(xp, dtype, shape):
     Qn, Rn = to_numpy(Q), to_numpy(R)
     m, k = shape[-2:]
     p = min(m, k)
-    assert Qn.shape == (*shape[:-2], m, p) and Rn.shape == (*shape[:-2], p, k)
+    assert Qn.shape == (*shape[:-2], m, p)
+    assert Rn.shape == (*shape[:-2], p, k)
     eps = eps_of(dtype)
     # Householder QR is backward stable: residuals of order m * eps * ||X||.
     assert np.max(np.abs(Qn @ Rn - X)) <= 20 * m * eps * np.max(np.abs(X))
     assert np.max(np.abs(np.conj(np.swapaxes(Qn, -1, -2)) @ Qn - np.eye(p))) <= 20 * m * eps
     d = np.diagonal(Rn, axis1=-2, axis2=-1)
-    assert np.all(np.abs(d.imag) <= 10 * eps * np.max(np.abs(X))) and np.all(d.real >= 0)
+    assert np.all(np.abs(d.imag) <= 10 * eps * np.max(np.abs(X)))
+    assert np.all(d.real >= 0)
     assert np.allclose(np.tril(Rn, -1), 0)
     assert np.array_equal(to_numpy(Xx), X.astype(np.dtype(dtype)))
     batch = int(np.prod(shape[:-2]))
-    assert c.qr == batch and c.qr_shapes == {(m, k): batch}
+    assert c.qr == batch
+    assert c.qr_shapes == {(m, k): batch}
     assert c.qr_flops == pytest.approx(batch * _linalg.qr_flops(m, k, complex_=dtype.startswith("complex")))
 
 
@@ -58,7 +61,8 @@ def test_thin_svd_contract(xp, dtype):
     assert np.max(np.abs(rec - X)) <= 50 * 10 * eps * np.max(np.abs(X))
     assert np.all(np.diff(sn, axis=-1) <= 0)
     assert np.allclose(sn, np.linalg.svd(X, compute_uv=False), rtol=100 * eps)
-    assert c.svd == 3 and c.svd_shapes == {(10, 6): 3}
+    assert c.svd == 3
+    assert c.svd_shapes == {(10, 6): 3}
 
 
 def test_flop_models():
