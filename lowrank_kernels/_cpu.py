@@ -133,7 +133,27 @@ def _house_qr(a, q, r, wt, qt, tau):
             tail[t] = tail[t] * scal
         x[0] = beta
         ctau = np.conj(tau[j])
-        for i in range(j + 1, k):
+        i = j + 1
+        while i + 1 < k:  # two trailing columns per pass over the reflector
+            w0 = wt[i, j:]
+            w1 = wt[i + 1, j:]
+            t0 = w0[1:]
+            t1 = w1[1:]
+            s0 = w0[0]
+            s1 = w1[0]
+            for t in range(tail.size):
+                cv = np.conj(tail[t])
+                s0 += cv * t0[t]
+                s1 += cv * t1[t]
+            s0 = s0 * ctau
+            s1 = s1 * ctau
+            w0[0] -= s0
+            w1[0] -= s1
+            for t in range(tail.size):
+                t0[t] -= s0 * tail[t]
+                t1[t] -= s1 * tail[t]
+            i += 2
+        if i < k:
             w = wt[i, j:]
             wtail = w[1:]
             s = w[0]
