@@ -311,7 +311,8 @@ def solve_case(
         max_rank_hits=st["max_rank_hits"],
         rejections=st["rejections"],
         wall_time=wall,
-        t=[float(t) for t in time_grid(ref.t_span, dt)],
+        t0=t0,
+        t1=t1,
         step_ranks=list(sol.step_ranks),
     )
     return row

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._integrate import time_grid
 from .integrators import METHODS
 
 __all__ = ["plot_kernels", "plot_qr_savings"]
@@ -50,13 +51,24 @@ def _sci_label(value: float, _pos: Any = None) -> str:
 
 
 def _log_axis(ax: Any, which: str) -> None:
-    """Log scale labelled at 1, 2, 5 x 10^k when the data span less than two decades, else at 10^k."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    """Log scale with readable labels.
 
+    Over two decades or more: labels at ``10^k``; between one and two decades: at 1, 2
+    and 5 times ``10^k``; below one decade (Matplotlib would fall back to crowded linear
+    ticks): four geometrically spaced ticks rounded to two digits.
+    """
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log") if which == "x" else ax.set_yscale("log")
     lo, hi = ax.get_xlim() if which == "x" else ax.get_ylim()  # get_*lim applies pending autoscaling
     axis = ax.xaxis if which == "x" else ax.yaxis
-    subs = (1.0, 2.0, 5.0) if lo > 0 and math.log10(hi / lo) < 2 else (1.0,)
-    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    decades = math.log10(hi / lo) if 0 < lo < hi else 0.0
+    if decades >= 1:
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0,) if decades >= 2 else (1.0, 2.0, 5.0)))
+    elif decades > 0:
+        pad = 0.1 * decades
+        ticks = [10 ** (math.log10(lo) + pad + j * (decades - 2 * pad) / 3) for j in range(4)]
+        axis.set_major_locator(FixedLocator([float(f"{t:.2g}") for t in ticks]))
     axis.set_major_formatter(FuncFormatter(_sci_label))
     axis.set_minor_formatter(NullFormatter())
 
@@ -116,14 +128,13 @@ def _per_problem(
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         if logx:
-            ax.set_xscale("log")
             _log_axis(ax, "x")
         if logy:
-            ax.set_yscale("log")
             _log_axis(ax, "y")
         if not (logx or logy):
             from matplotlib.ticker import MaxNLocator
 
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return _finish(fig, axes, title, path)
 
@@ -148,7 +159,8 @@ def plot_qr_savings(rows: Sequence[dict[str, Any]], out_dir: Path, *, stem: str 
 
     def ranks(ax: Any, mrows: list[dict[str, Any]], style: dict[str, Any]) -> None:
         row = min(mrows, key=lambda r: r["dt"])
-        ax.plot(row["t"], row["step_ranks"], drawstyle="steps-post", markevery=max(1, len(row["t"]) // 8), **style)
+        t = time_grid((row["t0"], row["t1"]), row["dt"])
+        ax.plot(t, row["step_ranks"], drawstyle="steps-post", markevery=max(1, len(t) // 8), **style)
 
     backend = rows[0].get("backend", "numpy") if rows else "numpy"
     return [
@@ -207,7 +219,6 @@ def plot_kernels(rows: Sequence[dict[str, Any]], out_dir: Path, *, stem: str = "
             if unity:
                 ax.axhline(1.0, color="0.3", linewidth=1.0, label="break-even (1×)")
             ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=8)
-            ax.set_yscale("log")
             _log_axis(ax, "y")
             ax.set_title(op.upper())
             ax.set_xlabel("case: batch B × (m × k) matrices")

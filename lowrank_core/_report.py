@@ -174,8 +174,10 @@ def write_rows(rows: Sequence[dict[str, Any]], out_dir: Path, stem: str, meta: d
     json_path = out_dir / f"{stem}.json"
     csv_path = out_dir / f"{stem}.csv"
     with json_path.open("w", encoding="utf-8") as fh:
-        json.dump({"meta": meta, "rows": list(rows)}, fh, indent=1, default=str, allow_nan=True)
-        fh.write("\n")
+        # One row per line keeps the file small (rows may hold per-step lists) and diffable.
+        head = json.dumps({"meta": meta}, indent=1, default=str)[:-2]
+        body = ",\n".join("  " + json.dumps(row, default=str) for row in rows)
+        fh.write(f'{head},\n "rows": [\n{body}\n ]\n}}\n')
     keys: list[str] = []
     for row in rows:
         keys += [k for k, v in row.items() if k not in keys and not isinstance(v, (list, tuple))]
