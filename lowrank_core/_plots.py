@@ -209,13 +209,14 @@ def plot_kernels(rows: Sequence[dict[str, Any]], out_dir: Path, *, stem: str = "
         return out
 
     def draw(path: Path, title: str, specs: Sequence[tuple[str, str]], ylabel: str, *, unity: bool) -> Path:
+        # One style per (baseline, dtype) across both panels; cases are categories, so
+        # the points are not joined by lines.
+        names = [f"{name}, {dtype}" for dtype in dict.fromkeys(r["dtype"] for r in rows) for _, name in specs]
         fig, axes = _figure(len(ops), width=5.5, height=4.0)
         for ax, op in zip(axes, ops, strict=True):
             labels = cases(op)
-            all_series = series(op, specs)
-            names = [s[0] for s in all_series]
-            for name, xs, ys in all_series:
-                ax.plot(xs, ys, label=name, **_style(name, names))
+            for name, xs, ys in series(op, specs):
+                ax.plot(xs, ys, label=name, **{**_style(name, names), "linestyle": "none"})
             if unity:
                 ax.axhline(1.0, color="0.3", linewidth=1.0, label="break-even (1×)")
             ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=8)
