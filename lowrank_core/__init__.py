@@ -9,6 +9,7 @@ from ._errors import LowRankIntegrationError as LowRankIntegrationError
 from ._integrate import Solution as Solution
 from ._integrate import solve as solve
 from ._linalg import Counters as Counters
+from ._linalg import use_linalg as use_linalg
 from ._lowrank import LowRank as LowRank
 from ._problem import AbstractMatrixODE as AbstractMatrixODE
 from ._problem import LinearMatrixODE as LinearMatrixODE
@@ -56,4 +57,5 @@ __all__ = [
     "Truncation",
     "__version__",
     "solve",
+    "use_linalg",
 ]

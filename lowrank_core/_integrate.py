@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import LowRankIntegrationError
-from ._linalg import Counters, LinAlgBreakdown
+from ._linalg import Counters, LinAlgBreakdown, use_linalg
 from ._lowrank import LowRank
 from ._problem import AbstractMatrixODE
 from .integrators import METHODS, AbstractIntegrator, AbstractRankAdaptive
@@ -161,6 +161,7 @@ def solve(
     variant: str | None = _DEFAULT,  # type: ignore[assignment]
     save_every: int = 1,
     check_finite: bool = True,
+    linalg: str | None = None,
 ) -> Solution:
     r"""Integrate ``dY/dt = F(t, Y)`` on the manifold of low-rank matrices.
 
@@ -202,6 +203,11 @@ def solve(
     check_finite : bool, default True
         Check the factors for NaN/Inf after every step and raise
         :class:`LowRankIntegrationError` with the step index and time.
+    linalg : {"auto", "kernels", "xp"}, optional
+        Where the QR/SVD decompositions run: the batched ``lowrank_kernels`` kernels,
+        the array library's ``linalg``, or the size rule (``"auto"``; see
+        :func:`use_linalg`).  ``None`` keeps the enclosing :func:`use_linalg` setting
+        (``"auto"`` by default).  ``stats["kernel_calls"]`` counts kernel calls.
 
     Returns
     -------
@@ -236,6 +242,13 @@ def solve(
         msg = f"`save_every` must be >= 1; got {save_every}."
         raise ValueError(msg)
     grid = time_grid(t_span, dt)
+    if linalg is not None:
+        with use_linalg(linalg):
+            return _run(integrator, problem, Y0, grid, save_every, check_finite)
+    return _run(integrator, problem, Y0, grid, save_every, check_finite)
+
+
+def _run(integrator: Any, problem: Any, Y0: LowRank, grid: Any, save_every: int, check_finite: bool) -> Solution:
     state = integrator.init(problem, grid[0], Y0)
     counters = Counters()
     Y = Y0

@@ -2,8 +2,27 @@
 
 Each call records how many decompositions of which shape were taken and their
 operation count in a :class:`Counters` object that the caller passes in (there is no
-global counter).  This module is also the single place where accelerated kernels from
-``lowrank_kernels`` will plug in; today it dispatches to ``xp.linalg``.
+global counter).  This module is also the only place in ``lowrank_core`` that calls the
+batched kernels of ``lowrank_kernels``.
+
+Which path runs (the *size rule*, see ``docs/kernels.md``):
+
+* ``"auto"`` (default): the Numba kernels for NumPy arrays, and for PyTorch CPU tensors
+  that do not require grad (shared through DLPack, no copy), with a floating dtype, when
+
+  - thin QR: ``m >= k`` (every size: the kernels were never slower in the measurements);
+  - SVD: a stack of at least ``KERNEL_SVD_MIN_BATCH`` matrices (a single small SVD is
+    faster through LAPACK ``gesdd`` directly);
+
+  the numba-cuda kernels for CuPy arrays when a GPU is usable and the matrices fit one
+  thread block; ``xp.linalg`` for everything else (array-api-strict, JAX, ...).
+* ``"kernels"``: the kernels wherever the backend and shape allow them (an error names
+  the reason where they do not);
+* ``"xp"``: always ``xp.linalg``.
+
+Choose per call with the ``linalg=`` argument of :func:`lowrank_core.solve`, or for a
+block of code with the context manager :func:`use_linalg`.  The choice lives in a
+:class:`contextvars.ContextVar`, so it is scoped to the ``with`` block, thread and task.
 
 Conventions (the contract every backend path must meet):
 
@@ -23,14 +42,77 @@ arithmetic counts 4 real flops per complex multiply-add, hence a factor 4.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import importlib.util
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import array_api_compat
+
 from ._namespace import conj_transpose, is_complex_dtype
 
-__all__ = ["Counters", "LinAlgBreakdown", "qr_flops", "svd_flops", "thin_qr", "thin_svd"]
+__all__ = [
+    "KERNEL_SVD_MIN_BATCH",
+    "LINALG_PATHS",
+    "Counters",
+    "LinAlgBreakdown",
+    "kernel_benchmark",
+    "kernel_environment",
+    "qr_flops",
+    "svd_flops",
+    "thin_qr",
+    "thin_svd",
+    "use_linalg",
+]
+
+#: Accepted values of ``linalg=`` / :func:`use_linalg`.
+LINALG_PATHS = ("auto", "kernels", "xp")
+#: Under ``"auto"``, SVDs go to the kernels only for stacks of at least this many matrices.
+KERNEL_SVD_MIN_BATCH = 2
+
+_LINALG_PATH: contextvars.ContextVar[str] = contextvars.ContextVar("lowrank_core_linalg_path", default="auto")
+
+
+def _check_path(path: Any) -> str:
+    if path not in LINALG_PATHS:
+        msg = f"argument 'linalg' must be one of {LINALG_PATHS}, got {path!r}."
+        raise ValueError(msg)
+    return path
+
+
+@contextlib.contextmanager
+def use_linalg(path: str) -> Iterator[None]:
+    """Route the QR/SVD decompositions of the enclosed code through ``path``.
+
+    Parameters
+    ----------
+    path : {"auto", "kernels", "xp"}
+        ``"kernels"`` forces the batched ``lowrank_kernels`` kernels (an error if the
+        backend cannot use them), ``"xp"`` forces the array library's own
+        ``linalg``, ``"auto"`` applies the size rule of this module.
+
+    Examples
+    --------
+    >>> import numpy as np, lowrank_core as lc
+    >>> Y0 = lc.LowRank.from_dense(np.random.default_rng(0).standard_normal((30, 20)), rank=3)
+    >>> problem = lc.MatrixODE(lambda t, Y: -Y)
+    >>> with lc.use_linalg("xp"):
+    ...     a = lc.solve(problem, Y0, (0.0, 1.0), dt=0.25)
+    >>> b = lc.solve(problem, Y0, (0.0, 1.0), dt=0.25, linalg="kernels")
+    >>> a.stats["kernel_calls"], b.stats["kernel_calls"] > 0
+    (0, True)
+    >>> bool(np.allclose(a.Y.to_dense(), b.Y.to_dense()))
+    True
+    """
+    token = _LINALG_PATH.set(_check_path(path))
+    try:
+        yield
+    finally:
+        _LINALG_PATH.reset(token)
 
 
 class LinAlgBreakdown(ArithmeticError):
@@ -60,6 +142,8 @@ class Counters:
         Steps in which the truncation tolerance asked for more than ``max_rank``.
     rejections : int
         Rejected (and repeated) steps of integrators with step rejection.
+    kernel_calls : int
+        Decomposition calls (of any batch size) served by ``lowrank_kernels``.
     """
 
     rhs_evals: int = 0
@@ -71,6 +155,7 @@ class Counters:
     svd_flops: float = 0.0
     max_rank_hits: int = 0
     rejections: int = 0
+    kernel_calls: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-dict view used for ``Solution.stats``."""
@@ -85,6 +170,7 @@ class Counters:
             "flops": self.qr_flops + self.svd_flops,
             "max_rank_hits": self.max_rank_hits,
             "rejections": self.rejections,
+            "kernel_calls": self.kernel_calls,
         }
 
 
@@ -126,6 +212,89 @@ def _diag(x: Any, xp: Any) -> Any:
     return xp.linalg.diagonal(x) if hasattr(xp, "linalg") else xp.diagonal(x)
 
 
+_KERNEL_DTYPES = ("float32", "float64", "complex64", "complex128")
+
+
+def _kernels_available() -> bool:
+    return importlib.util.find_spec("numba") is not None
+
+
+def _cuda_usable() -> bool:
+    import lowrank_kernels
+
+    return lowrank_kernels.has_cuda()
+
+
+def _kernel_route(x: Any, xp: Any, op: str) -> tuple[Any, Any] | None:
+    """How to hand ``x`` to the kernels: ``(array for the kernels, back-conversion)``.
+
+    Returns ``None`` when the active path and the size rule say ``xp.linalg``; raises a
+    ``ValueError`` naming the reason when the path is ``"kernels"`` but they cannot run.
+    """
+    path = _LINALG_PATH.get()
+    if path == "xp":
+        return None
+    forced = path == "kernels"
+
+    def refuse(reason: str) -> None:
+        if forced:
+            msg = f"linalg='kernels' cannot run the {op} of a {tuple(x.shape)} {x.dtype} array: {reason}."
+            raise ValueError(msg)
+
+    if not _kernels_available():
+        refuse("numba is not installed")
+        return None
+    if str(x.dtype).rsplit(".", 1)[-1] not in _KERNEL_DTYPES:
+        refuse("the dtype is not float32/float64/complex64/complex128")
+        return None
+    if op == "qr" and x.shape[-2] < x.shape[-1]:
+        refuse("thin QR kernels need m >= k")
+        return None
+    if op == "svd" and not forced and _batch_size(x) < KERNEL_SVD_MIN_BATCH:
+        return None
+    if array_api_compat.is_numpy_array(x):
+        return x, lambda y: y
+    if array_api_compat.is_torch_array(x):
+        if x.device.type != "cpu" or x.requires_grad:
+            refuse("only CPU tensors that do not require grad are shared with the kernels")
+            return None
+        import numpy as np
+        import torch
+
+        return np.from_dlpack(x.detach()), torch.from_dlpack
+    if array_api_compat.is_cupy_array(x):
+        if not _cuda_usable():
+            refuse("no usable CUDA device")
+            return None
+        return x, lambda y: y
+    refuse(f"{type(x).__module__} arrays are not supported by the kernels (NumPy, PyTorch CPU, CuPy are)")
+    return None
+
+
+def kernel_benchmark(**options: Any) -> list[dict[str, Any]]:
+    """Kernel throughput against NumPy and a SciPy loop (``lowrank-core bench kernels``).
+
+    Thin wrapper over :func:`lowrank_kernels.benchmark.run` (same keyword arguments:
+    ``ops``, ``cases``, ``dtypes``, ``repeat``, ``quick``, ``progress``), so that
+    ``lowrank_core`` reaches the kernels through this module only.
+    """
+    from lowrank_kernels import benchmark
+
+    return benchmark.run(**options)
+
+
+def kernel_environment() -> dict[str, Any]:
+    """Threads and versions behind the kernel figures (see :func:`kernel_benchmark`)."""
+    from lowrank_kernels import benchmark
+
+    return benchmark.environment()
+
+
+def _count_kernel(counters: Counters | None) -> None:
+    if counters is not None:
+        counters.kernel_calls += 1
+
+
 def thin_qr(x: Any, xp: Any, counters: Counters | None = None) -> tuple[Any, Any]:
     """Thin QR with non-negative real diagonal of ``R``.
 
@@ -146,6 +315,14 @@ def thin_qr(x: Any, xp: Any, counters: Counters | None = None) -> tuple[Any, Any
         Upper triangular with ``R[..., i, i] >= 0`` (real), ``x = Q @ R``.
     """
     _record(counters, "qr", x, xp)
+    route = _kernel_route(x, xp, "qr")
+    if route is not None:
+        import lowrank_kernels
+
+        arr, back = route
+        q, r = lowrank_kernels.batched_qr(arr)
+        _count_kernel(counters)
+        return back(q), back(r)
     try:
         q, r = xp.linalg.qr(x, mode="reduced")
     except Exception as exc:  # numpy LinAlgError, torch _LinAlgError, ...
@@ -181,6 +358,18 @@ def thin_svd(x: Any, xp: Any, counters: Counters | None = None) -> tuple[Any, An
         Note: ``V``, not ``V^H``; ``p = min(m, k)``.
     """
     _record(counters, "svd", x, xp)
+    route = _kernel_route(x, xp, "svd")
+    if route is not None:
+        import lowrank_kernels
+
+        arr, back = route
+        u, s, v = lowrank_kernels.batched_svd(arr)
+        _count_kernel(counters)
+        s = back(s)
+        if not bool(xp.all(xp.isfinite(s))):
+            msg = f"SVD of a {tuple(x.shape)} array failed: non-finite input"
+            raise LinAlgBreakdown(msg)
+        return back(u), s, back(v)
     try:
         u, s, vh = xp.linalg.svd(x, full_matrices=False)
     except Exception as exc:

@@ -1,15 +1,39 @@
-"""lowrank_kernels: batched thin QR and small SVD kernels (Numba CPU, numba-cuda GPU).
+"""lowrank_kernels: batched thin QR and small SVD (Numba on the CPU, numba-cuda on the GPU).
 
-This package never imports ``lowrank_core``.  The kernels themselves land with the
-kernels issue; ``lowrank_core._linalg`` is the only module that will call them.  Until
-then this module offers only capability probes, so importing it is cheap.
+The integrators of ``lowrank_core`` spend their linear algebra on many small factorizations
+of equal shape (thin QR of ``m x r`` / ``m x 2r`` blocks, SVD of ``r x r`` / ``2r x 2r``
+cores), over the layers of a network or a stack of independent problems.  This package
+factors a whole stack in one call:
+
+* :func:`batched_qr` -- ``(..., m, k) -> Q (..., m, k), R (..., k, k)``, ``diag(R) >= 0``;
+* :func:`batched_svd` -- ``(..., m, k) -> U, s, V`` with ``A = U diag(s) V^H``, ``s``
+  descending;
+
+for float32/float64/complex64/complex128 NumPy arrays (Numba CPU kernels, parallel over the
+batch) and CUDA arrays such as CuPy's (numba-cuda kernels, one thread block per matrix, no
+copies).  Kernels compile lazily, once per dtype, and are cached on disk
+(``NUMBA_CACHE_DIR``).
+
+This package never imports ``lowrank_core``; ``lowrank_core._linalg`` is the one module of
+``lowrank_core`` that calls it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 
-__all__ = ["has_cpu", "has_cuda"]
+from ._api import ROWPAR_MIN_ROWS, SVD_JACOBI_MAX_K, batched_qr, batched_svd, qr_algorithm, svd_algorithm
+
+__all__ = [
+    "ROWPAR_MIN_ROWS",
+    "SVD_JACOBI_MAX_K",
+    "batched_qr",
+    "batched_svd",
+    "has_cpu",
+    "has_cuda",
+    "qr_algorithm",
+    "svd_algorithm",
+]
 
 
 def has_cpu() -> bool:
@@ -18,8 +42,9 @@ def has_cpu() -> bool:
 
 
 def has_cuda() -> bool:
-    """True when numba-cuda and CuPy are importable and a GPU is visible (or simulated)."""
-    if importlib.util.find_spec("numba") is None or importlib.util.find_spec("cupy") is None:
+    """True when numba-cuda can launch kernels: a visible GPU, or the CUDA simulator
+    (``NUMBA_ENABLE_CUDASIM=1``)."""
+    if importlib.util.find_spec("numba") is None:
         return False
     try:
         from numba import cuda

@@ -1,0 +1,70 @@
+"""``fit``: the optimisation loop for problems with a full-matrix gradient (toy problems, tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .._linalg import Counters
+from .._lowrank import LowRank
+from ._optimizers import AbstractLowRankOptimizer
+from ._param import LowRankParam
+
+__all__ = ["fit"]
+
+
+def fit(
+    optimizer: AbstractLowRankOptimizer,
+    start: LowRank | LowRankParam,
+    grad: Callable[[Any], Any],
+    *,
+    steps: int,
+    loss: Callable[[Any], float] | None = None,
+    target: float | None = None,
+    counters: Counters | None = None,
+) -> tuple[LowRankParam, dict[str, list]]:
+    r"""Minimise a loss ``L(W)`` whose full gradient ``G = grad(W)`` is available.
+
+    Forms the dense weight ``W`` (``(..., m, n)``) once per step, so it is meant for
+    small problems (the toy problems of methods.md §3.3 and §6.6); networks pass factor
+    gradients to ``optimizer.step`` directly.
+
+    Parameters
+    ----------
+    optimizer : AbstractLowRankOptimizer
+    start : LowRank or LowRankParam
+        Starting point (a LowRank is passed through ``optimizer.init``).
+    grad : callable
+        ``grad(W) -> G``, the gradient at the dense weight ``W``.
+    steps : int
+        Maximal number of optimizer steps.
+    loss : callable, optional
+        ``loss(W) -> float``, recorded before every step and at the end.
+    target : float, optional
+        Stop as soon as ``loss(W) < target`` (needs ``loss``).
+    counters : Counters, optional
+
+    Returns
+    -------
+    param : LowRankParam
+    history : dict
+        ``"loss"`` (one value per step taken plus the final one, if ``loss`` is given)
+        and ``"rank"`` (the rank after every step).
+    """
+    if target is not None and loss is None:
+        msg = "`target` needs `loss` as well: pass loss=callable(W) -> float."
+        raise ValueError(msg)
+    param = optimizer.init(start) if isinstance(start, LowRank) else start
+    history: dict[str, list] = {"loss": [], "rank": [param.rank]}
+    for _ in range(steps):
+        W = param.to_dense()
+        if loss is not None:
+            value = float(loss(W))
+            history["loss"].append(value)
+            if target is not None and value < target:
+                return param, history
+        param = optimizer.step(param, grad=grad(W), counters=counters)
+        history["rank"].append(param.rank)
+    if loss is not None:
+        history["loss"].append(float(loss(param.to_dense())))
+    return param, history

@@ -1,0 +1,680 @@
+r"""Low-rank optimizers: the integrators of the library in training form, and paper 2's
+geometric heavy ball and Adam.
+
+Every optimizer is an immutable configuration with ``init(Y) -> param`` and
+``step(param, grads) -> param`` (functional: the input parameter is never modified).
+One call of ``step`` consumes the gradients of one forward/backward pass and takes one
+optimizer step on the unknowns of the current *phase*; every ``basis_update_every``
+steps the phase ends with a basis change (QR, projection, truncation), whose
+decompositions all go through :class:`~lowrank_core.integrators.StepKit` and are
+counted in the caller's :class:`~lowrank_core.Counters`.
+
+Phases (``k = basis_update_every``; each line is ``k`` optimizer steps):
+
+================  ==================================================================
+optimizer         cycle of phases (gradient used) -> basis change at its end
+================  ==================================================================
+``PSI``           K (``grad_K``) -> QR of ``K``; S (``grad_S``, *ascent*); L (``grad_L``) -> QR of ``L``
+``BCPSI``         K -> QR of ``K``, backward correction; L -> QR of ``L``
+``ABCPSI``        K -> QR of ``[K, U0]``, projection; L -> SVD of ``L`` (truncation)
+``RABUG``         K (from ``Y0``); L (from ``Y0``) -> 2 QR; S (augmented) -> SVD
+``ParallelBUG``   T (all three, projected) -> 2 QR, SVD of the ``2r x 2r`` core
+``HeavyBall``     as ParallelBUG, with momentum transported at the basis change
+``Adam``          as ParallelBUG, with Adam moments transported at the basis change
+================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from .._linalg import Counters
+from .._lowrank import LowRank
+from .._namespace import conj_transpose, device_of, real_dtype
+from .._truncation import Truncation, _check_int, _check_nonneg_float
+from ..integrators import StepKit
+from ._param import LowRankParam
+
+__all__ = [
+    "ABCPSI",
+    "BCPSI",
+    "PSI",
+    "RABUG",
+    "AbstractLowRankOptimizer",
+    "Adam",
+    "HeavyBall",
+    "ParallelBUG",
+    "transport_tangent",
+]
+
+
+class _Kit(StepKit):
+    """The QR/SVD/projection/truncation half of :class:`StepKit` (training has no ODE problem)."""
+
+    def __init__(self, xp: Any, counters: Counters) -> None:
+        super().__init__(None, xp, counters, None)
+
+
+def _positive(value: Any, name: str) -> float:
+    v = _check_nonneg_float(value, name)
+    if v == 0:
+        msg = f"`{name}` must be positive; got {value!r}."
+        raise ValueError(msg)
+    return v
+
+
+def _unit_interval(value: Any, name: str) -> float:
+    v = _check_nonneg_float(value, name)
+    if v >= 1:
+        msg = f"`{name}` must lie in [0, 1); got {value!r}."
+        raise ValueError(msg)
+    return v
+
+
+def _zeros(shape: tuple, like: Any, xp: Any, *, real: bool = False) -> Any:
+    dtype = real_dtype(like.dtype, xp) if real else like.dtype
+    return xp.zeros(shape, dtype=dtype, device=device_of(like))
+
+
+def _with_increments(param: LowRankParam, U: Any, S: Any, V: Any, **changes: Any) -> LowRankParam:
+    """``param`` moved to the representation ``(U, S, V)`` with ``dK = dL = 0``."""
+    xp = param.xp
+    dK = _zeros((*U.shape[:-1], V.shape[-1]), U, xp)
+    dL = _zeros((*V.shape[:-1], U.shape[-1]), V, xp)
+    return param.replace(U=U, S=S, V=V, dK=dK, dL=dL, **changes)
+
+
+def transport_tangent(U0: Any, V0: Any, A: Any, B: Any, C: Any, U1: Any, V1: Any, xp: Any) -> tuple[Any, Any, Any]:
+    r"""Tangent coordinates at ``Y1`` of ``P(Y1) M`` for ``M = U0 A V0^H + B V0^H + U0 C^H``.
+
+    ``P(Y1) Z = U1 U1^H Z + Z V1 V1^H - U1 U1^H Z V1 V1^H`` is the orthogonal projection
+    onto the tangent space of the rank-``r1`` manifold at ``Y1 = U1 S1 V1^H``; its
+    result is returned as ``(A1, B1, C1)`` with ``P(Y1) M = U1 A1 V1^H + B1 V1^H + U1 C1^H``,
+    ``U1^H B1 = 0`` and ``V1^H C1 = 0``:
+
+    .. math::
+
+        A_1 = U_1^H M V_1, \quad B_1 = M V_1 - U_1 A_1, \quad C_1 = M^H U_1 - V_1 A_1^H,
+
+    evaluated through the factors in ``O((m + n) r r_1)`` work, never forming ``M``.
+
+    Parameters
+    ----------
+    U0 : array, shape (..., m, p)
+    V0 : array, shape (..., n, q)
+    A : array, shape (..., p, q)
+    B : array, shape (..., m, q)
+    C : array, shape (..., n, p)
+        Coordinates of ``M`` (need not be tangent at ``U0 S V0^H``).
+    U1 : array, shape (..., m, r1)
+    V1 : array, shape (..., n, r1)
+        Orthonormal bases of the new point.
+    xp : namespace
+
+    Returns
+    -------
+    A1 : array, shape (..., r1, r1)
+    B1 : array, shape (..., m, r1)
+    C1 : array, shape (..., n, r1)
+    """
+
+    def ch(X: Any, xp: Any) -> Any:
+        return conj_transpose(X, xp)
+
+    a = ch(U1, xp) @ U0  # (r1, p)
+    b = ch(V0, xp) @ V1  # (q, r1)
+    CV = ch(C, xp) @ V1  # (p, r1)
+    MV1 = U0 @ (A @ b + CV) + B @ b  # M V1, (m, r1)
+    A1 = ch(U1, xp) @ MV1
+    BU = ch(B, xp) @ U1  # (q, r1)
+    MHU1 = V0 @ (ch(A, xp) @ ch(a, xp) + BU) + C @ ch(a, xp)  # M^H U1, (n, r1)
+    return A1, MV1 - U1 @ A1, MHU1 - V1 @ ch(A1, xp)
+
+
+class AbstractLowRankOptimizer:
+    """Base class of the low-rank optimizers.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate ``h`` (the step size of the gradient flow ``dW/dt = -G(W)``).
+    basis_update_every : int, default 1
+        Optimizer steps per phase: ``k`` steps on ``K``, ``L`` or ``S`` (or on the
+        tangent increments) between two basis changes.  ``k = 1`` is the integrator
+        with one explicit Euler step per substep; larger ``k`` saves QR and SVD
+        decompositions (the cost per cycle does not depend on ``k``).
+
+    Notes
+    -----
+    Subclasses set ``phases`` and implement ``_close`` (the basis change at the end of a
+    phase); ``_update`` is one optimizer step on the phase's unknowns.
+    """
+
+    name: ClassVar[str] = ""
+    phases: ClassVar[tuple[str, ...]] = ()
+    rank_adaptive: ClassVar[bool] = False
+    #: gradients needed in each phase
+    NEEDS: ClassVar[dict[str, tuple[str, ...]]] = {"K": ("K",), "L": ("L",), "S": ("S",), "T": ("K", "L", "S")}
+
+    def __init__(self, lr: float, *, basis_update_every: int = 1) -> None:
+        self.lr = _positive(lr, "lr")
+        self.basis_update_every = _check_int(basis_update_every, "basis_update_every", allow_none=False)
+        self.truncation = Truncation()
+
+    # ------------------------------------------------------------------ public API
+    def init(self, Y: LowRank) -> LowRankParam:
+        """The parameter at the starting point ``Y`` (rank ``r``), with fresh optimizer state.
+
+        Parameters
+        ----------
+        Y : LowRank
+            ``U (..., m, r)``, ``S (..., r, r)``, ``V (..., n, r)``; leading dimensions
+            are a stack of equally shaped layers updated together.
+        """
+        if not isinstance(Y, LowRank):
+            msg = (
+                f"`Y` must be a LowRank; got {type(Y).__name__}. Build one with LowRank(U, S, V) or LowRank.from_dense."
+            )
+            raise TypeError(msg)
+        param = _with_increments(LowRankParam(Y.U, Y.S, Y.V, None, None, {}, 0, Y.xp), Y.U, Y.S, Y.V)
+        return param.replace(state=self._init_state(param))
+
+    def phase(self, param: LowRankParam) -> str:
+        """Phase of the next step: ``"K"``, ``"L"``, ``"S"`` or ``"T"`` (tangent)."""
+        return self.phases[(param.step // self.basis_update_every) % len(self.phases)]
+
+    def needs(self, param: LowRankParam) -> tuple[str, ...]:
+        """Gradients the next step uses, a subset of ``("K", "L", "S")``."""
+        return self.NEEDS[self.phase(param)]
+
+    def step(
+        self,
+        param: LowRankParam,
+        *,
+        grad: Any = None,
+        grad_K: Any = None,
+        grad_L: Any = None,
+        grad_S: Any = None,
+        counters: Counters | None = None,
+    ) -> LowRankParam:
+        r"""One optimizer step.
+
+        Pass either the full-matrix gradient ``grad = G = \nabla_W \mathcal L`` at the
+        parameter's current weight ``W`` (shape ``(..., m, n)``), or the factor gradients
+        of the current representation (see :class:`LowRankParam`): ``grad_K = G V``
+        (``(..., m, q)``), ``grad_L = G^H U`` (``(..., n, p)``), ``grad_S = U^H G V``
+        (``(..., p, q)``).  Only those in :meth:`needs` are required.
+
+        Parameters
+        ----------
+        param : LowRankParam
+            Not modified.
+        grad, grad_K, grad_L, grad_S : array, optional
+        counters : Counters, optional
+            Receives the decompositions (shapes, flops) and one gradient evaluation
+            per matrix (``rhs_evals``).
+
+        Returns
+        -------
+        LowRankParam
+            The updated parameter; after the last step of a phase, in the new basis.
+
+        Raises
+        ------
+        NonFiniteGradientError
+            A gradient contains NaN or Inf (carries the step index).
+        """
+        if not isinstance(param, LowRankParam):
+            msg = f"`param` must be a LowRankParam (from `{type(self).__name__}.init`); got {type(param).__name__}."
+            raise TypeError(msg)
+        phase = self.phase(param)
+        g = param.check_grads(grad, {"K": grad_K, "L": grad_L, "S": grad_S}, self.NEEDS[phase])
+        counters = Counters() if counters is None else counters
+        counters.rhs_evals += math.prod(param.batch_shape)
+        new = self._update(phase, param, g).replace(step=param.step + 1)
+        if (param.step + 1) % self.basis_update_every == 0:
+            new = self._close(phase, new, _Kit(param.xp, counters))
+        return new
+
+    # ------------------------------------------------------------------ hooks
+    def _init_state(self, param: LowRankParam) -> dict:
+        return {}
+
+    def _update(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
+        """One explicit Euler (SGD) step on the unknown of ``phase``."""
+        h = self.lr
+        if phase == "K":
+            return param.replace(dK=param.dK - h * g["K"])
+        if phase == "L":
+            return param.replace(dL=param.dL - h * g["L"])
+        return param.replace(S=param.S - h * g["S"])
+
+    def _close(self, phase: str, param: LowRankParam, kit: _Kit) -> LowRankParam:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared closes
+    @staticmethod
+    def _K(param: LowRankParam) -> Any:
+        """The K-step unknown ``K = U S + dK``."""
+        return param.U @ param.S + param.dK
+
+    @staticmethod
+    def _L(param: LowRankParam, kit: _Kit) -> Any:
+        """The L-step unknown ``L = V S^H + dL``."""
+        return param.V @ kit.ch(param.S) + param.dL
+
+    def _qr_of_L(self, param: LowRankParam, kit: _Kit) -> LowRankParam:
+        """End of a fixed-rank L-phase: ``L = V1 R`` so ``W = U R^H V1^H``."""
+        V1, R = kit.qr(self._L(param, kit))
+        return _with_increments(param, param.U, kit.ch(R), V1)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(lr={self.lr:g}, basis_update_every={self.basis_update_every})"
+
+
+class _RankAdaptive(AbstractLowRankOptimizer):
+    """Optimizers whose basis change ends with a truncation ``T_theta``.
+
+    Parameters
+    ----------
+    lr, basis_update_every
+        See :class:`AbstractLowRankOptimizer`.
+    tol, rtol : float, optional
+        Truncation tolerance ``theta = tol + rtol ||s||_2`` on the Frobenius norm of the
+        discarded singular values (absolute and relative).  Without either the rank
+        stays at the input rank.
+    min_rank, max_rank : int, optional
+        Bounds of the adaptive rank.
+    """
+
+    rank_adaptive: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        lr: float,
+        *,
+        basis_update_every: int = 1,
+        tol: float | None = None,
+        rtol: float | None = None,
+        min_rank: int = 1,
+        max_rank: int | None = None,
+    ) -> None:
+        super().__init__(lr, basis_update_every=basis_update_every)
+        self.truncation = Truncation(tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank)
+
+    def _truncated(self, param: LowRankParam, kit: _Kit, left: Any, u: Any, s: Any, v: Any, right: Any, r: int):
+        Y1 = kit.truncate(self.truncation, left, u, s, v, right, r)
+        return _with_increments(param, Y1.U, Y1.S, Y1.V), Y1
+
+    def __repr__(self) -> str:
+        t = self.truncation
+        return super().__repr__()[:-1] + f", tol={t.tol}, rtol={t.rtol}, min_rank={t.min_rank}, max_rank={t.max_rank})"
+
+
+# ====================================================================== PSI family
+class PSI(AbstractLowRankOptimizer):
+    r"""Projector-splitting integrator (KSL) in training form; fixed rank.
+
+    Cycle (``k = basis_update_every`` steps each):
+
+    1. K-phase: ``K <- K - h grad_K`` from ``K = U0 S0`` (``V0`` frozen); then
+       ``K = U1 Ŝ`` (QR, ``m x r``).
+    2. S-phase, **backward**: ``S <- S + h grad_S`` from ``Ŝ`` (gradient *ascent*, the
+       substep that makes PSI non-monotone in training).
+    3. L-phase: ``L <- L - h grad_L`` from ``L = V0 S̃^H`` (``U1`` frozen); then
+       ``L = V1 S1^H`` (QR, ``n x r``).
+
+    Cost per cycle of ``3k`` steps: 2 QR (``m x r``, ``n x r``), no SVD.  Kept as the
+    baseline against which the backward-corrected methods are measured.
+    """
+
+    name: ClassVar[str] = "psi"
+    phases: ClassVar[tuple[str, ...]] = ("K", "S", "L")
+
+    def _update(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
+        if phase == "S":  # the backward-in-time S-substep: ascent
+            return param.replace(S=param.S + self.lr * g["S"])
+        return super()._update(phase, param, g)
+
+    def _close(self, phase: str, param: LowRankParam, kit: _Kit) -> LowRankParam:
+        if phase == "K":
+            U1, S_hat = kit.qr(self._K(param))
+            return _with_increments(param, U1, S_hat, param.V)
+        if phase == "L":
+            return self._qr_of_L(param, kit)
+        return param
+
+
+class BCPSI(AbstractLowRankOptimizer):
+    r"""Backward-corrected PSI in training form; fixed rank.
+
+    Cycle: K-phase (``k`` steps on ``K`` from ``U0 S0``), ``U1 = orth(K)`` (QR ``m x r``),
+    backward correction ``S̃ = (U1^H U0) S0`` (a projection, no gradient), L-phase
+    (``k`` steps on ``L`` from ``V0 S̃^H``), ``L = V1 S1^H`` (QR ``n x r``).
+    Cost per cycle of ``2k`` steps: 2 QR, no SVD.
+    """
+
+    name: ClassVar[str] = "bc-psi"
+    phases: ClassVar[tuple[str, ...]] = ("K", "L")
+
+    def _close(self, phase: str, param: LowRankParam, kit: _Kit) -> LowRankParam:
+        if phase == "K":
+            U1, _ = kit.qr(self._K(param))
+            Y0 = LowRank._trusted(param.U, param.S, param.V, param.xp)
+            return _with_increments(param, U1, kit.project(Y0, U1), param.V)
+        return self._qr_of_L(param, kit)
+
+
+class ABCPSI(_RankAdaptive):
+    r"""Augmented backward-corrected PSI (abc-PSI, paper 1) in training form.
+
+    Cycle from ``Y0 = U0 S0 V0^H`` of rank ``r``:
+
+    1. K-phase: ``k`` steps ``K <- K - h grad_K`` from ``U0 S0``.
+    2. Augment: ``Û = orth([K, U0])`` (one QR, ``m x 2r``); backward correction
+       ``Ŝ = (Û^H U0) S0`` (``2r x r``), so that ``Û Ŝ V0^H = Y0`` exactly.
+    3. L-phase: ``k`` steps ``L <- L - h grad_L`` from ``L = V0 Ŝ^H`` (``n x 2r``), with
+       ``grad_L = G^H Û``.
+    4. Truncate ``Û L^H``: thin SVD ``L = Q Σ P^H`` (``n x 2r``), ``U1 = Û P``,
+       ``V1 = Q``, keep ``r1`` values by ``T_theta`` (``r1`` in ``[min_rank, 2r]``).
+
+    Cost per cycle of ``2k`` steps: **1 QR** (``m x 2r``) and 1 SVD (``n x 2r``).
+    With ``k = 1`` and one SGD step per phase it is :class:`lowrank_core.ABCPSI` with
+    Euler substeps, except that the L-step gradient is taken on a fresh batch.
+    """
+
+    name: ClassVar[str] = "abc-psi"
+    phases: ClassVar[tuple[str, ...]] = ("K", "L")
+
+    def _close(self, phase: str, param: LowRankParam, kit: _Kit) -> LowRankParam:
+        if phase == "K":
+            U_hat = kit.augment(self._K(param), param.U)
+            Y0 = LowRank._trusted(param.U, param.S, param.V, param.xp)
+            return _with_increments(param, U_hat, kit.project(Y0, U_hat), param.V)
+        Q, s, P = kit.svd(self._L(param, kit))  # L = Q diag(s) P^H  =>  Û L^H = (Û P) diag(s) Q^H
+        return self._truncated(param, kit, param.U, P, s, Q, None, param.V.shape[-1])[0]
+
+
+class RABUG(_RankAdaptive):
+    r"""Rank-adaptive BUG (DLRT) in training form.
+
+    Cycle from ``Y0 = U0 S0 V0^H`` of rank ``r``:
+
+    1. K-phase: ``k`` steps on ``K`` from ``U0 S0`` (``V0`` frozen); ``K1`` is stored.
+    2. L-phase: ``k`` steps on ``L`` from ``V0 S0^H`` (``U0`` frozen), again from ``Y0``.
+    3. Augment: ``Û = orth([K1, U0])``, ``V̂ = orth([L1, V0])`` (2 QR, ``m x 2r`` and
+       ``n x 2r``); ``Ŝ = (Û^H U0) S0 (V0^H V̂)`` (``2r x 2r``, represents ``Y0`` exactly).
+    4. S-phase: ``k`` Galerkin steps ``Ŝ <- Ŝ - h grad_S`` in the augmented bases.
+    5. Truncate (SVD ``2r x 2r``).
+
+    Cost per cycle of ``3k`` steps: 2 QR and 1 SVD.  DLRT (Schotthöfer et al. 2022)
+    takes one step per phase on three passes of one batch; here every step takes a
+    fresh gradient.
+    """
+
+    name: ClassVar[str] = "ra-bug"
+    phases: ClassVar[tuple[str, ...]] = ("K", "L", "S")
+
+    def _close(self, phase: str, param: LowRankParam, kit: _Kit) -> LowRankParam:
+        if phase == "K":  # keep K1, go back to Y0 for the L-phase
+            state = {**param.state, "K1": self._K(param)}
+            return _with_increments(param, param.U, param.S, param.V, state=state)
+        if phase == "L":
+            state = dict(param.state)
+            K1 = state.pop("K1")
+            U_hat = kit.augment(K1, param.U)
+            V_hat = kit.augment(self._L(param, kit), param.V)
+            Y0 = LowRank._trusted(param.U, param.S, param.V, param.xp)
+            state["r0"] = param.V.shape[-1]
+            return _with_increments(param, U_hat, kit.project(Y0, U_hat, V_hat), V_hat, state=state)
+        P, s, Q = kit.svd(param.S)
+        state = dict(param.state)
+        new, _ = self._truncated(param, kit, param.U, P, s, Q, param.V, state.pop("r0"))
+        return new.replace(state=state)
+
+
+# ====================================================================== tangent family
+class ParallelBUG(_RankAdaptive):
+    r"""Parallel BUG (GeoLoRA-style) in training form: one gradient pass per step.
+
+    Between basis updates the weight moves in the tangent space of ``Y0 = U0 S0 V0^H``:
+    ``W = U0 S V0^H + dK V0^H + U0 dL^H`` with ``U0^H dK = 0``, ``V0^H dL = 0``.  Each step
+    uses the Riemannian gradient ``P(Y0) G`` in tangent coordinates
+
+    .. math::
+
+        g_S = U_0^H G V_0, \quad g_U = (I - U_0 U_0^H) G V_0, \quad g_V = (I - V_0 V_0^H) G^H U_0
+
+    (from ``grad_S``, ``grad_K``, ``grad_L`` of one backward pass) and a search direction
+    ``d = (d_S, d_U, d_V)`` (here ``d = g``): ``S -= h d_S``, ``dK -= h d_U``, ``dL -= h d_V``.
+    After ``k`` steps: ``[U0, Ũ] = orth([U0, dK])``, ``[V0, Ṽ] = orth([V0, dL])`` (QR
+    ``m x 2r``, ``n x 2r``), core ``Ŝ = [[S, dL^H Ṽ], [Ũ^H dK, 0]]`` (``2r x 2r``), SVD,
+    truncate.  With ``k = 1`` this is :class:`lowrank_core.ParallelBUG` with Euler
+    substeps, ``Y½ = Y0 - h P(Y0) G(Y0)``.
+    """
+
+    name: ClassVar[str] = "parallel-bug"
+    phases: ClassVar[tuple[str, ...]] = ("T",)
+
+    def _direction(self, param: LowRankParam, g: tuple[Any, Any, Any]) -> tuple[tuple[Any, Any, Any], dict]:
+        return g, param.state
+
+    def _update(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
+        xp, U, V = param.xp, param.U, param.V
+        ch = _ch(xp)
+        gU = g["K"] - U @ (ch(U) @ g["K"])
+        gV = g["L"] - V @ (ch(V) @ g["L"])
+        (dS, dU, dV), state = self._direction(param, (g["S"], gU, gV))
+        h = self.lr
+        return param.replace(S=param.S - h * dS, dK=param.dK - h * dU, dL=param.dL - h * dV, state=state)
+
+    def _close(self, phase: str, param: LowRankParam, kit: _Kit) -> LowRankParam:
+        xp, U0, V0 = param.xp, param.U, param.V
+        r = U0.shape[-1]
+        U_new = kit.augment(U0, param.dK)[..., r:]  # [U0, dK]: the first r columns span U0
+        V_new = kit.augment(V0, param.dL)[..., r:]
+        zero = xp.zeros(
+            (*param.batch_shape, U_new.shape[-1], V_new.shape[-1]), dtype=param.S.dtype, device=device_of(U0)
+        )
+        top = xp.concat([param.S, kit.ch(param.dL) @ V_new], axis=-1)
+        bottom = xp.concat([kit.ch(U_new) @ param.dK, zero], axis=-1)
+        S_hat = xp.concat([top, bottom], axis=-2)
+        U_hat = xp.concat([U0, U_new], axis=-1)
+        V_hat = xp.concat([V0, V_new], axis=-1)
+        P, s, Q = kit.svd(S_hat)
+        new, Y1 = self._truncated(param, kit, U_hat, P, s, Q, V_hat, r)
+        return new.replace(state=self._transport(param, Y1))
+
+    def _transport(self, param: LowRankParam, Y1: LowRank) -> dict:
+        return param.state
+
+
+def _ch(xp: Any):
+    return lambda X: conj_transpose(X, xp)
+
+
+_MOMENTUM_TRANSPORTS = ("project", "reset")
+_SECOND_MOMENT_TRANSPORTS = ("sqrt", "linear", "reset")
+
+
+class HeavyBall(ParallelBUG):
+    r"""Low-rank heavy ball (paper 2, methods.md §3.4): momentum kept in the tangent space.
+
+    State: the momentum ``M = U B_S V^H + B_U V^H + U B_V^H`` as tangent coordinates
+    ``(B_S, B_U, B_V)`` with ``U^H B_U = 0``, ``V^H B_V = 0`` (``(m + n + r) r`` numbers).
+    Step (``g`` the Riemannian gradient of :class:`ParallelBUG`):
+
+    .. math::
+
+        B \leftarrow \beta B + g, \qquad (S, dK, dL) \leftarrow (S, dK, dL) - h B .
+
+    At every basis change ``Y0 -> Y1`` the momentum is **transported by projection**,
+    ``M <- P(Y1) M`` (:func:`transport_tangent`), so it is tangent at the new point and
+    vanishes at stationary points; ``momentum_transport="reset"`` sets it to zero instead.
+    With ``beta = 0`` this is :class:`ParallelBUG`; with ``k = 1`` one step costs 2 QR
+    and 1 SVD (``2r x 2r``) and one gradient pass.
+
+    Parameters
+    ----------
+    lr, basis_update_every, tol, rtol, min_rank, max_rank
+        See :class:`ParallelBUG`.
+    beta : float, default 0.9
+        Momentum factor in ``[0, 1)``.
+    momentum_transport : {"project", "reset"}, default "project"
+    """
+
+    name: ClassVar[str] = "heavy-ball"
+
+    def __init__(
+        self,
+        lr: float,
+        *,
+        beta: float = 0.9,
+        momentum_transport: str = "project",
+        basis_update_every: int = 1,
+        tol: float | None = None,
+        rtol: float | None = None,
+        min_rank: int = 1,
+        max_rank: int | None = None,
+    ) -> None:
+        super().__init__(
+            lr, basis_update_every=basis_update_every, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank
+        )
+        self.beta = _unit_interval(beta, "beta")
+        if momentum_transport not in _MOMENTUM_TRANSPORTS:
+            msg = f"`momentum_transport` must be one of {_MOMENTUM_TRANSPORTS}; got {momentum_transport!r}."
+            raise ValueError(msg)
+        self.momentum_transport = momentum_transport
+
+    def _init_state(self, param: LowRankParam) -> dict:
+        xp = param.xp
+        return {"B_S": xp.zeros_like(param.S), "B_U": xp.zeros_like(param.dK), "B_V": xp.zeros_like(param.dL)}
+
+    def _direction(self, param, g):
+        st, b = param.state, self.beta
+        B = (b * st["B_S"] + g[0], b * st["B_U"] + g[1], b * st["B_V"] + g[2])
+        return B, {**st, "B_S": B[0], "B_U": B[1], "B_V": B[2]}
+
+    def _transport(self, param: LowRankParam, Y1: LowRank) -> dict:
+        st = param.state
+        if self.momentum_transport == "reset":
+            xp = param.xp
+            return {**st, "B_S": xp.zeros_like(Y1.S), "B_U": xp.zeros_like(Y1.U), "B_V": xp.zeros_like(Y1.V)}
+        A, B, C = transport_tangent(param.U, param.V, st["B_S"], st["B_U"], st["B_V"], Y1.U, Y1.V, param.xp)
+        return {**st, "B_S": A, "B_U": B, "B_V": C}
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f", beta={self.beta:g}, momentum_transport={self.momentum_transport!r})"
+
+
+class Adam(ParallelBUG):
+    r"""Low-rank Adam (paper 2, methods.md §3.5) on the tangent coordinates.
+
+    State: first moment ``m = (m_S, m_U, m_V)`` (tangent coordinates, like the heavy
+    ball's momentum), second moment ``v = (v_S, v_U, v_V)`` (element-wise, real,
+    non-negative) and the step counters ``t`` (of ``m``) and ``t_v`` (of ``v``).  Step
+    with the Riemannian gradient ``g`` of :class:`ParallelBUG`:
+
+    .. math::
+
+        m \leftarrow \beta_1 m + (1-\beta_1) g, \quad
+        v \leftarrow \beta_2 v + (1-\beta_2) |g|^2, \quad
+        d = \frac{m / (1-\beta_1^t)}{\sqrt{v / (1-\beta_2^{t_v})} + \epsilon},
+
+    then ``d_U <- (I - U U^H) d_U``, ``d_V <- (I - V V^H) d_V`` (the element-wise division
+    leaves the tangent space) and ``(S, dK, dL) -= h d``.
+
+    At each basis change ``Y0 -> Y1``: ``m <- P(Y1) m`` (:func:`transport_tangent`), and
+    ``v`` by ``second_moment``:
+
+    * ``"sqrt"`` (default; the rule of the first author's RobustDLRT code): transport
+      ``sqrt(v)`` as if it were a tangent vector and square it element-wise.  Keeps
+      ``v >= 0``; a heuristic, not the second moment of the rotated gradients.
+    * ``"linear"``: transport ``v`` itself and take absolute values.
+    * ``"reset"``: ``v <- 0`` and ``t_v <- 0`` (bias correction restarts).
+
+    Parameters
+    ----------
+    lr, basis_update_every, tol, rtol, min_rank, max_rank
+        See :class:`ParallelBUG`.
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    second_moment : {"sqrt", "linear", "reset"}, default "sqrt"
+    """
+
+    name: ClassVar[str] = "adam"
+
+    def __init__(
+        self,
+        lr: float,
+        *,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        second_moment: str = "sqrt",
+        basis_update_every: int = 1,
+        tol: float | None = None,
+        rtol: float | None = None,
+        min_rank: int = 1,
+        max_rank: int | None = None,
+    ) -> None:
+        super().__init__(
+            lr, basis_update_every=basis_update_every, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank
+        )
+        try:
+            b1, b2 = betas
+        except (TypeError, ValueError):
+            msg = f"`betas` must be a pair (beta1, beta2); got {betas!r}."
+            raise TypeError(msg) from None
+        self.betas = (_unit_interval(b1, "betas[0]"), _unit_interval(b2, "betas[1]"))
+        self.eps = _positive(eps, "eps")
+        if second_moment not in _SECOND_MOMENT_TRANSPORTS:
+            msg = f"`second_moment` must be one of {_SECOND_MOMENT_TRANSPORTS}; got {second_moment!r}."
+            raise ValueError(msg)
+        self.second_moment = second_moment
+
+    def _init_state(self, param: LowRankParam) -> dict:
+        xp = param.xp
+        st = {f"m_{k}": xp.zeros_like(x) for k, x in (("S", param.S), ("U", param.dK), ("V", param.dL))}
+        st.update(
+            {f"v_{k}": _zeros(x.shape, x, xp, real=True) for k, x in (("S", param.S), ("U", param.dK), ("V", param.dL))}
+        )
+        st.update({"t": 0, "t_v": 0})
+        return st
+
+    def _direction(self, param, g):
+        xp, st = param.xp, param.state
+        (b1, b2), t, t_v = self.betas, st["t"] + 1, st["t_v"] + 1
+        new = {**st, "t": t, "t_v": t_v}
+        d = []
+        for key, gk in zip("SUV", g, strict=True):
+            m = b1 * st[f"m_{key}"] + (1.0 - b1) * gk
+            v = b2 * st[f"v_{key}"] + (1.0 - b2) * xp.abs(gk) ** 2
+            new[f"m_{key}"], new[f"v_{key}"] = m, v
+            d.append((m / (1.0 - b1**t)) / (xp.sqrt(v / (1.0 - b2**t_v)) + self.eps))
+        ch, U, V = _ch(xp), param.U, param.V
+        d[1] = d[1] - U @ (ch(U) @ d[1])
+        d[2] = d[2] - V @ (ch(V) @ d[2])
+        return tuple(d), new
+
+    def _transport(self, param: LowRankParam, Y1: LowRank) -> dict:
+        xp, st = param.xp, param.state
+        if self.second_moment == "reset":  # restart Adam in the new basis
+            return {**self._init_state(_with_increments(param, Y1.U, Y1.S, Y1.V)), "t": 0, "t_v": 0}
+        U0, V0 = param.U, param.V
+        ms = transport_tangent(U0, V0, st["m_S"], st["m_U"], st["m_V"], Y1.U, Y1.V, xp)
+        vs = [st["v_S"], st["v_U"], st["v_V"]]
+        if self.second_moment == "sqrt":
+            vs = [xp.sqrt(v) for v in vs]
+        vs = transport_tangent(U0, V0, *(xp.astype(v, U0.dtype) for v in vs), Y1.U, Y1.V, xp)
+        vs = [xp.abs(v) ** 2 if self.second_moment == "sqrt" else xp.abs(v) for v in vs]
+        # Restore Adam's bound |m| <= sqrt(v) entry-wise: the rotation moves momentum into
+        # entries whose second moment is ~0, where m / sqrt(v) would explode (measured on
+        # the ill-conditioned toy: without this guard both rules diverge).
+        vs = [xp.maximum(v, xp.abs(m) ** 2) for v, m in zip(vs, ms, strict=True)]
+        return {**st, "m_S": ms[0], "m_U": ms[1], "m_V": ms[2], "v_S": vs[0], "v_U": vs[1], "v_V": vs[2]}
+
+    def __repr__(self) -> str:
+        return (
+            super().__repr__()[:-1] + f", betas={self.betas}, eps={self.eps:g}, second_moment={self.second_moment!r})"
+        )

@@ -1,0 +1,578 @@
+"""Numba CPU kernels: batched thin QR and small SVD.
+
+Layout and conventions
+----------------------
+Every driver takes a C-contiguous stack ``a`` of shape ``(B, m, k)`` and writes into
+preallocated outputs; nothing here allocates per matrix except per-chunk scratch.  The
+batch is split into ``nchunks`` contiguous chunks (chosen by the caller from the number
+of Numba threads, so the cached kernels read no dynamic globals) and each chunk runs on
+one thread.  Inner loops run from 0 over 1-D views (no wrap-around checks, so LLVM
+vectorises them) and the kernels use ``fastmath={'reassoc', 'contract'}`` only, so that
+NaN checks such as ``not (x > 0)`` keep working.
+
+Per-matrix algorithms (all dtypes: float32/64, complex64/128; "work precision" is
+float64/complex128 for every input dtype):
+
+``_house_qr``
+    Householder QR on a transposed copy (rows of the scratch are columns of ``A``, so
+    every reflector update is a unit-stride dot + axpy), LAPACK ``larfg`` conventions,
+    explicit thin ``Q`` by backward accumulation (``org2r``).  Norms are accumulated in
+    float64 with rescaling on overflow / underflow.  Unconditionally stable.
+``_cholqr2``
+    CholeskyQR2 on the row-major input, Gram matrices, Cholesky factors and triangular
+    inverses in work precision (mixed-precision CholeskyQR for float32 inputs).  It
+    refuses (returns ``False``) when the first Cholesky breaks down, when
+    ``max diag(R1) / min diag(R1)`` exceeds ``_CHOL_COND_MAX``, or when the second Gram
+    matrix deviates from the identity by more than ``_CHOL_ORTH_MAX`` (an a-posteriori
+    bound on the orthogonality of the first pass); the driver then runs ``_house_qr``
+    on that matrix.  The fallback is therefore guaranteed, per matrix.
+``_jacobi_svd``
+    One-sided (Hestenes) Jacobi on the columns of a ``k x k`` matrix in work precision,
+    cyclic-by-row sweeps, relative convergence test ``|a_p^H a_q| <= tol ||a_p|| ||a_q||``.
+    Thin ``m x k`` inputs are first reduced by QR (``A = Q R``, SVD of ``R``, ``U = Q U_R``).
+    Left singular vectors of zero singular values are completed to an orthonormal set.
+    If the sweeps do not converge the matrix is redone with LAPACK ``gesdd``.
+
+Non-finite input: a matrix that contains NaN or Inf gets NaN in all of its outputs
+(other matrices of the batch are unaffected).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+_FM = {"reassoc", "contract"}
+_SERIAL = {"cache": True, "fastmath": _FM, "nogil": True}
+_PARALLEL = {"cache": True, "fastmath": _FM, "nogil": True, "parallel": True}
+
+#: CholeskyQR2 gives up (and the Householder fallback runs) beyond these thresholds.
+_CHOL_COND_MAX = 1.0e6
+_CHOL_ORTH_MAX = 0.1
+
+#: Algorithm codes shared with the Python front end.
+QR_HOUSEHOLDER = 0
+QR_CHOLQR2 = 1
+SVD_JACOBI = 0
+SVD_LAPACK = 1
+
+_JACOBI_MAX_SWEEPS = 60
+
+
+# --------------------------------------------------------------------------- helpers
+@njit(**_SERIAL)
+def _abs2(z):
+    return (z * np.conj(z)).real
+
+
+@njit(**_SERIAL)
+def _all_finite(x):
+    """True when every entry of the 2-D array ``x`` is finite."""
+    m, k = x.shape
+    acc = 0.0
+    for i in range(m):
+        row = x[i]
+        for j in range(k):
+            v = row[j]
+            # x - x is 0 for finite x and NaN for NaN/Inf (no 'nnan'/'ninf' fastmath flags).
+            acc += (v.real - v.real) + (v.imag - v.imag)
+    return acc == 0.0
+
+
+@njit(**_SERIAL)
+def _norm_tail(x):
+    """2-norm of the 1-D view ``x`` in float64, rescaled if the plain sum over/underflows."""
+    s = 0.0
+    for t in range(x.size):
+        s += _abs2(x[t])
+    if s < 1.0e-280 or s > 1.0e280:
+        scale = 0.0
+        for t in range(x.size):
+            scale = max(scale, abs(x[t]))
+        if scale == 0.0 or not math.isfinite(scale):
+            return scale
+        s = 0.0
+        for t in range(x.size):
+            s += _abs2(x[t] / scale)
+        return scale * math.sqrt(s)
+    return math.sqrt(s)
+
+
+@njit(**_SERIAL)
+def _fill_nan(x):
+    x.ravel()[:] = np.nan
+
+
+# --------------------------------------------------------------------------- Householder
+@njit(**_SERIAL)
+def _house_qr(a, q, r, wt, qt, tau):
+    """Householder QR of ``a`` (m, k) into ``q`` (m, k) and ``r`` (k, k).
+
+    ``wt`` and ``qt`` are (k, m) scratch of the input dtype, ``tau`` a (k,) scratch.
+    The diagonal of ``r`` is real and non-negative.
+    """
+    m, k = a.shape
+    for i in range(m):
+        row = a[i]
+        for j in range(k):
+            wt[j, i] = row[j]
+    for j in range(k):
+        x = wt[j, j:]
+        tail = x[1:]
+        alpha = x[0]
+        xnorm = _norm_tail(tail)
+        if xnorm == 0.0 and alpha.imag == 0.0:
+            tau[j] = 0.0
+            continue
+        beta = -math.copysign(math.hypot(abs(alpha), xnorm), alpha.real)
+        tau[j] = (beta - alpha) / beta
+        scal = 1.0 / (alpha - beta)
+        for t in range(tail.size):
+            tail[t] = tail[t] * scal
+        x[0] = beta
+        ctau = np.conj(tau[j])
+        for i in range(j + 1, k):
+            w = wt[i, j:]
+            wtail = w[1:]
+            s = w[0]
+            for t in range(wtail.size):
+                s += np.conj(tail[t]) * wtail[t]
+            s = s * ctau
+            w[0] -= s
+            for t in range(wtail.size):
+                wtail[t] -= s * tail[t]
+    # explicit thin Q (transposed), backward accumulation
+    qt[:, :] = 0.0
+    for j in range(k - 1, -1, -1):
+        tail = wt[j, j + 1 :]
+        tj = tau[j]
+        for c in range(j + 1, k):
+            qc = qt[c, j:]
+            qtail = qc[1:]
+            s = qc[0]  # exactly 0 here (H_j+1.. do not touch row j); gives s the input dtype
+            for t in range(qtail.size):
+                s += np.conj(tail[t]) * qtail[t]
+            s = s * tj
+            qc[0] = -s
+            for t in range(qtail.size):
+                qtail[t] -= s * tail[t]
+        qj = qt[j, j:]
+        qj[0] = 1.0 - tj
+        qjt = qj[1:]
+        for t in range(qjt.size):
+            qjt[t] = -tj * tail[t]
+    # R from the upper triangle, diagonal made real non-negative
+    r[:, :] = 0.0
+    for j in range(k):
+        d = wt[j, j]
+        ad = abs(d)
+        ph = d / ad if ad > 0.0 else d * 0.0 + 1.0
+        cph = np.conj(ph)
+        for c in range(j, k):
+            r[j, c] = cph * wt[c, j]
+        qj = qt[j]
+        for t in range(m):
+            qj[t] = qj[t] * ph
+    for i in range(m):
+        row = q[i]
+        for j in range(k):
+            row[j] = qt[j, i]
+
+
+# --------------------------------------------------------------------------- CholeskyQR2
+@njit(**_SERIAL)
+def _gram_rows(a, g):
+    """``g = a^H a`` (full square) in the precision of ``g``, four rows at a time.
+
+    Index loops start at 0 and run over the full width (no per-row views, whose
+    creation cost dominated for short rows); ``* 1.0`` promotes float32/complex64
+    entries to work precision before the products.
+    """
+    m, k = a.shape
+    g[:, :] = 0.0
+    i = 0
+    while i + 4 <= m:
+        for p in range(k):
+            c0 = np.conj(a[i, p]) * 1.0
+            c1 = np.conj(a[i + 1, p]) * 1.0
+            c2 = np.conj(a[i + 2, p]) * 1.0
+            c3 = np.conj(a[i + 3, p]) * 1.0
+            for t in range(k):
+                g[p, t] += c0 * a[i, t] + c1 * a[i + 1, t] + c2 * a[i + 2, t] + c3 * a[i + 3, t]
+        i += 4
+    while i < m:
+        for p in range(k):
+            c0 = np.conj(a[i, p]) * 1.0
+            for t in range(k):
+                g[p, t] += c0 * a[i, t]
+        i += 1
+
+
+@njit(**_SERIAL)
+def _chol_upper(g, rr):
+    """Upper Cholesky ``g = rr^H rr``; returns ``(ok, max diag, min diag)``."""
+    k = g.shape[0]
+    rr[:, :] = 0.0
+    dmax = 0.0
+    dmin = np.inf
+    for j in range(k):
+        s = g[j, j].real
+        for i in range(j):
+            s -= _abs2(rr[i, j])
+        if not (s > 0.0) or not math.isfinite(s):
+            return False, dmax, dmin
+        d = math.sqrt(s)
+        rr[j, j] = d
+        dmax = max(dmax, d)
+        dmin = min(dmin, d)
+        inv = 1.0 / d
+        for c in range(j + 1, k):
+            t = g[j, c]
+            for i in range(j):
+                t -= np.conj(rr[i, j]) * rr[i, c]
+            rr[j, c] = t * inv
+    return True, dmax, dmin
+
+
+@njit(**_SERIAL)
+def _tri_inv_upper(rr, ri):
+    """Inverse of the upper-triangular ``rr`` into ``ri`` (back substitution)."""
+    k = rr.shape[0]
+    ri[:, :] = 0.0
+    for j in range(k):
+        ri[j, j] = 1.0 / rr[j, j]
+        for i in range(j - 1, -1, -1):
+            t = ri[i, i] * 0.0
+            for l in range(i + 1, j + 1):
+                t += rr[i, l] * ri[l, j]
+            ri[i, j] = -t / rr[i, i]
+
+
+@njit(**_SERIAL)
+def _times_upper(a, ri, out, acc):
+    """``out = a @ ri`` (``ri`` upper triangular, stored full) in work precision.
+
+    Four rows at a time into the (4, k) work-precision accumulator ``acc``; ``out`` may
+    be ``a`` itself (each block of rows is read completely before it is written).
+    """
+    m, k = a.shape
+    i = 0
+    while i < m:
+        nr = min(4, m - i)
+        acc[:, :] = 0.0
+        for l in range(k):
+            for s in range(nr):
+                al = a[i + s, l] * 1.0
+                for t in range(k):
+                    acc[s, t] += al * ri[l, t]
+        for s in range(nr):
+            for t in range(k):
+                out[i + s, t] = acc[s, t]
+        i += 4
+
+
+@njit(**_SERIAL)
+def _upper_product(r2, r1, r):
+    """``r = r2 @ r1`` for upper-triangular ``r1``, ``r2``."""
+    k = r.shape[0]
+    r[:, :] = 0.0
+    for i in range(k):
+        for j in range(i, k):
+            t = r2[i, i] * 0.0
+            for l in range(i, j + 1):
+                t += r2[i, l] * r1[l, j]
+            r[i, j] = t
+
+
+@njit(**_SERIAL)
+def _cholqr2(a, q, r, g, r1, r2, ri, acc):
+    """CholeskyQR2 of ``a`` into ``q``, ``r``; ``False`` if it must not be trusted."""
+    for p in range(2):
+        src = a if p == 0 else q
+        rr = r1 if p == 0 else r2
+        _gram_rows(src, g)
+        if not _check_and_chol(g, rr, p == 1):
+            return False
+        _tri_inv_upper(rr, ri)
+        _times_upper(src, ri, q, acc)
+    _upper_product(r2, r1, r)
+    return True
+
+
+# --------------------------------------------------------------------------- batch QR
+def _qr_batch(a, q, r, algo, nchunks, wproto):
+    """Thin QR of every matrix of ``a`` (B, m, k); returns the number of fallbacks."""
+    nb, m, k = a.shape
+    fallbacks = np.zeros(nchunks, dtype=np.int64)
+    for c in prange(nchunks):
+        lo = (c * nb) // nchunks
+        hi = ((c + 1) * nb) // nchunks
+        wt = np.empty((k, m), dtype=a.dtype)
+        qt = np.empty((k, m), dtype=a.dtype)
+        tau = np.empty(k, dtype=a.dtype)
+        g = np.empty((k, k), dtype=wproto.dtype)
+        r1 = np.empty((k, k), dtype=wproto.dtype)
+        r2 = np.empty((k, k), dtype=wproto.dtype)
+        ri = np.empty((k, k), dtype=wproto.dtype)
+        acc = np.empty((4, k), dtype=wproto.dtype)
+        for b in range(lo, hi):
+            ab = a[b]
+            if not _all_finite(ab):
+                _fill_nan(q[b])
+                _fill_nan(r[b])
+                continue
+            if algo == QR_CHOLQR2:
+                if _cholqr2(ab, q[b], r[b], g, r1, r2, ri, acc):
+                    continue
+                fallbacks[c] += 1
+            _house_qr(ab, q[b], r[b], wt, qt, tau)
+    return fallbacks.sum()
+
+
+# The same driver twice: parallel over chunks, and serial for small work, where waking
+# the thread pool costs more than the factorizations (each compiles only when used).
+qr_batch = njit(**_PARALLEL)(_qr_batch)
+qr_batch_serial = njit(**_SERIAL)(_qr_batch)
+
+
+@njit(**_SERIAL)
+def _check_and_chol(g, rr, second):
+    """Cholesky of a summed Gram matrix with the CholeskyQR2 guards (see module doc)."""
+    k = g.shape[0]
+    if second:
+        dev = 0.0
+        for i in range(k):
+            for j in range(k):
+                dev = max(dev, abs(g[i, j] - (1.0 if i == j else 0.0)))
+        if not (dev <= _CHOL_ORTH_MAX):
+            return False
+    ok, dmax, dmin = _chol_upper(g, rr)
+    return ok and (second or dmax <= _CHOL_COND_MAX * dmin)
+
+
+@njit(**_PARALLEL)
+def qr_rowpar(a, q, r, nblocks, wproto):
+    """CholeskyQR2 of one tall matrix ``a`` (m, k) with row blocks in parallel.
+
+    Returns ``False`` (outputs undefined) when CholeskyQR2 must not be trusted; the
+    caller then runs the Householder kernel.
+    """
+    m, k = a.shape
+    gs = np.zeros((nblocks, k, k), dtype=wproto.dtype)
+    r1 = np.empty((k, k), dtype=wproto.dtype)
+    r2 = np.empty((k, k), dtype=wproto.dtype)
+    ri = np.empty((k, k), dtype=wproto.dtype)
+    for p in range(2):
+        src = a if p == 0 else q
+        rr = r1 if p == 0 else r2
+        for c in prange(nblocks):
+            lo = (c * m) // nblocks
+            hi = ((c + 1) * m) // nblocks
+            _gram_rows(src[lo:hi], gs[c])
+        if not _check_and_chol(gs.sum(axis=0), rr, p == 1):
+            return False
+        _tri_inv_upper(rr, ri)
+        for c in prange(nblocks):
+            lo = (c * m) // nblocks
+            hi = ((c + 1) * m) // nblocks
+            acc = np.empty((4, k), dtype=wproto.dtype)
+            _times_upper(src[lo:hi], ri, q[lo:hi], acc)
+    _upper_product(r2, r1, r)
+    return True
+
+
+# --------------------------------------------------------------------------- Jacobi SVD
+@njit(**_SERIAL)
+def _jacobi_svd(w, vt, tol):
+    """One-sided Jacobi on the rows of ``w`` (k, n): ``w`` holds the columns of A.
+
+    On exit the rows of ``w`` are mutually orthogonal (they are the columns of ``A V``)
+    and ``vt[j]`` is column ``j`` of ``V``.  Returns ``True`` when converged.
+    """
+    k = w.shape[0]
+    vt[:, :] = 0.0
+    for j in range(k):
+        vt[j, j] = 1.0
+    for _sweep in range(_JACOBI_MAX_SWEEPS):
+        rotated = False
+        for p in range(k - 1):
+            wp = w[p]
+            vp = vt[p]
+            for qq in range(p + 1, k):
+                wq = w[qq]
+                vq = vt[qq]
+                alpha = 0.0
+                beta = 0.0
+                gamma = wp[0] * 0.0
+                for t in range(wp.size):
+                    alpha += _abs2(wp[t])
+                    beta += _abs2(wq[t])
+                    gamma += np.conj(wp[t]) * wq[t]
+                ag = abs(gamma)
+                if not (ag > tol * math.sqrt(alpha * beta)) or ag == 0.0:
+                    continue
+                rotated = True
+                zeta = (beta - alpha) / (2.0 * ag)
+                tt = math.copysign(1.0, zeta) / (abs(zeta) + math.sqrt(1.0 + zeta * zeta))
+                cs = 1.0 / math.sqrt(1.0 + tt * tt)
+                sn = cs * tt
+                cph = np.conj(gamma / ag)
+                for t in range(wp.size):
+                    x = wp[t]
+                    y = cph * wq[t]
+                    wp[t] = cs * x - sn * y
+                    wq[t] = sn * x + cs * y
+                for t in range(vp.size):
+                    x = vp[t]
+                    y = cph * vq[t]
+                    vp[t] = cs * x - sn * y
+                    vq[t] = sn * x + cs * y
+        if not rotated:
+            return True
+    return False
+
+
+@njit(**_SERIAL)
+def _complete_orthonormal(ut, good):
+    """Replace rows ``j`` of ``ut`` with ``good[j] == False`` by unit vectors orthogonal
+    to all other rows (``ut`` is (k, m) with orthonormal good rows)."""
+    k, m = ut.shape
+    cand = 0
+    for j in range(k):
+        if good[j]:
+            continue
+        while cand < m:
+            x = ut[j]
+            x[:] = 0.0
+            x[cand] = 1.0
+            cand += 1
+            for _rep in range(2):
+                for i in range(k):
+                    if not good[i]:
+                        continue
+                    ui = ut[i]
+                    s = x[0] * 0.0
+                    for t in range(m):
+                        s += np.conj(ui[t]) * x[t]
+                    for t in range(m):
+                        x[t] -= s * ui[t]
+            nrm = _norm_tail(x)
+            if nrm > 0.5:
+                for t in range(m):
+                    x[t] = x[t] / nrm
+                good[j] = True
+                break
+
+
+@njit(**_SERIAL)
+def _load_transposed(src, w):
+    """``w[j, i] = src[i, j]`` for a square ``src`` (columns become rows)."""
+    k = src.shape[0]
+    for i in range(k):
+        si = src[i]
+        for j in range(k):
+            w[j, i] = si[j]
+
+
+@njit(**_SERIAL)
+def _svd_finish(w, vt, u, s, v, ut_scratch, good, qbasis):
+    """Turn converged Jacobi rows into sorted ``u``, ``s``, ``v`` outputs.
+
+    ``qbasis`` (m, k) is the Q of a QR preconditioning (then ``U = Q U_R``) or has size 0.
+    """
+    k = w.shape[0]
+    sig = np.empty(k)
+    for j in range(k):
+        sig[j] = _norm_tail(w[j])
+    order = np.argsort(-sig)
+    smax = sig[order[0]] if k > 0 else 0.0
+    tiny = 1.0e-290
+    for jj in range(k):
+        j = order[jj]
+        s[jj] = sig[j]
+        urow = ut_scratch[jj]
+        wj = w[j]
+        if sig[j] > tiny and sig[j] > smax * 1.0e-300:
+            inv = 1.0 / sig[j]
+            for t in range(k):
+                urow[t] = wj[t] * inv
+            good[jj] = True
+        else:
+            good[jj] = False
+        vj = vt[j]
+        for t in range(k):
+            v[t, jj] = vj[t]
+    _complete_orthonormal(ut_scratch, good)
+    if qbasis.shape[0] == 0:
+        for i in range(k):
+            ui = u[i]
+            for jj in range(k):
+                ui[jj] = ut_scratch[jj, i]
+    else:
+        m = qbasis.shape[0]
+        for i in range(m):
+            qi = qbasis[i]
+            ui = u[i]
+            for jj in range(k):
+                acc = ut_scratch[jj, 0] * 0.0
+                for t in range(k):
+                    acc += qi[t] * ut_scratch[jj, t]
+                ui[jj] = acc
+
+
+@njit(**_SERIAL)
+def _lapack_svd_one(a, u, s, v):
+    uu, ss, vh = np.linalg.svd(np.ascontiguousarray(a), full_matrices=False)
+    kk = ss.size
+    for j in range(kk):
+        s[j] = ss[j]
+    u[:, :] = uu
+    for i in range(vh.shape[1]):
+        for j in range(kk):
+            v[i, j] = np.conj(vh[j, i])
+
+
+def _svd_batch(a, u, s, v, algo, nchunks, wproto, tol):
+    """Thin SVD of every matrix of ``a`` (B, m, k), ``m >= k``; returns LAPACK redo count."""
+    nb, m, k = a.shape
+    redo = np.zeros(nchunks, dtype=np.int64)
+    for c in prange(nchunks):
+        lo = (c * nb) // nchunks
+        hi = ((c + 1) * nb) // nchunks
+        pre = m > k
+        qb = np.empty((m if pre else 0, k), dtype=a.dtype)
+        rb = np.empty((k, k), dtype=a.dtype)
+        wt = np.empty((k, m), dtype=a.dtype)
+        qt = np.empty((k, m), dtype=a.dtype)
+        tau = np.empty(k, dtype=a.dtype)
+        w = np.empty((k, k), dtype=wproto.dtype)
+        vt = np.empty((k, k), dtype=wproto.dtype)
+        ut = np.empty((k, k), dtype=wproto.dtype)
+        good = np.empty(k, dtype=np.bool_)
+        for b in range(lo, hi):
+            ab = a[b]
+            if not _all_finite(ab):
+                _fill_nan(u[b])
+                _fill_nan(s[b])
+                _fill_nan(v[b])
+                continue
+            if algo == SVD_LAPACK:
+                _lapack_svd_one(ab, u[b], s[b], v[b])
+                continue
+            if pre:
+                _house_qr(ab, qb, rb, wt, qt, tau)
+                _load_transposed(rb, w)
+            else:
+                _load_transposed(ab, w)
+            if _jacobi_svd(w, vt, tol):
+                _svd_finish(w, vt, u[b], s[b], v[b], ut, good, qb)
+            else:
+                redo[c] += 1
+                _lapack_svd_one(ab, u[b], s[b], v[b])
+    return redo.sum()
+
+
+svd_batch = njit(**_PARALLEL)(_svd_batch)
+svd_batch_serial = njit(**_SERIAL)(_svd_batch)
