@@ -290,6 +290,27 @@ def kernel_environment() -> dict[str, Any]:
     return benchmark.environment()
 
 
+def _canonical_signs(u: Any, v: Any, xp: Any) -> tuple[Any, Any]:
+    """Fix the phase of each singular pair: the largest-magnitude entry of every column
+    of ``U`` becomes real positive (``U -> U D``, ``V -> V D``, ``|D| = I``).
+
+    SVD factors are unique only up to these phases; fixing them makes the kernels, every
+    backend's LAPACK and every batch layout return the same factors (for distinct
+    singular values), so that algorithms that are not phase-invariant (elementwise
+    optimizer states, for example) do not depend on the path taken.
+    """
+    mag = xp.abs(u)
+    idx = xp.argmax(mag, axis=-2)
+    rows = xp.arange(u.shape[-2], device=array_api_compat.device(u))
+    onehot = xp.astype(rows[:, None] == idx[..., None, :], u.dtype)
+    pivot = xp.sum(u * onehot, axis=-2)
+    pmag = xp.abs(pivot)
+    one = xp.ones_like(pivot)
+    nz = pmag > 0
+    phase = xp.where(nz, xp.conj(pivot) / xp.where(nz, xp.astype(pmag, pivot.dtype), one), one)
+    return u * phase[..., None, :], v * phase[..., None, :]
+
+
 def _count_kernel(counters: Counters | None) -> None:
     if counters is not None:
         counters.kernel_calls += 1
@@ -355,7 +376,9 @@ def thin_svd(x: Any, xp: Any, counters: Counters | None = None) -> tuple[Any, An
     U : array, shape (..., m, p)
     s : array, shape (..., p), real, descending
     V : array, shape (..., k, p)
-        Note: ``V``, not ``V^H``; ``p = min(m, k)``.
+        Note: ``V``, not ``V^H``; ``p = min(m, k)``.  The phase of each singular pair is
+        fixed (the largest entry of each column of ``U`` is real positive), so every path
+        returns the same factors for distinct singular values.
     """
     _record(counters, "svd", x, xp)
     route = _kernel_route(x, xp, "svd")
@@ -369,10 +392,12 @@ def thin_svd(x: Any, xp: Any, counters: Counters | None = None) -> tuple[Any, An
         if not bool(xp.all(xp.isfinite(s))):
             msg = f"SVD of a {tuple(x.shape)} array failed: non-finite input"
             raise LinAlgBreakdown(msg)
-        return back(u), s, back(v)
+        u, v = _canonical_signs(back(u), back(v), xp)
+        return u, s, v
     try:
         u, s, vh = xp.linalg.svd(x, full_matrices=False)
     except Exception as exc:
         msg = f"SVD of a {tuple(x.shape)} array failed: {exc}"
         raise LinAlgBreakdown(msg) from exc
-    return u, s, conj_transpose(vh, xp)
+    u, v = _canonical_signs(u, conj_transpose(vh, xp), xp)
+    return u, s, v

@@ -30,7 +30,11 @@ SVD_JACOBI_MAX_K = 16
 
 
 def _is_cuda_array(a: Any) -> bool:
-    return hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)
+    """CUDA Array Interface objects (CuPy, numba device arrays) and the simulator's
+    device arrays (which lack the interface)."""
+    if isinstance(a, np.ndarray):
+        return False
+    return hasattr(a, "__cuda_array_interface__") or type(a).__module__.startswith("numba.cuda")
 
 
 def _check_dtype(fn: str, dtype: Any) -> np.dtype:
