@@ -220,11 +220,16 @@ def _bench_kernels(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     print(format_table(rows, KERNEL_COLUMNS))
     print(
-        "\nms: median milliseconds per batched call; × numpy / × scipy-loop: speedup of the kernel over NumPy's"
-        "\nbatched linalg / a Python loop of SciPy LAPACK calls; errors: max ||Q^H Q - I|| and relative reconstruction."
+        "\nms: median milliseconds per batched call; × numpy / × scipy-loop: median speedup of the kernel over"
+        "\nNumPy's batched linalg / a Python loop of SciPy LAPACK calls; errors: largest orthonormality and"
+        "\nrelative reconstruction errors of the kernel's factors."
         f"\n{len(rows)} cases in {seconds:.1f} s."
     )
-    meta = run_metadata(benchmark="kernels", seconds=seconds, ops=args.ops, dtypes=args.dtypes, repeat=args.repeat)
+    from . import _linalg
+
+    environment = getattr(_linalg, "kernel_environment", None)  # threads and versions behind the timings
+    meta = run_metadata(benchmark="kernels", seconds=seconds, ops=args.ops, dtypes=args.dtypes, repeat=args.repeat,
+                        environment=environment() if environment is not None else None)
     _wrote([*write_rows(rows, out, "kernels", meta), *plot_kernels(rows, out)])
     return 0
 
