@@ -3,7 +3,7 @@
 The problem is ``lowrank_core.problems.prescribed_path(N=60, r, w_norm=5)`` with exact
 increments, T = 1; the contrast is explicit Euler on the factor ODEs (tests/_naive.py).
 Prints the ratio error / eps_r per method, rank and step size (the same setting that
-tests/integrators/test_convergence.py::test_robust_to_small_singular_values asserts
+tests/theory/test_robustness.py::test_error_is_bounded_uniformly_in_sigma_r asserts
 stays <= 2) and writes bench/results/robustness.json.
 
 Usage: python bench/robustness.py

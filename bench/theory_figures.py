@@ -1,14 +1,15 @@
 """The convergence-theory figures quoted in the issue notes, measured in one run.
 
-Each block uses the setting of the test that asserts the property (file named in the
-output), but prints the measured value instead of checking a bound:
+Each block uses a fixed instance of the setting whose property the named test module
+asserts over drawn instances, and prints the measured value instead of checking a bound:
 
-* order: log-log slopes against the DLRA solution (tests/integrators/test_convergence.py)
-* backward correction: ||S_PSI - S_BC|| ratios per halving of h (same file)
-* descent: loss increases of abc-PSI and PSI's S-substep ascents (test_descent.py)
+* order: log-log slopes against the DLRA solution (tests/theory/test_order.py)
+* backward correction: ||S_PSI - S_BC|| ratios per halving of h
+  (tests/theory/test_backward_correction.py)
+* descent: loss increases of abc-PSI and PSI's S-substep ascents (tests/theory/test_descent.py)
 * theta: slope of error vs theta at fixed h, and of error vs h with theta = 0.1 h^2
-  (test_rank_adaptive.py)
-* structure: norm / energy drift on Schrödinger, asymmetry on heat (test_structure.py)
+  (tests/theory/test_rank_adaptive.py)
+* structure: norm / energy drift on Schrödinger, asymmetry on heat (tests/theory/test_structure.py)
 
 Writes bench/results/theory_figures.json.  Usage: python bench/theory_figures.py
 """
@@ -26,7 +27,7 @@ from lowrank_core import problems
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests._helpers import dense, loglog_slope, rel_err  # noqa: E402
-from tests.integrators._problems import NonTangentProblem  # noqa: E402
+from tests.theory._problems import NonTangentProblem  # noqa: E402
 
 OUT: dict = {}
 
@@ -38,7 +39,7 @@ def order() -> None:
     for m in lc.METHODS:
         errs = [rel_err(dense(lc.solve(lc.MatrixODE(prob.f_np), Y0, (0.0, 1.0), h, method=m).Y), ref) for h in hs]
         OUT["order_slopes"][m] = loglog_slope(hs, errs)
-    print("order slopes (test_convergence.py):", {k: round(v, 3) for k, v in OUT["order_slopes"].items()})
+    print("order slopes (test_order.py):", {k: round(v, 3) for k, v in OUT["order_slopes"].items()})
 
 
 def backward_correction() -> None:
@@ -55,7 +56,7 @@ def backward_correction() -> None:
         U1, S_hat = kit.qr(kit.k_step(0.0, h, Y0.U @ Y0.S, Y0.V))
         diffs.append(np.linalg.norm(kit.s_step(0.0, h, S_hat, U1, Y0.V, sign=-1.0) - kit.project(Y0, U1)))
     OUT["bc_ratios"] = list(np.array(diffs[:-1]) / np.array(diffs[1:]))
-    print("backward-correction ratios per halving (test_convergence.py):", np.round(OUT["bc_ratios"], 2))
+    print("backward-correction ratios per halving (test_backward_correction.py):", np.round(OUT["bc_ratios"], 2))
 
 
 def descent() -> None:

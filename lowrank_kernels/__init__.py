@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import importlib.util
 
-from ._api import ROWPAR_MIN_ROWS, SVD_JACOBI_MAX_K, batched_qr, batched_svd, qr_algorithm, svd_algorithm
+from ._api import BLAS_MIN_ENTRIES, SVD_JACOBI_MAX_K, batched_qr, batched_svd, qr_algorithm, svd_algorithm
 
 __all__ = [
-    "ROWPAR_MIN_ROWS",
+    "BLAS_MIN_ENTRIES",
     "SVD_JACOBI_MAX_K",
     "batched_qr",
     "batched_svd",

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "ROWPAR_MIN_ROWS",
+    "BLAS_MIN_ENTRIES",
     "SERIAL_MAX_WORK",
     "SVD_JACOBI_MAX_K",
     "batched_qr",
@@ -18,12 +18,13 @@ __all__ = [
 ]
 
 _DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
-_QR_ALGOS = ("auto", "householder", "cholqr2")
+_QR_ALGOS = ("auto", "householder", "cholqr2", "cholqr2-blas")
 _SVD_ALGOS = ("auto", "jacobi", "lapack")
 
-#: A single (or fewer than ``n_threads``) matrix with at least this many rows is
-#: factored by row-parallel CholeskyQR2 (Householder fallback) so both cores work.
-ROWPAR_MIN_ROWS = 8192
+#: Real matrices with at least this many entries (``m * k``) are factored one at a time
+#: by BLAS-3 CholeskyQR2 (``syrk`` + ``potrf`` + ``trsm`` through SciPy, multi-threaded
+#: by the BLAS itself), guarded, with the Householder kernel as per-matrix fallback.
+BLAS_MIN_ENTRIES = 65536
 #: Square cores up to this size use the one-sided Jacobi kernel; larger use LAPACK
 #: ``gesdd`` per matrix inside a parallel loop.
 SVD_JACOBI_MAX_K = 16
@@ -127,26 +128,58 @@ def _driver(kind: str, nb: int, m: int, k: int) -> tuple[Any, int]:
     return getattr(_cpu, f"{kind}_batch"), max(1, min(nb, 4 * numba.get_num_threads()))
 
 
+def _cholqr2_blas(a: np.ndarray, q: np.ndarray, r: np.ndarray) -> bool:
+    """BLAS-3 CholeskyQR2 of one real C-contiguous ``a`` (m, k) in float64 into ``q``, ``r``.
+
+    Works on the F-ordered view ``a.T`` (no copies for float64): ``G = A^T A`` by
+    ``dsyrk``, ``R = chol(G)`` by ``dpotrf``, ``Q^T = R^{-T} A^T`` by ``dtrsm``; twice.
+    Returns ``False`` (outputs undefined) under the same guards as the Numba
+    ``cholqr2`` (non-finite input, Cholesky breakdown, ``max/min diag(R1) > 1e6``,
+    ``||Q1^T Q1 - I||_max > 0.1``).
+    """
+    from scipy.linalg import blas, lapack
+
+    from ._cpu import _CHOL_COND_MAX, _CHOL_ORTH_MAX
+
+    k = a.shape[1]
+    qt = a.T.astype(np.float64, copy=a.dtype != np.float64)  # (k, m), F-ordered
+    if not np.isfinite(qt).all():
+        return False
+    rtot = np.eye(k)
+    for p in range(2):
+        g = blas.dsyrk(1.0, qt, trans=0, lower=0)
+        if p == 1 and not np.abs(np.triu(g) - np.eye(k)).max() <= _CHOL_ORTH_MAX:
+            return False
+        c, info = lapack.dpotrf(g, lower=0, clean=1)
+        if info != 0:
+            return False
+        d = np.diagonal(c)
+        if p == 0 and not d.max() <= _CHOL_COND_MAX * d.min():
+            return False
+        qt = blas.dtrsm(1.0, c, qt, side=0, lower=0, trans_a=1, overwrite_b=p == 1 or a.dtype != np.float64)
+        rtot = c @ rtot
+    q[...] = qt.T
+    r[...] = np.triu(rtot)
+    return True
+
+
 def qr_algorithm(shape: tuple[int, ...], dtype: Any = np.float64) -> str:
     """The kernel ``batched_qr(..., algorithm="auto")`` runs for this input.
 
     The rule (from the measurements in ``docs/kernels.md``):
 
-    * ``"rowpar-cholqr2"`` when the batch has fewer matrices than Numba threads and
-      ``m >= ROWPAR_MIN_ROWS``: one tall matrix is split into row blocks so that every
-      core works (Householder fallback if CholeskyQR2 is refused);
+    * ``"cholqr2-blas"`` for real matrices with ``m * k >= BLAS_MIN_ENTRIES`` (tall or
+      large blocks): BLAS-3 CholeskyQR2 per matrix, threaded inside the BLAS, with the
+      guards of ``"cholqr2"`` and a per-matrix Householder fallback;
     * ``"householder"`` otherwise: one matrix per thread, unconditionally stable.
 
-    ``"cholqr2"`` (guarded, per-matrix Householder fallback) is never chosen
-    automatically for batches: on this machine's measurements it was not faster than
-    Householder for ``k <= 64``; request it explicitly to compare.
+    ``"cholqr2"`` (the Numba loop version, same guards and fallback) is never chosen
+    automatically: on this machine it was not faster than Householder for small
+    blocks; request it explicitly to compare.
     """
-    import numba
-
-    nb = math.prod(shape[:-2])
-    if nb < numba.get_num_threads() and shape[-2] >= ROWPAR_MIN_ROWS:
-        return "rowpar-cholqr2"
-    del dtype
+    m, k = shape[-2], shape[-1]
+    if np.dtype(dtype).kind == "f" and m * k >= BLAS_MIN_ENTRIES:
+        return "cholqr2-blas"
     return "householder"
 
 
@@ -223,13 +256,12 @@ def batched_qr(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[Any
     r3 = r.reshape(nb, k, k)
     wp = _work_proto(dt)
     choice = qr_algorithm(x.shape, dt) if algorithm == "auto" else algorithm
-    if choice == "rowpar-cholqr2":
-        import numba
-
-        nblocks = 4 * numba.get_num_threads()
+    if choice == "cholqr2-blas":
+        if dt.kind != "f":
+            msg = f"{fn}: algorithm 'cholqr2-blas' takes real dtypes; got {dt}."
+            raise TypeError(msg)
         for b in range(nb):
-            xb = x3[b]
-            if not (np.isfinite(xb).all() and _cpu.qr_rowpar(xb, q3[b], r3[b], nblocks, wp)):
+            if not _cholqr2_blas(x3[b], q3[b], r3[b]):
                 _cpu.qr_batch_serial(x3[b : b + 1], q3[b : b + 1], r3[b : b + 1], _cpu.QR_HOUSEHOLDER, 1, wp)
         return q, r
     code = _cpu.QR_CHOLQR2 if choice == "cholqr2" else _cpu.QR_HOUSEHOLDER

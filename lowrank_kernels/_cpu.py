@@ -287,6 +287,21 @@ def _upper_product(r2, r1, r):
 
 
 @njit(**_SERIAL)
+def _check_and_chol(g, rr, second):
+    """Cholesky of a summed Gram matrix with the CholeskyQR2 guards (see module doc)."""
+    k = g.shape[0]
+    if second:
+        dev = 0.0
+        for i in range(k):
+            for j in range(k):
+                dev = max(dev, abs(g[i, j] - (1.0 if i == j else 0.0)))
+        if not (dev <= _CHOL_ORTH_MAX):
+            return False
+    ok, dmax, dmin = _chol_upper(g, rr)
+    return ok and (second or dmax <= _CHOL_COND_MAX * dmin)
+
+
+@njit(**_SERIAL)
 def _cholqr2(a, q, r, g, r1, r2, ri, acc):
     """CholeskyQR2 of ``a`` into ``q``, ``r``; ``False`` if it must not be trusted."""
     for p in range(2):
@@ -337,87 +352,50 @@ qr_batch = njit(**_PARALLEL)(_qr_batch)
 qr_batch_serial = njit(**_SERIAL)(_qr_batch)
 
 
-@njit(**_SERIAL)
-def _check_and_chol(g, rr, second):
-    """Cholesky of a summed Gram matrix with the CholeskyQR2 guards (see module doc)."""
-    k = g.shape[0]
-    if second:
-        dev = 0.0
-        for i in range(k):
-            for j in range(k):
-                dev = max(dev, abs(g[i, j] - (1.0 if i == j else 0.0)))
-        if not (dev <= _CHOL_ORTH_MAX):
-            return False
-    ok, dmax, dmin = _chol_upper(g, rr)
-    return ok and (second or dmax <= _CHOL_COND_MAX * dmin)
-
-
-@njit(**_PARALLEL)
-def qr_rowpar(a, q, r, nblocks, wproto):
-    """CholeskyQR2 of one tall matrix ``a`` (m, k) with row blocks in parallel.
-
-    Returns ``False`` (outputs undefined) when CholeskyQR2 must not be trusted; the
-    caller then runs the Householder kernel.
-    """
-    m, k = a.shape
-    gs = np.zeros((nblocks, k, k), dtype=wproto.dtype)
-    r1 = np.empty((k, k), dtype=wproto.dtype)
-    r2 = np.empty((k, k), dtype=wproto.dtype)
-    ri = np.empty((k, k), dtype=wproto.dtype)
-    for p in range(2):
-        src = a if p == 0 else q
-        rr = r1 if p == 0 else r2
-        for c in prange(nblocks):
-            lo = (c * m) // nblocks
-            hi = ((c + 1) * m) // nblocks
-            _gram_rows(src[lo:hi], gs[c])
-        if not _check_and_chol(gs.sum(axis=0), rr, p == 1):
-            return False
-        _tri_inv_upper(rr, ri)
-        for c in prange(nblocks):
-            lo = (c * m) // nblocks
-            hi = ((c + 1) * m) // nblocks
-            acc = np.empty((4, k), dtype=wproto.dtype)
-            _times_upper(src[lo:hi], ri, q[lo:hi], acc)
-    _upper_product(r2, r1, r)
-    return True
-
-
 # --------------------------------------------------------------------------- Jacobi SVD
 @njit(**_SERIAL)
-def _jacobi_svd(w, vt, tol):
+def _jacobi_svd(w, vt, nrm, tol):
     """One-sided Jacobi on the rows of ``w`` (k, n): ``w`` holds the columns of A.
 
     On exit the rows of ``w`` are mutually orthogonal (they are the columns of ``A V``)
-    and ``vt[j]`` is column ``j`` of ``V``.  Returns ``True`` when converged.
+    and ``vt[j]`` is column ``j`` of ``V``.  The squared column norms ``nrm`` are
+    updated analytically after each rotation (``alpha - t|gamma|``, ``beta + t|gamma|``)
+    and recomputed at the start of every sweep, so each pair costs one dot product.
+    Returns ``True`` when converged.
     """
     k = w.shape[0]
     vt[:, :] = 0.0
     for j in range(k):
         vt[j, j] = 1.0
     for _sweep in range(_JACOBI_MAX_SWEEPS):
+        for j in range(k):
+            acc = 0.0
+            wj = w[j]
+            for t in range(wj.size):
+                acc += _abs2(wj[t])
+            nrm[j] = acc
         rotated = False
         for p in range(k - 1):
             wp = w[p]
             vp = vt[p]
             for qq in range(p + 1, k):
                 wq = w[qq]
-                vq = vt[qq]
-                alpha = 0.0
-                beta = 0.0
                 gamma = wp[0] * 0.0
                 for t in range(wp.size):
-                    alpha += _abs2(wp[t])
-                    beta += _abs2(wq[t])
                     gamma += np.conj(wp[t]) * wq[t]
                 ag = abs(gamma)
+                alpha = nrm[p]
+                beta = nrm[qq]
                 if not (ag > tol * math.sqrt(alpha * beta)) or ag == 0.0:
                     continue
                 rotated = True
+                vq = vt[qq]
                 zeta = (beta - alpha) / (2.0 * ag)
                 tt = math.copysign(1.0, zeta) / (abs(zeta) + math.sqrt(1.0 + zeta * zeta))
                 cs = 1.0 / math.sqrt(1.0 + tt * tt)
                 sn = cs * tt
+                nrm[p] = alpha - tt * ag
+                nrm[qq] = beta + tt * ag
                 cph = np.conj(gamma / ag)
                 for t in range(wp.size):
                     x = wp[t]
@@ -551,6 +529,7 @@ def _svd_batch(a, u, s, v, algo, nchunks, wproto, tol):
         vt = np.empty((k, k), dtype=wproto.dtype)
         ut = np.empty((k, k), dtype=wproto.dtype)
         good = np.empty(k, dtype=np.bool_)
+        nrm = np.empty(k)
         for b in range(lo, hi):
             ab = a[b]
             if not _all_finite(ab):
@@ -566,7 +545,7 @@ def _svd_batch(a, u, s, v, algo, nchunks, wproto, tol):
                 _load_transposed(rb, w)
             else:
                 _load_transposed(ab, w)
-            if _jacobi_svd(w, vt, tol):
+            if _jacobi_svd(w, vt, nrm, tol):
                 _svd_finish(w, vt, u[b], s[b], v[b], ut, good, qb)
             else:
                 redo[c] += 1

@@ -61,10 +61,12 @@ def lowrank_in(xp: Any, factors: tuple[np.ndarray, ...], dtype: Any) -> lc.LowRa
     return lc.LowRank(U, S, V)
 
 
-def random_skew(rng: np.random.Generator, n: int, norm: float) -> np.ndarray:
-    """Random real skew-symmetric matrix with spectral norm ``norm``."""
+def random_skew(rng: np.random.Generator, n: int, norm: float, complex_: bool = False) -> np.ndarray:
+    """Random skew-symmetric (skew-Hermitian if ``complex_``) matrix with spectral norm ``norm``."""
     X = rng.standard_normal((n, n))
-    W = X - X.T
+    if complex_:
+        X = X + 1j * rng.standard_normal((n, n))
+    W = X - X.conj().T
     return W * (norm / np.linalg.norm(W, 2))
 
 

@@ -5,9 +5,20 @@ from __future__ import annotations
 import importlib.util
 import os
 
+# The CUDA kernels are tested under numba's CUDA simulator unless the caller chose
+# otherwise (NUMBA_ENABLE_CUDASIM=0 on a machine with a GPU).  This must happen before
+# anything imports numba.cuda.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
 import pytest
 from hypothesis import HealthCheck, settings
 
+# Hypothesis profiles.  ``ci`` (the default) is deterministic; ``thorough`` draws more and
+# fresh examples.  Choose one with ``HYPOTHESIS_PROFILE=thorough`` or with hypothesis' own
+# pytest option ``--hypothesis-profile=thorough`` (which wins): this conftest is an initial
+# conftest, imported before the plugin's ``pytest_configure`` loads the named profile, so
+# the names are registered in time.  tests/theory/strategies.py ``scaled`` sizes the
+# expensive properties as a fraction of the active profile.
 settings.register_profile(
     "ci",
     derandomize=True,

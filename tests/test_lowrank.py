@@ -21,7 +21,9 @@ def test_from_dense_is_eckart_young(xp, dtype):
         A = A + 1j * rng.standard_normal((12, 9))
     Ax = xp.asarray(A, dtype=getattr(xp, dtype))
     Y = lc.LowRank.from_dense(Ax, rank=4)
-    assert Y.rank == 4 and Y.shape == (12, 9) and Y.dtype == getattr(xp, dtype)
+    assert Y.rank == 4
+    assert Y.shape == (12, 9)
+    assert Y.dtype == getattr(xp, dtype)
     assert type(Y.U) is type(Ax)
     s = np.linalg.svd(A, compute_uv=False)
     err = np.linalg.norm(dense(Y) - A)
@@ -35,7 +37,8 @@ def test_batched_from_dense_and_to_dense(xp):
     rng = np.random.default_rng(1)
     A = rng.standard_normal((2, 3, 7, 5))
     Y = lc.LowRank.from_dense(xp.asarray(A), rank=5)
-    assert Y.batch_shape == (2, 3) and Y.shape == (2, 3, 7, 5)
+    assert Y.batch_shape == (2, 3)
+    assert Y.shape == (2, 3, 7, 5)
     assert np.allclose(dense(Y), A, atol=1e-12)
 
 

@@ -47,7 +47,8 @@ def test_linear_products_match_dense_formula(xp, dtype, c_kind):
     tol = 1e3 * eps_of(dtype) * np.linalg.norm(Fd)
     assert np.linalg.norm(to_numpy(val.F_V(X(W))) - Fd @ W) <= tol * np.linalg.norm(W)
     assert np.linalg.norm(to_numpy(val.FH_U(X(Z))) - Fd.conj().T @ Z) <= tol * np.linalg.norm(Z)
-    assert np.linalg.norm(to_numpy(val.UH_F_V(X(Z), X(W))) - Z.conj().T @ Fd @ W) <= tol * np.linalg.norm(Z) * np.linalg.norm(W)
+    uhfv = to_numpy(val.UH_F_V(X(Z), X(W)))
+    assert np.linalg.norm(uhfv - Z.conj().T @ Fd @ W) <= tol * np.linalg.norm(Z) * np.linalg.norm(W)
 
 
 def test_linear_validation():

@@ -71,17 +71,21 @@ def test_nan_from_f_raises_integration_error_with_time_and_step(method):
 
     with pytest.raises(lc.LowRankIntegrationError) as info:
         lc.solve(lc.MatrixODE(f), Y0, (0.0, 1.0), 0.1, method=method, substep="euler")
-    assert info.value.step == 3 and info.value.t == pytest.approx(0.3)
+    assert info.value.step == 3
+    assert info.value.t == pytest.approx(0.3)
     assert "step 3" in str(info.value)
 
 
 def test_time_grid_ends_exactly_at_t1():
     problem, Y0 = _setup()
     sol = lc.solve(problem, Y0, (0.0, 1.0), 0.3, method="ksl")
-    assert np.allclose(sol.t, [0.0, 0.3, 0.6, 0.9, 1.0]) and sol.t[-1] == 1.0
-    assert sol.stats["steps"] == 4 and sol.ranks == [3] * 5
+    assert np.allclose(sol.t, [0.0, 0.3, 0.6, 0.9, 1.0])
+    assert sol.t[-1] == 1.0
+    assert sol.stats["steps"] == 4
+    assert sol.ranks == [3] * 5
     sol = lc.solve(problem, Y0, (0.0, 1.0), 0.1, method="ksl", save_every=4)
-    assert np.allclose(sol.t, [0.0, 0.4, 0.8, 1.0]) and len(sol.Ys) == 4
+    assert np.allclose(sol.t, [0.0, 0.4, 0.8, 1.0])
+    assert len(sol.Ys) == 4
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -99,7 +103,9 @@ def test_backends_agree_and_keep_namespace_dtype_device(xp, method, dtype):
     problem = lc.LinearMatrixODE(xp.asarray(A, dtype=dt), xp.asarray(Bm, dtype=dt))
     Y0 = lc.LowRank.from_dense(xp.asarray(Y0n, dtype=dt), rank=3)
     sol = lc.solve(problem, Y0, (0.0, 1.0), 0.05, method=method)
-    assert type(sol.Y.U) is type(Y0.U) and sol.Y.dtype == dt and sol.Y.device == Y0.device
+    assert type(sol.Y.U) is type(Y0.U)
+    assert sol.Y.dtype == dt
+    assert sol.Y.device == Y0.device
     ref = lc.solve(lc.LinearMatrixODE(A.astype(complex if cplx else float), Bm.astype(complex if cplx else float)),
                    lc.LowRank.from_dense(Y0n, rank=3), (0.0, 1.0), 0.05, method=method)
     assert rel_err(dense(sol.Y), dense(ref.Y)) <= 1e3 * eps_of(dtype)
@@ -140,7 +146,7 @@ def test_caller_arrays_are_never_modified(method):
         arr.setflags(write=False)
     copies = [x.copy() for x in (Y0.U, Y0.S, Y0.V, A, B)]
     lc.solve(lc.LinearMatrixODE(A, B), Y0, (0.0, 1.0), 0.25, method=method)
-    for x, c in zip((Y0.U, Y0.S, Y0.V, A, B), copies):
+    for x, c in zip((Y0.U, Y0.S, Y0.V, A, B), copies, strict=True):
         assert np.array_equal(x, c)
 
 
@@ -164,7 +170,8 @@ def test_integrator_instance_and_manual_stepping():
         Y, state = method.step(problem, 0.25 * k, 0.25 * (k + 1), Y, state, c)
     assert np.allclose(to_numpy(Y.to_dense()), dense(sol.Y), atol=1e-13)
     assert c.qr == sol.stats["qr"]
-    assert "ABCPSI" in repr(method) and "abc-psi" in lc.METHODS
+    assert "ABCPSI" in repr(method)
+    assert "abc-psi" in lc.METHODS
 
 
 def test_user_products_are_checked():

@@ -35,9 +35,11 @@ def test_counts_per_step_with_euler(method, qr_shapes, svd_shapes, points):
     assert st["steps"] == STEPS
     assert st["qr_shapes"] == {k: v * STEPS for k, v in qr_shapes.items()}
     assert st["svd_shapes"] == {k: v * STEPS for k, v in svd_shapes.items()}
-    assert st["qr"] == STEPS * sum(qr_shapes.values()) and st["svd"] == STEPS * sum(svd_shapes.values())
+    assert st["qr"] == STEPS * sum(qr_shapes.values())
+    assert st["svd"] == STEPS * sum(svd_shapes.values())
     assert st["rhs_evals"] == STEPS * points
-    assert st["flops"] == pytest.approx(st["qr_flops"] + st["svd_flops"]) and st["flops"] > 0
+    assert st["flops"] == pytest.approx(st["qr_flops"] + st["svd_flops"])
+    assert st["flops"] > 0
     assert st["wall_time"] > 0
 
 
@@ -45,7 +47,8 @@ def test_abc_psi_variants_differ_in_qr_count():
     """The default (min-qr) spends 1 QR per step, the authors' variant 2; same result."""
     a = _solve("abc-psi")
     b = _solve("abc-psi", variant="two-qr")
-    assert a.stats["qr"] == STEPS and b.stats["qr"] == 2 * STEPS
+    assert a.stats["qr"] == STEPS
+    assert b.stats["qr"] == 2 * STEPS
     assert b.stats["svd_shapes"] == {(2 * R, 2 * R): STEPS}
     assert np.allclose(a.Y.to_dense(), b.Y.to_dense(), atol=1e-12)
 
@@ -61,7 +64,8 @@ def test_batched_counts_are_per_matrix():
     B = rng.standard_normal((3, M, N))
     Y0 = lc.LowRank.from_dense(rng.standard_normal((3, M, N)), rank=R)
     sol = lc.solve(lc.MatrixODE(lambda t, Y: B - Y), Y0, (0.0, 1.0), 0.5, method="ksl", substep="euler")
-    assert sol.stats["qr"] == 3 * 2 * 2 and sol.stats["rhs_evals"] == 3 * 3 * 2
+    assert sol.stats["qr"] == 3 * 2 * 2
+    assert sol.stats["rhs_evals"] == 3 * 3 * 2
 
 
 def test_max_rank_hits_are_reported():
@@ -70,7 +74,8 @@ def test_max_rank_hits_are_reported():
     Y0 = lc.LowRank.from_dense(rng.standard_normal((M, N)), rank=2)
     sol = lc.solve(lc.MatrixODE(lambda t, Y: B - Y), Y0, (0.0, 2.0), 0.5, method="abc-psi", substep="euler",
                    tol=1e-10, max_rank=3)
-    assert max(sol.ranks) == 3 and sol.stats["max_rank_hits"] == sol.stats["steps"]
+    assert max(sol.ranks) == 3
+    assert sol.stats["max_rank_hits"] == sol.stats["steps"]
 
 
 def test_parallel_bug_rejection_is_counted_and_grows_rank():
@@ -81,8 +86,10 @@ def test_parallel_bug_rejection_is_counted_and_grows_rank():
     Y0 = lc.LowRank.from_dense(rng.standard_normal((M, N)), rank=2)
     problem = lc.MatrixODE(lambda t, Y: B - Y)
     plain = lc.solve(problem, Y0, (0.0, 1.0), 0.5, method=lc.ParallelBUG(substep="euler", tol=1e-6, max_rank=16))
-    rej = lc.solve(problem, Y0, (0.0, 1.0), 0.5, method=lc.ParallelBUG(substep="euler", tol=1e-6, max_rank=16, reject=True))
-    assert plain.stats["rejections"] == 0 and rej.stats["rejections"] > 0
+    rejecting = lc.ParallelBUG(substep="euler", tol=1e-6, max_rank=16, reject=True)
+    rej = lc.solve(problem, Y0, (0.0, 1.0), 0.5, method=rejecting)
+    assert plain.stats["rejections"] == 0
+    assert rej.stats["rejections"] > 0
     assert rej.ranks[1] > plain.ranks[1]
     assert rej.stats["qr"] > plain.stats["qr"]
     with pytest.raises(ValueError, match="`reject=True` needs"):
@@ -95,11 +102,14 @@ def test_rejection_is_not_counted_when_the_rank_cannot_grow():
     B = rng.standard_normal((M, N))
     Y0 = lc.LowRank.from_dense(rng.standard_normal((M, N)), rank=4)
     problem = lc.MatrixODE(lambda t, Y: B - Y)
-    capped = lc.solve(problem, Y0, (0.0, 1.0), 0.5, method=lc.ParallelBUG(substep="euler", tol=1e-8, max_rank=8, reject=True))
-    assert capped.stats["rejections"] == 0 and capped.ranks[-1] == 8
+    rejecting = lc.ParallelBUG(substep="euler", tol=1e-8, max_rank=8, reject=True)
+    capped = lc.solve(problem, Y0, (0.0, 1.0), 0.5, method=rejecting)
+    assert capped.stats["rejections"] == 0
+    assert capped.ranks[-1] == 8
 
 
 def test_fixed_rank_is_clamped_by_explicit_bounds():
     """Without tol, min_rank/max_rank clamp the kept rank instead of being ignored."""
     sol = _solve("abc-psi", max_rank=3)
-    assert sol.ranks[1:] == [3] * STEPS and sol.stats["max_rank_hits"] == 0
+    assert sol.ranks[1:] == [3] * STEPS
+    assert sol.stats["max_rank_hits"] == 0

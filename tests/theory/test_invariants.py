@@ -1,10 +1,24 @@
-"""Invariants of every step, for every integrator, on inputs drawn by hypothesis.
+"""Invariants of every step, for every integrator, backend, dtype and batch (methods.md §1, §2).
 
-Properties (methods.md §1, §4): after one step U and V have orthonormal columns, the
-rank lies in [min_rank, max_rank] (at most 2r for augmented methods), F = 0 leaves Y
-unchanged, and the result does not depend on the choice of factors: replacing
-U -> U Q, S -> Q^H S P, V -> V P with unitary Q, P represents the same Y0 and must give
-the same Y1.
+Hypotheses shared by all properties: one step ``t0 -> t0 + h`` of an integrator from a drawn
+state ``Y0 = U0 S0 V0^H`` (general, non-diagonal core; separated, graded or nearly rank
+deficient spectrum; leading batch dimensions) for the linear, non-tangent problem
+``F(Y) = A Y + Y B^T + C`` with ``A = W1 + G1``, ``B = W2 + G2`` (skew generators of drawn
+norm plus a general part) and a rank-2 source ``C``.
+
+Properties:
+
+* after the step ``U`` and ``V`` have orthonormal columns and the rank lies in
+  ``[min_rank, max_rank]`` (``r`` for fixed-rank methods, at most ``2r`` for augmented ones);
+* ``F = 0`` leaves ``Y`` unchanged;
+* the step depends on ``Y0`` only, not on its factors: ``(U Q, Q^H S P, V P)`` with unitary
+  ``Q, P`` gives the same ``Y1`` (equivariance under orthogonal changes of basis);
+* for the BUG family, whose K- and L-steps play symmetric roles, stepping the transposed
+  problem ``G(Z) = F(Z^H)^H`` from ``Y0^H`` gives ``Y1^H`` (equivariance under
+  transposition).  KSL, Strang and (a)bc-PSI order K before L, so they are not symmetric.
+
+Each property is a ``check_*`` function used both by the hypothesis test and by a test
+that plants a realistic bug with ``monkeypatch`` and shows that the check fails.
 """
 
 from __future__ import annotations
@@ -15,105 +29,269 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lowrank_core as lc
+from lowrank_core._truncation import Truncation
+from lowrank_core.integrators import _base
 
-from .._helpers import random_orthonormal
+from .._helpers import dense, random_orthonormal, random_skew, to_numpy
+from ._problems import one_step, record_truncations, truncation_condition
+from .strategies import LowRankCase, lowrank_cases, skew_generators, spectra, step_sizes, tolerances
 
 ALL_METHODS = sorted(lc.METHODS)
+SYMMETRIC_METHODS = ["bug", "ra-bug", "parallel-bug"]
+
+# Backward error of one step: a fixed number of Householder QRs, SVDs and products of
+# orthonormal factors, each with error <= c k eps (Higham, Thm 19.4); c_step = 20 covers the
+# longest chain (abc-PSI: QR, SVD, two products) with margin.
+C_STEP = 20
 
 
+# ---------------------------------------------------------------------- problem and method
 @st.composite
-def step_inputs(draw):
-    """(m, n, r, complex?, seed, h) with r <= min(m, n) // 2 so that 2r fits."""
-    m = draw(st.integers(4, 14))
-    n = draw(st.integers(4, 14))
-    r = draw(st.integers(1, min(m, n) // 2))
-    cplx = draw(st.booleans())
-    seed = draw(st.integers(0, 2**16))
-    h = draw(st.sampled_from([0.01, 0.1, 0.5]))
-    return m, n, r, cplx, seed, h
+def step_examples(draw):
+    case = draw(lowrank_cases())
+    W1 = draw(skew_generators(case.m, complex_=case.complex_))
+    W2 = draw(skew_generators(case.n, complex_=case.complex_))
+    h = draw(step_sizes(1e-2, 0.5))
+    tol = draw(st.none() | tolerances(1e-8, 1e-2))
+    min_rank = draw(st.integers(1, 2 * case.r))
+    max_rank = draw(st.none() | st.integers(min_rank, 2 * case.r))
+    return case, (W1, W2), h, {"tol": tol, "min_rank": min_rank, "max_rank": max_rank}
 
 
-def _state_and_problem(m, n, r, cplx, seed):
-    rng = np.random.default_rng(seed)
-    U = random_orthonormal(rng, m, r, cplx)
-    V = random_orthonormal(rng, n, r, cplx)
-    # singular values in [0.1, 1]: well-conditioned, so round-off stays ~eps
-    S = np.diag(rng.uniform(0.1, 1.0, r)).astype(U.dtype)
-    g = lambda *s: rng.standard_normal(s) + (1j * rng.standard_normal(s) if cplx else 0)  # noqa: E731
-    A, B, G = g(m, m) / np.sqrt(m), g(n, n) / np.sqrt(n), g(m, n) / 4
-    problem = lc.LinearMatrixODE(A, B, lc.LowRank.from_dense(G, rank=min(2, m, n)))
-    return lc.LowRank(U, S, V), problem, rng
+def linear_problem(xp, case: LowRankCase, W1, W2, *, transpose=False):
+    """``F(Y) = A Y + Y B^T + C`` in ``xp``; ``transpose`` gives ``G(Z) = F(Z^H)^H``."""
+    rng = case.rng(salt=1)
+    cplx = case.complex_
+
+    def g(*shape):
+        return rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if cplx else 0)
+
+    A = W1 + g(case.m, case.m) / (2 * np.sqrt(case.m))
+    B = W2 + g(case.n, case.n) / (2 * np.sqrt(case.n))
+    Cu, Cv = random_orthonormal(rng, case.m, 2, cplx), random_orthonormal(rng, case.n, 2, cplx)
+    Cs = np.diag([0.5, 0.25]).astype(Cu.dtype)
+    if transpose:  # (A Z^H + Z^H B^T + C)^H = conj(B) Z + Z conj(A)^T + C^H
+        A, B, (Cu, Cs, Cv) = B.conj(), A.conj(), (Cv, Cs.conj().T, Cu)
+    dt = getattr(xp, case.dtype)
+    C = lc.LowRank(*(xp.asarray(x, dtype=dt) for x in (Cu, Cs, Cv)))
+    return lc.LinearMatrixODE(xp.asarray(A, dtype=dt), xp.asarray(B, dtype=dt), C)
 
 
-def _method(name):
+def make_method(name, options=None):
     cls = lc.METHODS[name]
+    if cls.rank_adaptive and options:
+        return cls(substep="rk4", **options)
     return cls(substep="rk4")
 
 
-@pytest.mark.parametrize("name", ALL_METHODS)
-@given(args=step_inputs())
-def test_step_keeps_orthonormal_bases_and_rank_bounds(name, args):
-    """U^H U = I and V^H V = I to c m eps (Householder QR and SVD are backward stable);
-    fixed-rank methods keep r, augmented ones stay within [1, min(2r, m, n)]."""
-    m, n, r, cplx, seed, h = args
-    Y0, problem, _ = _state_and_problem(m, n, r, cplx, seed)
-    method = _method(name)
-    Y1, _ = method.step(problem, 0.0, h, Y0, method.init(problem, 0.0, Y0), lc.Counters())
-    eps = np.finfo(float).eps
-    for Q in (Y1.U, Y1.V):
+def step_scale(case: LowRankCase, h: float, W1, W2) -> float:
+    """``1 + h ||F||``-type growth of the step: bounds how much the step magnifies round-off."""
+    return 1.0 + h * (np.linalg.norm(W1, 2) + np.linalg.norm(W2, 2) + 2.0)
+
+
+# ---------------------------------------------------------------------- checks
+def check_orthonormal_and_rank(Y1, case: LowRankCase, method):
+    """``||Q^H Q - I||_max <= C_STEP max(m, n) eps`` for ``Q = U1, V1``; rank within its bounds."""
+    bound = C_STEP * max(case.m, case.n) * case.eps()
+    for Q in (to_numpy(Y1.U), to_numpy(Y1.V)):
         k = Q.shape[-1]
-        assert np.max(np.abs(Q.conj().T @ Q - np.eye(k))) <= 100 * max(m, n) * eps
+        defect = np.max(np.abs(np.swapaxes(Q, -1, -2).conj() @ Q - np.eye(k)))
+        assert defect <= bound, f"orthonormality defect {defect:.3g} > {bound:.3g}"
     if method.rank_adaptive:
-        assert 1 <= Y1.rank <= min(2 * r, m, n)
+        tr = method.truncation
+        p = 2 * case.r
+        upper = p if tr.max_rank is None else min(tr.max_rank, p)
+        assert min(tr.min_rank, p) <= Y1.rank <= upper, (Y1.rank, tr)
     else:
-        assert Y1.rank == r
-    assert np.all(np.isfinite(Y1.S))
+        assert Y1.rank == case.r
+    assert np.all(np.isfinite(to_numpy(Y1.S)))
+
+
+def check_zero_rhs(xp, case: LowRankCase, method, h):
+    """``F = 0``: every substep is the identity, QR/SVD re-factor the same matrix, so
+    ``||Y1 - Y0|| <= C_STEP max(m, n) eps ||Y0||`` (per batch member)."""
+    Y0 = case.state(xp)
+    Y1 = one_step(method, lc.MatrixODE(lambda t, Y: 0 * Y), 0.0, h, Y0)
+    d0, d1 = dense(Y0), dense(Y1)
+    err = np.linalg.norm(d1 - d0, axis=(-2, -1))
+    assert np.all(err <= C_STEP * max(case.m, case.n) * case.eps() * np.linalg.norm(d0, axis=(-2, -1))), err
+
+
+def _rotated(case: LowRankCase, factors):
+    """``(U Q, Q^H S P, V P)`` with random unitary ``Q``, ``P``: the same matrix, other factors."""
+    rng = case.rng(salt=2)
+    U, S, V = factors
+    Q = random_orthonormal(rng, case.r, case.r, case.complex_)
+    P = random_orthonormal(rng, case.r, case.r, case.complex_)
+    return U @ Q, Q.conj().T @ S @ P, V @ P
+
+
+def _close(a, b, case, amplification, scale):
+    """``||a - b|| <= C_STEP max(m, n) eps * amplification * scale * ||a||`` per batch member."""
+    err = np.linalg.norm(a - b, axis=(-2, -1))
+    bound = C_STEP * max(case.m, case.n) * case.eps() * amplification * scale * np.linalg.norm(a, axis=(-2, -1))
+    assert np.all(err <= bound), (err, bound)
+
+
+def check_basis_equivariance(xp, case: LowRankCase, W1, W2, h, method):
+    """Two factorizations of ``Y0`` give the same ``Y1`` up to round-off, which the step
+    magnifies by at most its growth ``1 + h ||F||`` and, where a truncation cuts between
+    ``s_r1`` and ``s_r1+1``, by ``s_1 / (s_r1 - s_r1+1)`` (Wedin's theorem), recorded from
+    both runs."""
+    problem = linear_problem(xp, case, W1, W2)
+    factors = case.factors()
+    with record_truncations() as records:
+        Ya = one_step(method, problem, 0.0, h, case.state(xp, factors))
+        Yb = one_step(method, problem, 0.0, h, case.state(xp, _rotated(case, factors)))
+    amplification = truncation_condition(records)
+    _close(dense(Ya), dense(Yb), case, amplification, step_scale(case, h, W1, W2))
+
+
+def check_transposition_equivariance(xp, case: LowRankCase, W1, W2, h, method):
+    """For a method with symmetric K and L roles, step(G, Y0^H) = step(F, Y0)^H, with the
+    round-off magnification of :func:`check_basis_equivariance`."""
+    U, S, V = case.factors()
+    with record_truncations() as records:
+        Y1 = one_step(method, linear_problem(xp, case, W1, W2), 0.0, h, case.state(xp, (U, S, V)))
+        Z0 = case.state(xp, (V, np.swapaxes(S, -1, -2).conj(), U))
+        Z1 = one_step(method, linear_problem(xp, case, W1, W2, transpose=True), 0.0, h, Z0)
+    amplification = truncation_condition(records)
+    _close(dense(Y1), np.swapaxes(dense(Z1), -1, -2).conj(), case, amplification, step_scale(case, h, W1, W2))
+
+
+# ---------------------------------------------------------------------- properties
+@pytest.mark.parametrize("name", ALL_METHODS)
+@given(example=step_examples())
+def test_step_keeps_orthonormal_bases_and_rank_bounds(xp, name, example):
+    case, (W1, W2), h, options = example
+    method = make_method(name, options)
+    Y1 = one_step(method, linear_problem(xp, case, W1, W2), 0.0, h, case.state(xp))
+    assert type(Y1.U) is type(case.state(xp).U)
+    assert Y1.dtype == getattr(xp, case.dtype)
+    assert Y1.batch_shape == case.batch
+    check_orthonormal_and_rank(Y1, case, method)
 
 
 @pytest.mark.parametrize("name", ALL_METHODS)
-@given(args=step_inputs())
-def test_zero_rhs_leaves_y_unchanged(name, args):
-    m, n, r, cplx, seed, h = args
-    Y0, _, _ = _state_and_problem(m, n, r, cplx, seed)
-    zero = lc.MatrixODE(lambda t, Y: 0 * Y)
-    Y1, _ = _method(name).step(zero, 0.0, h, Y0, None, lc.Counters())
-    Y0d = Y0.to_dense()
-    assert np.linalg.norm(Y1.to_dense() - Y0d) <= 100 * max(m, n) * np.finfo(float).eps * np.linalg.norm(Y0d)
+@given(example=step_examples())
+def test_zero_rhs_leaves_y_unchanged(xp, name, example):
+    case, _, h, _ = example
+    check_zero_rhs(xp, case, make_method(name), h)
 
 
 @pytest.mark.parametrize("name", ALL_METHODS)
-@given(args=step_inputs())
-def test_step_is_independent_of_the_factorization(name, args):
-    """Y1 depends on Y0 only, not on its factors: (U Q, Q^H S P, V P) gives the same Y1.
-    With sigma(S) in [0.1, 1] the step is well conditioned, so the two results agree to
-    1e3 eps relative."""
-    m, n, r, cplx, seed, h = args
-    Y0, problem, rng = _state_and_problem(m, n, r, cplx, seed)
-    Q = random_orthonormal(rng, r, r, cplx)
-    P = random_orthonormal(rng, r, r, cplx)
-    Y0b = lc.LowRank(Y0.U @ Q, Q.conj().T @ Y0.S @ P, Y0.V @ P)
-    method = _method(name)
-    Ya, _ = method.step(problem, 0.0, h, Y0, None, lc.Counters())
-    Yb, _ = method.step(problem, 0.0, h, Y0b, None, lc.Counters())
-    da, db = Ya.to_dense(), Yb.to_dense()
-    assert np.linalg.norm(da - db) <= 1e3 * np.finfo(float).eps * np.linalg.norm(da)
+@given(example=step_examples())
+def test_step_is_equivariant_under_change_of_basis(xp, name, example):
+    case, (W1, W2), h, options = example
+    check_basis_equivariance(xp, case, W1, W2, h, make_method(name, options))
 
 
-def test_orthonormality_property_catches_a_missing_reorthonormalization():
-    """Planted bug: BC-PSI that normalizes K1's columns instead of taking a QR.  The
-    orthonormality invariant of the first test fails for it on a generic input."""
+@pytest.mark.parametrize("name", SYMMETRIC_METHODS)
+@given(example=step_examples())
+def test_bug_family_is_equivariant_under_transposition(xp, name, example):
+    case, (W1, W2), h, options = example
+    check_transposition_equivariance(xp, case, W1, W2, h, make_method(name, options))
 
-    class NoReorth(lc.BCPSI):
-        def step(self, problem, t0, t1, Y0, state, counters):
-            kit = self.kit(problem, Y0, counters)
-            K1 = kit.k_step(t0, t1, Y0.U @ Y0.S, Y0.V)
-            U1 = K1 / np.linalg.norm(K1, axis=0)  # bug: columns normalized, not orthogonalized
-            S_tilde = (kit.ch(U1) @ Y0.U) @ Y0.S
-            L1 = kit.l_step(t0, t1, Y0.V @ kit.ch(S_tilde), U1)
-            V1, R = kit.qr(L1)
-            return lc.LowRank._trusted(U1, kit.ch(R), V1, Y0.xp), state
 
-    Y0, problem, _ = _state_and_problem(10, 8, 3, False, 1)
-    Y1, _ = NoReorth(substep="rk4").step(problem, 0.0, 0.5, Y0, None, lc.Counters())
-    defect = np.max(np.abs(Y1.U.T @ Y1.U - np.eye(3)))
-    assert defect > 100 * 10 * np.finfo(float).eps
+# ---------------------------------------------------------------------- planted bugs
+def _planted_case(dtype="float64"):
+    case = LowRankCase(m=10, n=8, r=3, dtype=dtype, batch=(), sigma=np.array([1.0, 0.6, 0.3]), seed=7)
+    rng = np.random.default_rng(3)
+    return case, random_skew(rng, 10, 1.0, case.complex_), random_skew(rng, 8, 1.0, case.complex_)
+
+
+def test_orthonormality_catches_a_missing_reorthonormalization(np_xp, monkeypatch):
+    """Planted bug: the thin QR of the step kit only normalises the columns (Gram-Schmidt
+    forgotten); ``Q R = X`` still holds, but ``U1`` is not orthonormal."""
+
+    def normalise_only(X, xp, counters=None):
+        norms = xp.sqrt(xp.sum(xp.abs(X) ** 2, axis=-2))
+        return X / norms[..., None, :], norms[..., :, None] * xp.eye(X.shape[-1], dtype=X.dtype)
+
+    case, W1, W2 = _planted_case()
+    problem = linear_problem(np_xp, case, W1, W2)
+    check_orthonormal_and_rank(one_step(make_method("bc-psi"), problem, 0.0, 0.3, case.state(np_xp)), case, lc.BCPSI())
+    monkeypatch.setattr(_base, "thin_qr", normalise_only)
+    Y1 = one_step(make_method("bc-psi"), problem, 0.0, 0.3, case.state(np_xp))
+    with pytest.raises(AssertionError, match="orthonormality defect"):
+        check_orthonormal_and_rank(Y1, case, lc.BCPSI())
+
+
+def test_rank_bound_catches_a_dropped_max_rank_clamp(np_xp, monkeypatch):
+    """Planted bug: the rank rule forgets to clamp the wanted rank to ``max_rank``."""
+    rule = Truncation.choose_rank
+
+    def unclamped(self, s, rank_in, xp):
+        return rule(Truncation(tol=self.tol, rtol=self.rtol, min_rank=self.min_rank), s, rank_in, xp)
+
+    case, W1, W2 = _planted_case()
+    method = make_method("ra-bug", {"tol": 1e-12, "max_rank": 4})
+    problem = linear_problem(np_xp, case, W1, W2)
+    check_orthonormal_and_rank(one_step(method, problem, 0.0, 0.3, case.state(np_xp)), case, method)
+    monkeypatch.setattr(Truncation, "choose_rank", unclamped)
+    Y1 = one_step(method, problem, 0.0, 0.3, case.state(np_xp))
+    with pytest.raises(AssertionError):
+        check_orthonormal_and_rank(Y1, case, method)
+
+
+@pytest.mark.parametrize("name", ALL_METHODS)
+def test_zero_rhs_catches_transpose_instead_of_conjugate_transpose(np_xp, monkeypatch, name):
+    """Planted bug: ``X^T`` where ``X^H`` is meant (the ``^T`` of the papers read literally
+    for complex problems) in the step kit; with ``F = 0`` ``Y`` must not move, and does."""
+    case, _, _ = _planted_case("complex128")
+    check_zero_rhs(np_xp, case, make_method(name), 0.1)
+    monkeypatch.setattr(_base.StepKit, "ch", lambda self, X: self.xp.matrix_transpose(X))
+    with pytest.raises(AssertionError):
+        check_zero_rhs(np_xp, case, make_method(name), 0.1)
+
+
+def test_basis_equivariance_catches_an_elementwise_backward_correction(np_xp, monkeypatch):
+    """Planted bug: the backward correction ``(U1^H U0) * S0`` written as an elementwise
+    product, as in the public MNIST layer of paper 1 (methods.md §2.3, 'code caveat').
+    It depends on the factors, not only on ``Y0``."""
+    case, W1, W2 = _planted_case()
+    check_basis_equivariance(np_xp, case, W1, W2, 0.2, make_method("bc-psi"))
+
+    def elementwise(self, Y0, U, V=None):
+        return (self.ch(U) @ Y0.U) * Y0.S
+
+    monkeypatch.setattr(_base.StepKit, "project", elementwise)
+    with pytest.raises(AssertionError):
+        check_basis_equivariance(np_xp, case, W1, W2, 0.2, make_method("bc-psi"))
+
+
+@pytest.mark.parametrize("name", SYMMETRIC_METHODS)
+def test_transposition_catches_an_unconjugated_l_start(np_xp, monkeypatch, name):
+    """Planted bug: the L-step of the BUG family starts from ``V0 S0`` instead of
+    ``V0 S0^H`` (a missing transpose that is invisible for a diagonal core)."""
+    case, W1, W2 = _planted_case()
+    check_transposition_equivariance(np_xp, case, W1, W2, 0.2, make_method(name))
+
+    def kl_steps(self, t0, t1, Y0):
+        F0 = self.evaluate(t0, Y0)
+        K1 = self.k_step(t0, t1, Y0.U @ Y0.S, Y0.V, first=F0)
+        L1 = self.l_step(t0, t1, Y0.V @ Y0.S, Y0.U, first=F0)  # bug: S0 instead of S0^H
+        return K1, L1, F0
+
+    monkeypatch.setattr(_base.StepKit, "kl_steps", kl_steps)
+    with pytest.raises(AssertionError):
+        check_transposition_equivariance(np_xp, case, W1, W2, 0.2, make_method(name))
+
+
+def test_strategies_cover_the_spectrum_kinds():
+    """The spectra strategy yields every kind (separated, graded, nearly deficient)."""
+    seen = set()
+
+    @given(sigma=spectra(4))
+    def collect(sigma):
+        assert np.all(np.diff(sigma) <= 0)
+        assert sigma[0] == 1.0
+        assert sigma[-1] > 0
+        if sigma[-1] <= 1e-6:
+            seen.add("nearly_deficient")
+        else:
+            seen.add("graded" if np.allclose(sigma[1:] / sigma[:-1], sigma[1]) else "separated")
+
+    collect()
+    assert seen == {"separated", "graded", "nearly_deficient"}
+

@@ -1,0 +1,134 @@
+"""Kernel benchmark: batched QR/SVD throughput, stacked vs separate solves, start-up times.
+
+Run from the repository root::
+
+    OPENBLAS_NUM_THREADS=1 python bench/bench_kernels.py            # full grid (~10 min here)
+    OPENBLAS_NUM_THREADS=1 python bench/bench_kernels.py --quick    # batches / 10
+
+Writes ``bench/results/kernels.json`` (or ``--out``).  NumPy is timed with the BLAS
+threads of the environment; ``OPENBLAS_NUM_THREADS=1`` is its best setting on the
+2-core development machine (docs/kernels.md), so the ratios are against NumPy at its best.
+
+Three measurements, each a ratio taken within one run:
+
+1. ``kernels``: :func:`lowrank_kernels.benchmark.run` -- every (B, m, k) case of the
+   kernels issue, float64 and float32, kernel vs ``numpy.linalg`` on the stack vs a
+   per-matrix SciPy loop, interleaved rounds, median of per-round ratios.
+2. ``stacked_solve``: one ``solve`` of ``B`` stacked problems (64 x 64, rank 4) against
+   ``B`` separate solves of the same problems, same method and steps.
+3. ``startup``: a fresh process's import + first stacked solve, with a cold (empty) and a
+   warm Numba cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import lowrank_core as lc
+from lowrank_core._linalg import kernel_benchmark, kernel_environment
+
+_STARTUP = """
+import time
+t0 = time.perf_counter()
+import numpy as np, lowrank_core as lc
+rng = np.random.default_rng(0)
+B = rng.standard_normal((8, 64, 64))
+Y0 = lc.LowRank.from_dense(rng.standard_normal((8, 64, 64)), rank=4)
+lc.solve(lc.MatrixODE(lambda t, Y: B - Y), Y0, (0.0, 1.0), dt=0.1, substep="euler")
+print(time.perf_counter() - t0)
+"""
+
+
+def stacked_solve(batch: int, steps: int = 10, method: str = "abc-psi") -> dict:
+    rng = np.random.default_rng(0)
+    m, r = 64, 4
+    target = rng.standard_normal((batch, m, 8)) @ rng.standard_normal((batch, 8, m))
+    Y0 = lc.LowRank.from_dense(rng.standard_normal((batch, m, m)), rank=r)
+    kw = {"method": method, "substep": "euler", "dt": 1.0 / steps}
+    lc.solve(lc.MatrixODE(lambda t, Y: target[:2] - Y), lc.LowRank(Y0.U[:2], Y0.S[:2], Y0.V[:2]), (0, 1), **kw)
+    t0 = time.perf_counter()
+    together = lc.solve(lc.MatrixODE(lambda t, Y: target - Y), Y0, (0.0, 1.0), **kw)
+    t_stacked = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    worst = 0.0
+    for i in range(batch):
+        Yi = lc.LowRank(Y0.U[i], Y0.S[i], Y0.V[i])
+        Ti = target[i]
+        one = lc.solve(lc.MatrixODE(lambda t, Y, Ti=Ti: Ti - Y), Yi, (0.0, 1.0), **kw)
+        diff = np.linalg.norm(one.Y.to_dense() - together.Y.to_dense()[i]) / np.linalg.norm(Ti)
+        worst = max(worst, float(diff))
+    t_separate = time.perf_counter() - t0
+    return {
+        "batch": batch,
+        "shape": [m, m],
+        "rank": r,
+        "method": method,
+        "steps": steps,
+        "s_stacked": t_stacked,
+        "s_separate": t_separate,
+        "speedup": t_separate / t_stacked,
+        "kernel_calls_stacked": together.stats["kernel_calls"],
+        "max_rel_difference": worst,
+    }
+
+
+def startup() -> dict:
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        for label in ("cold", "warm"):
+            res = subprocess.run([sys.executable, "-c", _STARTUP], env=env, capture_output=True, text=True, check=True)
+            out[f"s_{label}"] = float(res.stdout.strip().splitlines()[-1])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="batch sizes / 10, 3 rounds")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "kernels.json")
+    args = parser.parse_args(argv)
+    repeat = 3 if args.quick else args.repeat
+
+    def progress(done: int, total: int, label: str) -> None:
+        print(f"[{done}/{total}] {label}", file=sys.stderr, flush=True)
+
+    rows = kernel_benchmark(repeat=repeat, quick=args.quick, progress=progress)
+    print("op   B      m      k   dtype    algorithm        kernel ms  numpy ms  x numpy  scipy-loop ms  x loop")
+    for r in rows:
+        loop = f"{r['ms_scipy_loop']:13.1f}  {r['speedup_scipy_loop']:6.2f}" if r["ms_scipy_loop"] else " " * 21
+        print(
+            f"{r['op']:4} {r['B']:<6} {r['m']:<6} {r['k']:<3} {r['dtype']:8} {r['algorithm']:15} "
+            f"{r['ms_kernel']:10.1f} {r['ms_numpy']:9.1f} {r['speedup_numpy']:8.2f} {loop}"
+        )
+    solve_res = stacked_solve(100 if args.quick else 1000)
+    print(
+        f"stacked solve of {solve_res['batch']} problems: {solve_res['s_stacked']:.3f} s vs "
+        f"{solve_res['s_separate']:.2f} s separately ({solve_res['speedup']:.1f}x)"
+    )
+    start = startup()
+    print(f"first stacked solve in a fresh process: cold cache {start['s_cold']:.1f} s, warm {start['s_warm']:.2f} s")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "environment": kernel_environment(),
+        "quick": args.quick,
+        "kernels": rows,
+        "stacked_solve": solve_res,
+        "startup": start,
+    }
+    args.out.write_text(json.dumps(payload, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

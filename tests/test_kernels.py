@@ -1,0 +1,294 @@
+"""lowrank_kernels: batched thin QR and small SVD on the CPU (Numba) and CUDA (numba-cuda).
+
+One file for both devices: the ``device`` fixture runs every contract test on the CPU
+kernels and on the CUDA kernels (under ``NUMBA_ENABLE_CUDASIM=1`` in CI, set by
+``conftest.py``; on a real GPU with ``NUMBA_ENABLE_CUDASIM=0``).  The simulator runs
+about 1 s per small matrix, so CUDA cases use tiny shapes.
+
+Tolerances: Householder QR and the SVD are backward stable, with backward errors bounded
+by ``gamma_{cm} ~ c m u`` (Higham, *Accuracy and Stability*, Thm 19.4 / 19.13), hence
+``TOL = 8 max(m, k) eps`` for ``||A - QR|| / ||A||``, for ``||Q^H Q - I||_max`` and (times
+``sigma_1``) for singular values by Weyl's inequality.  Float32 references come from
+NumPy, which computes float32 in float64, so the reference itself is exact to float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import lowrank_kernels as lk
+
+DTYPES = ["float32", "float64", "complex64", "complex128"]
+
+
+class _Device:
+    def __init__(self, name: str):
+        self.name = name
+
+    def put(self, a: np.ndarray):
+        if self.name == "cpu":
+            return a
+        from numba import cuda
+
+        return cuda.to_device(np.ascontiguousarray(a))
+
+    def get(self, x) -> np.ndarray:
+        if isinstance(x, np.ndarray):
+            return x
+        if type(x).__module__.startswith("cupy"):
+            return x.get()
+        return x.copy_to_host()
+
+
+def _cuda_ok() -> bool:
+    return lk.has_cuda()
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def device(request):
+    if request.param == "cuda" and not _cuda_ok():
+        pytest.skip("numba-cuda unavailable (no GPU and no NUMBA_ENABLE_CUDASIM=1)")
+    return _Device(request.param)
+
+
+def _tol(m: int, k: int, dtype) -> float:
+    return 8 * max(m, k, 1) * float(np.finfo(np.dtype(dtype)).eps)
+
+
+def _matrices(rng, shape, dtype, *, cond=1.0, rank=None):
+    """Stack with singular values log-spaced from 1 to 1/cond (graded), optionally of
+    exact rank ``rank`` (trailing singular values zero)."""
+    *batch, m, k = shape
+    p = min(m, k)
+    sig = np.logspace(0, -np.log10(cond), p) if p else np.zeros(0)
+    if rank is not None:
+        sig[rank:] = 0.0
+    cplx = np.dtype(dtype).kind == "c"
+    out = np.empty(shape, dtype=np.complex128 if cplx else np.float64)
+    for idx in np.ndindex(*batch):
+        g1 = rng.standard_normal((m, p)) + (1j * rng.standard_normal((m, p)) if cplx else 0)
+        g2 = rng.standard_normal((k, p)) + (1j * rng.standard_normal((k, p)) if cplx else 0)
+        u, _ = np.linalg.qr(g1)
+        v, _ = np.linalg.qr(g2)
+        out[idx] = (u * sig) @ np.conj(v.T)
+    return out.astype(dtype)
+
+
+def _check_qr(a, q, r):
+    *_, m, k = a.shape
+    tol = _tol(m, k, a.dtype)
+    assert q.shape == a.shape and r.shape == (*a.shape[:-2], k, k)
+    assert q.dtype == a.dtype and r.dtype == a.dtype
+    if a.size == 0:
+        return
+    scale = np.linalg.norm(a.astype(np.complex128), axis=(-2, -1))
+    resid = np.linalg.norm((q @ r - a).astype(np.complex128), axis=(-2, -1))
+    assert np.all(resid <= tol * np.maximum(scale, np.finfo(a.dtype).tiny))
+    eye = np.eye(k)
+    assert np.max(np.abs(np.conj(np.swapaxes(q, -1, -2)) @ q - eye)) <= tol
+    assert np.all(np.tril(r, -1) == 0)
+    d = np.diagonal(r, axis1=-2, axis2=-1)
+    assert np.all(d.real >= 0) and np.all(d.imag == 0)
+
+
+def _check_svd(a, u, s, v):
+    *_, m, k = a.shape
+    p = min(m, k)
+    tol = _tol(m, k, a.dtype)
+    assert u.shape == (*a.shape[:-2], m, p) and v.shape == (*a.shape[:-2], k, p) and s.shape == (*a.shape[:-2], p)
+    if a.size == 0:
+        return
+    ref = np.linalg.svd(a.astype(np.complex128 if a.dtype.kind == "c" else np.float64), compute_uv=False)
+    s1 = ref[..., :1]
+    assert np.all(np.abs(s - ref) <= tol * np.maximum(s1, np.finfo(a.dtype).tiny))
+    assert np.all(np.diff(s, axis=-1) <= 0)
+    rec = (u * s[..., None, :]) @ np.conj(np.swapaxes(v, -1, -2))
+    resid = np.linalg.norm((rec - a).astype(np.complex128), axis=(-2, -1))
+    assert np.all(resid <= tol * np.maximum(s1[..., 0], np.finfo(a.dtype).tiny))
+    for f in (u, v):
+        assert np.max(np.abs(np.conj(np.swapaxes(f, -1, -2)) @ f - np.eye(p))) <= tol
+
+
+# ----------------------------------------------------------------------------- contracts
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_qr_contract_all_dtypes(device, dtype):
+    shape = (3, 40, 6) if device.name == "cpu" else (2, 12, 3)
+    a = _matrices(np.random.default_rng(0), shape, dtype, cond=1e3)
+    keep = a.copy()
+    q, r = lk.batched_qr(device.put(a))
+    _check_qr(a, device.get(q), device.get(r))
+    assert np.array_equal(a, keep)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(3, 6, 6), (2, 20, 5), (3, 5, 20)])
+def test_svd_contract_all_dtypes(dtype, shape):
+    a = _matrices(np.random.default_rng(1), shape, dtype, cond=1e4)
+    keep = a.copy()
+    _check_svd(a, *lk.batched_svd(a))
+    assert np.array_equal(a, keep)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "complex64"])
+@pytest.mark.parametrize("shape", [(2, 4, 4), (2, 5, 5), (1, 9, 3)])
+def test_svd_contract_cuda(dtype, shape):
+    """Square (even and odd k: the round-robin pads a zero column) and thin (QR first)."""
+    if not _cuda_ok():
+        pytest.skip("numba-cuda unavailable (no GPU and no NUMBA_ENABLE_CUDASIM=1)")
+    device = _Device("cuda")
+    a = _matrices(np.random.default_rng(2), shape, dtype, cond=1e3)
+    u, s, v = lk.batched_svd(device.put(a))
+    _check_svd(a, device.get(u), device.get(s), device.get(v))
+
+
+@pytest.mark.parametrize("algorithm", ["householder", "cholqr2"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["cond1e2", "cond1e8", "cond1e12", "rank-deficient"])
+def test_qr_graded_and_rank_deficient(algorithm, dtype, case):
+    """Both algorithms meet the same bounds on graded and rank-deficient inputs:
+    CholeskyQR2 through its guaranteed per-matrix Householder fallback."""
+    rng = np.random.default_rng(3)
+    kw = {"rank": 3} if case == "rank-deficient" else {"cond": float(case[4:])}
+    a = _matrices(rng, (6, 64, 8), dtype, **kw)
+    _check_qr(a, *lk.batched_qr(a, algorithm=algorithm))
+
+
+@pytest.mark.parametrize("algorithm", ["jacobi", "lapack"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["cond1e2", "cond1e12", "rank-deficient"])
+def test_svd_graded_and_rank_deficient(algorithm, dtype, case):
+    """Zero singular values still get an orthonormal set of left singular vectors."""
+    rng = np.random.default_rng(4)
+    kw = {"rank": 3} if case == "rank-deficient" else {"cond": float(case[4:])}
+    for shape in [(4, 8, 8), (3, 30, 8)]:
+        a = _matrices(rng, shape, dtype, **kw)
+        _check_svd(a, *lk.batched_svd(a, algorithm=algorithm))
+
+
+# ----------------------------------------------------------------------------- shapes
+@pytest.mark.parametrize(
+    "shape", [(0, 5, 3), (4, 5, 0), (5, 3), (2, 3, 7, 4), (2, 0, 6, 2), (1, 1, 1)]
+)
+def test_batch_shapes_including_empty(shape):
+    a = _matrices(np.random.default_rng(6), shape, "float64")
+    _check_qr(a, *lk.batched_qr(a))
+    _check_svd(a, *lk.batched_svd(a))
+
+
+def test_empty_batch_cuda(device):
+    a = np.zeros((0, 6, 3))
+    q, r = lk.batched_qr(device.put(a))
+    assert device.get(q).shape == (0, 6, 3) and device.get(r).shape == (0, 3, 3)
+
+
+def test_noncontiguous_and_readonly_inputs():
+    rng = np.random.default_rng(7)
+    base = rng.standard_normal((4, 30, 10))
+    view = base[:, ::2, ::2]  # (4, 15, 5), not contiguous
+    ro = base.copy()
+    ro.flags.writeable = False
+    q1, r1 = lk.batched_qr(view)
+    q2, r2 = lk.batched_qr(np.ascontiguousarray(view))
+    assert np.array_equal(q1, q2) and np.array_equal(r1, r2)
+    _check_qr(ro, *lk.batched_qr(ro))
+    _check_svd(ro, *lk.batched_svd(ro))
+
+
+def test_out_buffers_are_filled_and_returned():
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((5, 20, 4))
+    q, r = np.empty_like(a), np.empty((5, 4, 4))
+    q2, r2 = lk.batched_qr(a, out=(q, r))
+    assert q2 is q and r2 is r
+    _check_qr(a, q, r)
+    u, s, v = np.empty_like(a), np.empty((5, 4)), np.empty((5, 4, 4))
+    res = lk.batched_svd(a, out=(u, s, v))
+    assert res[0] is u and res[1] is s and res[2] is v
+    _check_svd(a, u, s, v)
+
+
+# ----------------------------------------------------------------------------- non-finite
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the simulator computes inf - inf
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nonfinite_matrix_poisons_only_itself(device, bad):
+    """A matrix containing NaN/Inf gets NaN in all its outputs; its neighbours are
+    exactly what they are without it."""
+    shape = (3, 12, 3) if device.name == "cuda" else (5, 30, 6)
+    a = _matrices(np.random.default_rng(9), shape, "float64")
+    clean_q, clean_r = (device.get(x) for x in lk.batched_qr(device.put(a)))
+    a[1, 2, 1] = bad
+    q, r = (device.get(x) for x in lk.batched_qr(device.put(a)))
+    assert np.all(np.isnan(q[1])) and np.all(np.isnan(r[1]))
+    others = [0, 2]
+    assert np.array_equal(q[others], clean_q[others]) and np.array_equal(r[others], clean_r[others])
+    if device.name == "cpu":
+        u, s, v = lk.batched_svd(a[:, :6, :])
+        assert np.all(np.isnan(s[1])) and np.all(np.isnan(u[1])) and np.all(np.isfinite(s[others]))
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_bad_input_errors():
+    a = np.ones((2, 5, 3))
+    with pytest.raises(TypeError, match="dtype int64"):
+        lk.batched_qr(np.ones((2, 5, 3), dtype=np.int64))
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        lk.batched_qr([[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        lk.batched_svd(np.ones(4))
+    with pytest.raises(ValueError, match="m >= k"):
+        lk.batched_qr(np.ones((2, 3, 5)))
+    with pytest.raises(ValueError, match="algorithm"):
+        lk.batched_qr(a, algorithm="gram-schmidt")
+    with pytest.raises(ValueError, match="shape"):
+        lk.batched_qr(a, out=(np.empty((2, 5, 3)), np.empty((2, 2, 2))))
+    with pytest.raises(TypeError, match="dtype"):
+        lk.batched_qr(a, out=(np.empty((2, 5, 3), np.float32), np.empty((2, 3, 3))))
+    with pytest.raises(ValueError, match="overlaps"):
+        buf = np.empty((2, 5, 3))
+        lk.batched_qr(buf, out=(buf, np.empty((2, 3, 3))))
+
+
+# ----------------------------------------------------------------------------- hypothesis
+@st.composite
+def _stacks(draw):
+    batch = tuple(draw(st.lists(st.integers(0, 3), min_size=0, max_size=2)))
+    k = draw(st.integers(1, 8))
+    m = draw(st.integers(k, 40))
+    dtype = draw(st.sampled_from(DTYPES))
+    cond = 10.0 ** draw(st.integers(0, 12))
+    rank = draw(st.one_of(st.none(), st.integers(0, k)))
+    seed = draw(st.integers(0, 2**16))
+    return _matrices(np.random.default_rng(seed), (*batch, m, k), dtype, cond=cond, rank=rank)
+
+
+@given(a=_stacks(), algorithm=st.sampled_from(["auto", "householder", "cholqr2"]))
+def test_qr_property(a, algorithm):
+    keep = a.copy()
+    _check_qr(a, *lk.batched_qr(a, algorithm=algorithm))
+    assert np.array_equal(a, keep)
+
+
+@given(a=_stacks(), algorithm=st.sampled_from(["auto", "jacobi", "lapack"]))
+def test_svd_property(a, algorithm):
+    keep = a.copy()
+    _check_svd(a, *lk.batched_svd(a, algorithm=algorithm))
+    assert np.array_equal(a, keep)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_large_blocks_blas_cholqr2_and_fallback(dtype):
+    """Large real blocks take BLAS-3 CholeskyQR2 and meet the contract; ill-conditioned
+    and rank-deficient ones are refused by its guards and go through the Householder
+    fallback, and still do."""
+    rng = np.random.default_rng(10)
+    m = lk.BLAS_MIN_ENTRIES // 6 + 10
+    a = rng.standard_normal((2, m, 6)).astype(dtype)
+    assert lk.qr_algorithm(a.shape, a.dtype) == "cholqr2-blas"
+    _check_qr(a, *lk.batched_qr(a))
+    bad = a.copy()
+    bad[0, :, 5] = bad[0, :, 4]  # exactly rank deficient
+    bad[1] = _matrices(rng, (m, 6), dtype, cond=1e12)
+    _check_qr(bad, *lk.batched_qr(bad))

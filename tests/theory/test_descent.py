@@ -1,0 +1,161 @@
+"""Gradient flows: descent and convergence to the Eckart-Young optimum (methods.md §4.5, §4.6).
+
+Hypotheses: ``L(W) = ||W - B||_F^2 / 2`` (``lowrank_core.problems.quadratic_flow``: 1-smooth,
+gradient ``G = W - B``), ``B`` with a drawn spectrum that has a gap at ``r``
+(``g = sigma_{r+1} / sigma_r`` in ``[0.2, 0.5]``), a small random rank-``r`` start, one Euler
+step per substep (all substeps evaluate ``G(Y0)``), ``h <= 1/L = 1``.
+
+Conclusions, for abc-PSI, RA-BUG and parallel BUG:
+
+* descent: ``Y_half = Y0 - h P̂ G`` with an orthogonal projection ``P̂`` onto a space that
+  contains the tangent space (``||P̂ G|| >= ||P(Y0) G||``), and ``||G(Y_half)|| <= ||G(Y0)||``
+  for ``h <= 2``; with the truncation ``delta = ||Y1 - Y_half||`` (recorded)
+  ``L(Y1) <= L(Y0) - h (1 - h/2) ||P(Y0) G(Y0)||^2 + ||G(Y0)|| delta + delta^2 / 2``;
+* convergence: the only local minimum on the rank-``r`` manifold is the Eckart-Young
+  truncation, ``L* = (1/2) sum_{j > r} sigma_j^2``; near it each step contracts the
+  subspace error like ``rho = 1 - h (1 - g)`` (subspace iteration with ``(1 - h) I + h B``),
+  so after ``k`` steps with ``rho^{2k} <= 1e-12`` the excess loss is below ``1e-8 L(Y0)``
+  (a margin of 1e4 for the constant), and ``L >= L*`` always (to round-off).
+
+Contrast: PSI's backward S-substep is a gradient-ascent step and raises the loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import lowrank_core as lc
+from lowrank_core import problems
+from lowrank_core.integrators import _base
+
+from .._helpers import to_numpy
+from ._problems import as_numpy_state, record_truncations, tangent_project
+from .strategies import scaled, spectra, tolerances
+
+AUGMENTED = ["abc-psi", "parallel-bug", "ra-bug"]
+
+
+@st.composite
+def gradient_flows(draw, dtypes=("float32", "float64")):
+    m, n = draw(st.integers(10, 24)), draw(st.integers(8, 20))
+    r = draw(st.integers(1, min(4, min(m, n) // 2)))
+    top = draw(spectra(r, kinds=("separated", "graded")))
+    g = draw(st.floats(0.2, 0.5))
+    tail = top[-1] * g * 0.8 ** np.arange(min(m, n) - r)
+    return dict(
+        m=m, n=n, r=r, spectrum=tuple(10.0 * np.concatenate([top, tail])), gap=g,
+        h=draw(st.floats(0.5, 1.0)), tol=draw(st.none() | tolerances(1e-8, 1e-3)),
+        dtype=draw(st.sampled_from(dtypes)), seed=draw(st.integers(0, 2**16)),
+    )
+
+
+def _flow(xp, ex):
+    return problems.quadratic_flow(m=ex["m"], n=ex["n"], r=ex["r"], spectrum=ex["spectrum"], xp=xp,
+                                   dtype=getattr(xp, ex["dtype"]), seed=ex["seed"])
+
+
+def _method(name, tol=None):
+    cls = lc.METHODS[name]
+    return cls(substep="euler", tol=tol) if tol is not None else cls(substep="euler")
+
+
+def check_descent(xp, ex, name, steps=6):
+    qp = _flow(xp, ex)
+    h = ex["h"]
+    B = to_numpy(qp.B)
+    with record_truncations() as records:
+        sol = lc.solve(qp.problem, qp.Y0, (0.0, steps * h), h, method=_method(name, ex["tol"]))
+    assert len(records) == steps
+    eps = float(np.finfo(np.dtype(ex["dtype"])).eps)
+    slack = 20 * max(ex["m"], ex["n"]) * eps * np.linalg.norm(B) ** 2
+    for Y0, Y1, (s, r1) in zip(sol.Ys[:-1], sol.Ys[1:], records, strict=True):
+        U, S, V = as_numpy_state(Y0)
+        G = U @ S @ V.T - B
+        PG = np.linalg.norm(tangent_project(U, V, G))
+        delta = float(np.sqrt(np.sum(s[r1:] ** 2)))
+        bound = qp.loss(Y0) - h * (1 - h / 2) * PG**2 + np.linalg.norm(G) * delta + delta**2 / 2
+        assert qp.loss(Y1) <= bound + slack, (qp.loss(Y1), bound)
+
+
+@pytest.mark.parametrize("name", AUGMENTED)
+@scaled(0.3)
+@given(ex=gradient_flows())
+def test_each_step_descends(xp, name, ex):
+    check_descent(xp, ex, name)
+
+
+def check_eckart_young(xp, ex, name):
+    qp = _flow(xp, ex)
+    h = ex["h"]
+    rho = 1.0 - h * (1.0 - ex["gap"])
+    steps = math.ceil(math.log(1e-12) / (2 * math.log(rho)))
+    sol = lc.solve(qp.problem, qp.Y0, (0.0, steps * h), h, method=_method(name))
+    losses = np.array([qp.loss(Y) for Y in sol.Ys])
+    roundoff = 100 * np.finfo(np.float64).eps * np.sum(np.square(ex["spectrum"]))
+    assert np.all(losses >= qp.optimal_loss - roundoff)
+    assert losses[-1] - qp.optimal_loss <= 1e-8 * losses[0] + roundoff, (losses[-1], qp.optimal_loss)
+
+
+@pytest.mark.parametrize("name", AUGMENTED)
+@scaled(0.2)
+@given(ex=gradient_flows(dtypes=("float64",)))
+def test_converges_to_the_eckart_young_optimum(xp, name, ex):
+    check_eckart_young(xp, ex, name)
+
+
+@pytest.mark.parametrize(("name", "variant"), [("abc-psi", "min-qr"), ("abc-psi", "two-qr"), ("ra-bug", None),
+                                               ("parallel-bug", None)])
+def test_rank_grows_to_the_target_rank(name, variant):
+    """With ``tol = theta`` the augmented methods can raise the rank (up to ``2r`` per step),
+    so the flow towards a rank-6 target started at rank 2 reaches rank 6 and the loss the
+    truncation floor ``O(theta^2)``.  With ``h = 1`` abc-PSI and RA-BUG step to
+    ``Y_half = P̂ B`` (``P̂ Y0 = Y0``), of rank at most ``rank B = 6``, so they never exceed
+    it; parallel BUG's ``Y_half = P(Y0) B`` may have rank ``2r`` on the way."""
+    rng = np.random.default_rng(3)
+    B = lc.LowRank.from_dense(rng.standard_normal((30, 20)), rank=6).to_dense()
+    Y0 = lc.LowRank.from_dense(rng.standard_normal((30, 20)), rank=2)
+    kw = {"variant": variant} if variant else {}
+    sol = lc.solve(lc.MatrixODE(lambda t, Y: B - Y), Y0, (0.0, 30.0), 1.0, method=name, substep="euler", tol=1e-8, **kw)
+    assert sol.ranks[-1] == 6
+    if name != "parallel-bug":
+        assert max(sol.ranks) == 6
+    assert 0.5 * np.linalg.norm(sol.Y.to_dense() - B) ** 2 < 1e-12
+
+
+def test_psi_backward_s_step_ascends():
+    """The contrast: KSL's backward S-substep is a gradient-ascent step and raises the loss
+    in some steps (methods.md §4.5), which the augmented methods avoid by construction."""
+    qp = problems.quadratic_flow(m=60, n=40, r=5, seed=1)
+    method, Y, h, ascents = lc.KSL(substep="euler"), qp.Y0, 0.5, 0
+    for k in range(40):
+        kit = method.kit(qp.problem, Y, lc.Counters())
+        U1, S_hat = kit.qr(kit.k_step(k * h, (k + 1) * h, Y.U @ Y.S, Y.V))
+        S_tilde = kit.s_step(k * h, (k + 1) * h, S_hat, U1, Y.V, sign=-1.0)
+        before = qp.loss(lc.LowRank._trusted(U1, S_hat, Y.V, Y.xp))
+        ascents += qp.loss(lc.LowRank._trusted(U1, S_tilde, Y.V, Y.xp)) > before
+        Y, _ = method.step(qp.problem, k * h, (k + 1) * h, Y, None, lc.Counters())
+    assert ascents > 0
+
+
+@pytest.mark.parametrize("name", ["abc-psi", "parallel-bug"])
+def test_descent_and_rank_growth_catch_a_dropped_augmentation(np_xp, monkeypatch, name):
+    """Planted bug: the augmented basis keeps only the QR of its first block, dropping the
+    other columns (``orth(K1)`` in abc-PSI, ``orth(U0)`` in parallel BUG, whose new
+    directions ``Ũ1`` then vanish).  abc-PSI's projection ``P_{U1} Y0`` becomes lossy and
+    its rank can no longer grow; parallel BUG no longer updates its bases, so its step
+    misses the descent ``||P(Y0) G||^2`` promises."""
+    ex = dict(m=20, n=16, r=3, spectrum=tuple(10.0 * 0.6 ** np.arange(16)), gap=0.6, h=0.5, tol=None,
+              dtype="float64", seed=0)
+    check_descent(np_xp, ex, name)
+    test_rank_grows_to_the_target_rank(name, None)
+    monkeypatch.setattr(_base.StepKit, "augment", lambda self, new, old: self.qr(new)[0])
+    if name == "parallel-bug":
+        with pytest.raises(AssertionError):
+            check_descent(np_xp, ex, name)
+    with pytest.raises(AssertionError):
+        test_rank_grows_to_the_target_rank(name, None)
