@@ -37,7 +37,16 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 
 #: Pages in reading order (other *.md files under docs/ are checked after these).
-PAGES = ["index.md", "getting-started.md", "methods.md", "problems.md", "backends.md", "benchmarks.md"]
+PAGES = [
+    "index.md",
+    "getting-started.md",
+    "methods.md",
+    "choosing.md",
+    "problems.md",
+    "backends.md",
+    "benchmarks.md",
+    "api.md",
+]
 
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*([^\s`]*)")
 _REQUIRES = re.compile(r"^#\s*requires:\s*(.+)$")

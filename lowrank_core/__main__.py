@@ -1,52 +1,270 @@
-"""Command line: ``python -m lowrank_core`` / ``lowrank-core``.
+"""Command line: ``lowrank-core`` (or ``python -m lowrank_core``).
 
 Subcommands
 -----------
+bench qr-savings
+    Every integrator on the reference problems at several step sizes: a table, JSON and
+    CSV files and PNG plots in ``--out``.
+bench kernels
+    The batched QR/SVD kernel comparison, with the same outputs.
 demo
-    Solve the reference problems (methods.md §6.1 and §6.4) with every integrator and
-    print errors and QR/SVD counts (the default when no subcommand is given).
+    A short guided run on one reference problem (the default without a subcommand).
+
+Mistakes in the arguments print one line on stderr and exit with status 2; a missing
+optional dependency prints one line naming the extra to install and exits with 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import math
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ._bench import BACKENDS, QR_SAVINGS_CASES
+from .integrators import METHODS
+
+DEFAULT_OUT = "lowrank-core-results"
+
+
+class _UsageError(Exception):
+    """A mistake in the arguments or the environment, reported in one line."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        msg = f"must be a positive number; got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        msg = f"must be a positive integer; got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    backend = _Parser(add_help=False)
+    backend.add_argument("--backend", default="numpy", choices=list(BACKENDS),
+                         help="array library to run on (default: numpy)")
+    backend.add_argument("--device", metavar="DEVICE",
+                         help="device of the backend: cpu, cuda, cuda:N (torch, cupy); default: cpu or cuda")
+    output = _Parser(add_help=False)
+    output.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                        help=f"folder for the JSON, CSV and PNG files (default: ./{DEFAULT_OUT}/)")
+    output.add_argument("--quick", action="store_true", help="a short run (well under a minute)")
+    output.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    parser = _Parser(
         prog="lowrank-core",
-        description="Dynamical low-rank integrators: demos and QR-savings measurements.",
+        description="Dynamical low-rank integrators: benchmarks and a guided demo.",
+        epilog="Without a subcommand, runs `demo`.",
     )
-    sub = parser.add_subparsers(dest="command")
-    demo = sub.add_parser("demo", help="solve the reference problems with every method (default)")
-    demo.add_argument("--methods", nargs="+", metavar="NAME", help="methods to run (default: all)")
-    demo.add_argument("--problems", nargs="+", metavar="NAME", help="problems to run: path, heat (default: both)")
-    demo.add_argument("--quick", action="store_true", help="one step size per problem")
-    demo.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    sub = parser.add_subparsers(dest="command", metavar="{bench,demo}")
+    bench = sub.add_parser("bench", help="measure the integrators or the QR/SVD kernels; write tables and plots")
+    bench_sub = bench.add_subparsers(dest="bench", metavar="{qr-savings,kernels}")
+    qr = bench_sub.add_parser(
+        "qr-savings",
+        parents=[backend, output],
+        help="every integrator on the reference problems at several step sizes",
+        description=(
+            "Solve the reference problems with every integrator at several step sizes; print the error at "
+            "the final time, rank, QR/SVD counts with shapes, flops, F evaluations and wall time; write "
+            "JSON, CSV and PNG plots (error vs dt, vs QR flops, vs wall time; rank vs t) to --out."
+        ),
+    )
+    qr.add_argument("--methods", nargs="+", metavar="NAME", choices=list(METHODS),
+                    help=f"methods to run (default: all of {', '.join(METHODS)})")
+    qr.add_argument("--problem", nargs="+", metavar="NAME", choices=list(QR_SAVINGS_CASES),
+                    help=f"problems to run (default: all of {', '.join(QR_SAVINGS_CASES)})")
+    qr.add_argument("--dt", nargs="+", type=_positive_float, metavar="DT",
+                    help="step sizes for every problem (default: 3 to 5 per problem, 2 with --quick)")
+    kern = bench_sub.add_parser(
+        "kernels",
+        parents=[output],
+        help="batched QR/SVD kernels against NumPy and a SciPy loop",
+        description=(
+            "Time the batched QR/SVD kernels against NumPy's batched linalg and a SciPy loop; print the "
+            "table and write JSON, CSV and PNG plots (speedup, time per call) to --out."
+        ),
+    )
+    kern.add_argument("--ops", nargs="+", choices=["qr", "svd"], default=["qr", "svd"],
+                      help="operations (default: both)")
+    kern.add_argument("--dtypes", nargs="+", choices=["float64", "float32"], default=["float64", "float32"],
+                      help="dtypes (default: both)")
+    kern.add_argument("--repeat", type=_positive_int, default=5, help="timed repetitions per case (default: 5)")
+
+    demo = sub.add_parser(
+        "demo",
+        parents=[backend],
+        help="a short guided run on one reference problem (default)",
+        description="Solve one reference problem, explain what the integrator did, then compare every method.",
+    )
+    demo.add_argument("--problem", default="prescribed-path", choices=list(QR_SAVINGS_CASES),
+                      help="the problem (default: prescribed-path)")
+    demo.add_argument("--method", default="abc-psi", choices=list(METHODS),
+                      help="the method explained (default: abc-psi)")
+    demo.add_argument("--dt", type=_positive_float, help="step size (default: chosen per problem)")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    command = args.command or "demo"
-    if command == "demo":
-        from ._demo import run_demo
+def _require_bench_extras() -> None:
+    missing = [name for name in ("matplotlib", "tqdm") if importlib.util.find_spec(name) is None]
+    if missing:
+        msg = (
+            f"`lowrank-core bench` needs {' and '.join(missing)}, not installed here; "
+            'install the bench extra: python -m pip install "lowrank-core[bench]"'
+        )
+        raise _UsageError(msg, code=1)
 
-        try:
-            run_demo(
-                getattr(args, "methods", None),
-                getattr(args, "problems", None),
-                quick=getattr(args, "quick", False),
-                json_path=getattr(args, "json", None),
-            )
-        except ValueError as exc:
-            print(f"lowrank-core: error: {exc}", file=sys.stderr)
-            return 2
+
+class _ProgressBar:
+    """``progress(done, total, label)`` drawn with tqdm on stderr (nothing when quiet)."""
+
+    def __init__(self, *, quiet: bool, unit: str) -> None:
+        self.quiet, self.unit, self.bar = quiet, unit, None
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr, dynamic_ncols=True, leave=False)
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+        self.bar.set_postfix_str(label)
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _checked(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn``; a ``ValueError`` (a bad argument found late) becomes a one-line usage error."""
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _wrote(paths: Sequence[Path]) -> None:
+    print("\nwrote " + "\n      ".join(str(p) for p in paths))
+
+
+def _bench_qr_savings(args: argparse.Namespace) -> int:
+    from ._bench import prepare_cases, resolve_backend, run_qr_savings
+    from ._plots import plot_qr_savings
+    from ._report import QR_SAVINGS_COLUMNS, format_table, prepare_out_dir, run_metadata, write_rows
+
+    backend = _checked(resolve_backend, args.backend, args.device)
+    out = _checked(prepare_out_dir, args.out)
+    prepared = _checked(prepare_cases, args.problem, backend, dts=args.dt, quick=args.quick)
+    start = time.perf_counter()
+    with _ProgressBar(quiet=args.quiet, unit="solve") as progress:
+        rows = run_qr_savings(prepared, args.methods, backend, progress=progress)
+    seconds = time.perf_counter() - start
+    for p in prepared:
+        print(f"\n{p.case.problem}: {p.case.title}; rank-adaptive methods: tol = {p.case.tol:g}, max_rank = 2r")
+        print(format_table([r for r in rows if r["problem"] == p.case.problem], QR_SAVINGS_COLUMNS[1:]))
+    for r in rows:
+        if r["status"] != "ok":
+            print(f"note: {r['problem']} {r['method']} dt={r['dt']:.3g} {r['status']}", file=sys.stderr)
+    print(
+        "\nerror: relative Frobenius error at the final time; best@rank: best approximation at the final rank;"
+        "\nF: right-hand-side evaluations; Mflop: QR + SVD operation counts; ms: wall time of the solve."
+        f"\n{len(rows)} solves in {seconds:.1f} s on {backend.label}."
+    )
+    meta = run_metadata(benchmark="qr-savings", backend=backend.label, seconds=seconds,
+                        cases={p.case.problem: {"title": p.case.title, "dts": p.dts, "tol": p.case.tol,
+                                                "substep": p.case.substep, "kwargs": p.case.kwargs} for p in prepared})
+    _wrote([*write_rows(rows, out, "qr_savings", meta), *plot_qr_savings(rows, out)])
     return 0
+
+
+def _bench_kernels(args: argparse.Namespace) -> int:
+    from ._bench import kernel_benchmark
+    from ._plots import plot_kernels
+    from ._report import KERNEL_COLUMNS, format_table, prepare_out_dir, run_metadata, write_rows
+
+    bench = _checked(kernel_benchmark)
+    out = _checked(prepare_out_dir, args.out)
+    start = time.perf_counter()
+    with _ProgressBar(quiet=args.quiet, unit="case") as progress:
+        rows = bench(ops=tuple(args.ops), cases=None, dtypes=tuple(args.dtypes), repeat=args.repeat,
+                     quick=args.quick, progress=progress)
+    seconds = time.perf_counter() - start
+    print(format_table(rows, KERNEL_COLUMNS))
+    print(
+        "\nms: median milliseconds per batched call; × numpy / × scipy-loop: median speedup of the kernel over"
+        "\nNumPy's batched linalg / a Python loop of SciPy LAPACK calls; errors: largest orthonormality and"
+        "\nrelative reconstruction errors of the kernel's factors."
+        f"\n{len(rows)} cases in {seconds:.1f} s."
+    )
+    from . import _linalg
+
+    environment = getattr(_linalg, "kernel_environment", None)  # threads and versions behind the timings
+    meta = run_metadata(benchmark="kernels", seconds=seconds, ops=args.ops, dtypes=args.dtypes, repeat=args.repeat,
+                        environment=environment() if environment is not None else None)
+    _wrote([*write_rows(rows, out, "kernels", meta), *plot_kernels(rows, out)])
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ._bench import resolve_backend
+    from ._demo import run_demo
+
+    backend = _checked(resolve_backend, getattr(args, "backend", "numpy"), getattr(args, "device", None))
+    _checked(run_demo, getattr(args, "problem", "prescribed-path"), getattr(args, "method", "abc-psi"), backend,
+             dt=getattr(args, "dt", None))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``lowrank-core``; returns the process exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a one-line error (2), already printed
+        return int(exc.code or 0)
+    try:
+        if args.command == "bench":
+            if args.bench is None:
+                msg = "choose a benchmark: `lowrank-core bench qr-savings` or `lowrank-core bench kernels`"
+                raise _UsageError(msg)
+            _require_bench_extras()
+            return _bench_qr_savings(args) if args.bench == "qr-savings" else _bench_kernels(args)
+        return _demo(args)
+    except _UsageError as exc:
+        print(f"lowrank-core: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("lowrank-core: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

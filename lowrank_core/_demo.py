@@ -1,147 +1,131 @@
-"""The built-in QR-savings demo: every integrator on the reference problems.
+"""``lowrank-core demo``: a short guided run on one reference problem.
 
-Run with ``python -m lowrank_core demo`` (or ``lowrank-core demo``).  For each problem
-and method it prints the relative error at the final time next to the best rank-r
-error, the final rank, the numbers of QR and SVD decompositions with their shapes,
-the right-hand-side evaluations, the decomposition flops and the wall time, and can
-write the rows to a JSON file.
+It solves one problem of :mod:`lowrank_core.problems` with one method, tells what the
+integrator did (error against the exact solution and against the best approximation
+of that rank, rank history, QR/SVD decompositions with their shapes, right-hand-side
+evaluations, flops, wall time), then runs every method on the same problem at the same
+step size and prints the comparison table.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ._integrate import solve
+from ._bench import Backend, prepare_cases, solve_case
+from ._report import QR_SAVINGS_COLUMNS, format_shapes, format_table
 from .integrators import METHODS
 
-__all__ = ["DEMO_CASES", "run_demo"]
+__all__ = ["run_demo"]
 
 
-def _path_case(quick: bool) -> dict[str, Any]:
-    from .problems import prescribed_path
-
-    ref = prescribed_path(N=100, r=8, w_norm=1.0)
-    return {
-        "title": "§6.1 matrix path A(t) = e^{tW1} e^t D e^{tW2}, N = 100, r = 8 (exact increments)",
-        "reference": ref,
-        "substep": "exact",
-        "dts": [0.1] if quick else [0.1, 0.01],
-        "tol": 1e-6,
-    }
+def _first_line(cls: type) -> str:
+    return (cls.__doc__ or cls.__name__).strip().splitlines()[0].rstrip(".")
 
 
-def _heat_case(quick: bool) -> dict[str, Any]:
-    from .problems import heat_lyapunov
+def _narrate(row: dict[str, Any], r0: int, t_span: tuple[float, float], out: TextIO) -> None:
+    steps = row["steps"]
+    hits = row["max_rank_hits"]
+    rank_note = f"{r0} -> {row['rank']} (largest {row['max_rank']})"
+    if hits:
+        rank_note += f"; in {hits} of {steps} steps the tolerance asked for more than max_rank"
+    lines = [
+        (f"error at t = {t_span[1]:g}", f"{row['error']:.2e}  (relative Frobenius norm, against the exact solution)"),
+        (f"best at rank {row['rank']}", f"{row['best_error']:.2e}  (no matrix of this rank is closer to the solution)"),
+        ("rank", rank_note),
+        ("QR decompositions", f"{row['qr']} = {format_shapes(row['qr_shapes'])}: {row['qr'] / steps:g} per step"),
+        ("SVD decompositions", f"{row['svd']} = {format_shapes(row['svd_shapes'])}: {row['svd'] / steps:g} per step"),
+        ("F evaluations", f"{row['rhs_evals']}: {row['rhs_evals'] / steps:g} per step"),
+        ("flops (QR + SVD)", f"{row['flops'] / 1e6:.3g} Mflop (LAPACK operation counts of the decompositions)"),
+        ("wall time", f"{1e3 * row['wall_time']:.1f} ms"),
+    ]
+    for label, text in lines:
+        print(f"  {label:<20}{text}", file=out)
 
-    ref = heat_lyapunov(size=24, r=8, t_end=0.05)
-    # The heat problem is stiff: explicit RK4 substeps are stable only for
-    # h < 2.785 / (2 ||A||_2); the problem's `suggested_dt` is 80 % of that limit.
-    dt = ref.suggested_dt
-    return {
-        "title": "§6.4a heat equation dX/dt = AX + XA + C, 24 x 24, r = 8 (RK4 substeps, stiff: dt below the RK4 limit)",
-        "reference": ref,
-        "substep": "rk4",
-        "dts": [dt] if quick else [dt, dt / 2],
-        "tol": 1e-8,
-    }
 
-
-DEMO_CASES = {"path": _path_case, "heat": _heat_case}
-
-
-def _fmt_shapes(d: dict) -> str:
-    if not d:
-        return "-"
-    return ", ".join(f"{count}×({a}x{b})" for (a, b), count in sorted(d.items()))
+def _savings(row: dict[str, Any], rows: list[dict[str, Any]]) -> str | None:
+    """A sentence on the methods that spent more QR for a comparable error (within 1.5x), if any."""
+    peers = [
+        r for r in rows
+        if r["method"] != row["method"] and r.get("status") == "ok" and r["qr"] > row["qr"]
+        and row["error"] / 1.5 <= r["error"] <= 1.5 * row["error"]
+    ]
+    if not peers:
+        return None
+    others = ", ".join(f"{r['method']} {r['qr']} QR for {r['error']:.2e}" for r in peers)
+    return f"QR savings: {row['method']} spent {row['qr']} QR for error {row['error']:.2e}; {others}."
 
 
 def run_demo(
-    methods: Sequence[str] | None = None,
-    problems: Sequence[str] | None = None,
+    problem: str,
+    method: str,
+    backend: Backend,
     *,
-    quick: bool = False,
-    json_path: str | None = None,
+    dt: float | None = None,
     stream: TextIO | None = None,
 ) -> list[dict[str, Any]]:
-    """Solve the reference problems with each method and print a comparison table.
+    """Solve ``problem`` with ``method``, explain the result, then compare every method.
 
     Parameters
     ----------
-    methods : sequence of str, optional
-        Method names (default: all of :data:`lowrank_core.METHODS`).
-    problems : sequence of str, optional
-        Keys of :data:`DEMO_CASES` (default: all).
-    quick : bool
-        One step size per problem instead of two.
-    json_path : str, optional
-        Write the rows as JSON to this file.
+    problem : str
+        A key of :data:`lowrank_core._bench.QR_SAVINGS_CASES`.
+    method : str
+        A key of :data:`lowrank_core.METHODS`, the method narrated first.
+    backend : Backend
+        Where the problem is built and solved.
+    dt : float, optional
+        Step size (default: the second step size of the benchmark case).
     stream : file, optional
-        Where the table goes (default ``sys.stdout``).
+        Where the text goes (default ``sys.stdout``).
 
     Returns
     -------
     list of dict
-        One row per (problem, method, dt) with the error, best-approximation error,
-        rank and ``sol.stats``.
+        One row per method (the narrated method first), as from
+        :func:`lowrank_core._bench.solve_case`.
     """
     out = stream or sys.stdout
-    methods = list(methods or METHODS)
-    for m in methods:
-        if m not in METHODS:
-            msg = f"unknown method {m!r}; choose from {sorted(METHODS)}."
-            raise ValueError(msg)
-    keys = list(problems or DEMO_CASES)
-    for k in keys:
-        if k not in DEMO_CASES:
-            msg = f"unknown demo problem {k!r}; choose from {sorted(DEMO_CASES)}."
-            raise ValueError(msg)
-    rows: list[dict[str, Any]] = []
-    header = f"{'method':<13} {'dt':>8} {'rel.err':>9} {'best@rank':>9} {'rank':>4} {'QR':>5} {'SVD':>4} {'F':>5} {'Mflop':>8} {'ms':>7}  QR / SVD shapes"
-    for key in keys:
-        case = DEMO_CASES[key](quick)
-        ref = case["reference"]
-        t1 = ref.t_span[1]
-        print(f"\n{case['title']}; rank-adaptive methods: tol = {case['tol']:g}, max_rank = 2r", file=out)
-        print(header, file=out)
-        print("-" * len(header), file=out)
-        for dt in case["dts"]:
-            for name in methods:
-                kwargs: dict[str, Any] = {}
-                if METHODS[name].rank_adaptive:
-                    kwargs["tol"] = case["tol"]
-                    kwargs["max_rank"] = 2 * ref.Y0.rank
-                sol = solve(ref.problem, ref.Y0, ref.t_span, dt, method=name, substep=case["substep"], **kwargs)
-                err = ref.error(sol.Y, t1)
-                best = ref.best_error(t1, sol.Y.rank)  # best error at the rank the method ended with
-                st = sol.stats
-                row = {
-                    "problem": key,
-                    "method": name,
-                    "dt": dt,
-                    "error": err,
-                    "best_error": best,
-                    "rank": sol.Y.rank,
-                    **{k: v for k, v in st.items() if not k.endswith("_shapes")},
-                    "qr_shapes": {f"{a}x{b}": c for (a, b), c in st["qr_shapes"].items()},
-                    "svd_shapes": {f"{a}x{b}": c for (a, b), c in st["svd_shapes"].items()},
-                }
-                rows.append(row)
-                shapes = f"{_fmt_shapes(st['qr_shapes'])} / {_fmt_shapes(st['svd_shapes'])}"
-                print(
-                    f"{name:<13} {dt:>8.2g} {err:>9.2e} {best:>9.2e} {sol.Y.rank:>4d} {st['qr']:>5d} {st['svd']:>4d} "
-                    f"{st['rhs_evals']:>5d} {st['flops'] / 1e6:>8.2f} {1e3 * st['wall_time']:>7.1f}  {shapes}",
-                    file=out,
-                )
+    if method not in METHODS:
+        msg = f"unknown method {method!r}; choose from {', '.join(METHODS)}."
+        raise ValueError(msg)
+    [prepared] = prepare_cases([problem], backend, dts=None if dt is None else [dt])
+    case, ref = prepared.case, prepared.reference
+    if dt is None:
+        dt = prepared.dts[min(1, len(prepared.dts) - 1)]
+    m, n = ref.shape
+    r0 = ref.Y0.rank
+    cls = METHODS[method]
+    row = solve_case(prepared, method, dt, backend)
+    if row["status"] != "ok":
+        msg = f"{method} failed on {problem} at dt = {dt:g}: {row['status']}; try a smaller --dt."
+        raise ValueError(msg)
+
+    print("lowrank-core demo: one reference problem, one integrator, and what it did.\n", file=out)
+    print(f"Problem   {problem}: {case.title}", file=out)
+    print(f"          dY/dt = F(t, Y), Y of size {m}×{n}, t in [{ref.t_span[0]:g}, {ref.t_span[1]:g}];", file=out)
+    print("          the exact (or high-accuracy reference) solution X(t) is known.", file=out)
     print(
-        "\nbest@rank = best approximation error at the final rank; F = right-hand-side evaluations"
-        "\n(exact increments for the path); Mflop = QR + SVD operation counts.",
+        f"Start     Y0 = U S V^H of rank {r0}: U {m}×{r0}, S {r0}×{r0}, V {n}×{r0} "
+        f"({backend.label}, {ref.Y0.dtype}).",
         file=out,
     )
-    if json_path:
-        with open(json_path, "w", encoding="utf-8") as fh:
-            json.dump(rows, fh, indent=2, default=str)
-        print(f"wrote {json_path}", file=out)
+    adaptive = f"rank-adaptive, tol = {case.tol:g}, max_rank = {2 * r0}" if cls.rank_adaptive else "fixed rank"
+    print(f"Method    {method}: {_first_line(cls)}", file=out)
+    print(f"          dt = {dt:g} -> {row['steps']} steps, {case.substep!r} substeps, {adaptive}.\n", file=out)
+    print("What happened", file=out)
+    _narrate(row, r0, ref.t_span, out)
+
+    rows = [row] + [solve_case(prepared, name, dt, backend) for name in METHODS if name != method]
+    columns = [c for c in QR_SAVINGS_COLUMNS if c.key not in ("problem", "dt")]
+    print(f"\nEvery method on the same problem, dt = {dt:g}:\n", file=out)
+    print(format_table(rows, columns), file=out)
+    sentence = _savings(row, rows)
+    if sentence:
+        print(f"\n{sentence}", file=out)
+    print(
+        "\nNext: `lowrank-core bench qr-savings` runs every method on all reference problems at several"
+        "\nstep sizes and writes tables and plots; `lowrank-core demo --help` lists the options.",
+        file=out,
+    )
     return rows

@@ -106,7 +106,7 @@ class SubFlow:
 
 
 class SubstepSolver:
-    """Advances a :class:`SubFlow` over one interval ``[t0, t1]``.
+    """Advances a ``SubFlow`` over one interval ``[t0, t1]``.
 
     Subclasses implement :meth:`solve`.  ``first`` is an optional right-hand side
     already evaluated at ``(t0, Y(X0))``, reused for the first stage so that points

@@ -5,15 +5,15 @@ Every factory returns a :class:`ReferenceProblem`: the matrix ODE (an
 span, and the exact or high-accuracy reference solution ``reference(t)`` of the *full*
 (not rank-constrained) problem.  The demo, the benchmarks and the tests share them.
 
-=====================  =====================================================  ==========
-name                   problem                                                 reference
-=====================  =====================================================  ==========
-``prescribed-path``    ``A(t) = e^{tW1} e^t D e^{tW2}``, ``dY/dt = dA/dt``    closed form
-``heat``               ``dX/dt = A X + X A + C`` (2-D heat, Dirichlet)         closed form
-``schrodinger``        ``dY/dt = -i (D Y + Y D^T + V Y V^T)``                  DOP853
-``riccati``            ``dX/dt = A^T X + X A + C - X X``                       Radau
-``quadratic``          ``dW/dt = B - W`` (gradient flow of ``||W - B||^2/2``)  closed form
-=====================  =====================================================  ==========
+===================  ======================================================  ===========
+name                 problem                                                 reference
+===================  ======================================================  ===========
+``prescribed-path``  ``A(t) = e^{tW1} e^t D e^{tW2}``, ``dY/dt = dA/dt``     closed form
+``heat``             ``dX/dt = A X + X A + C`` (2-D heat, Dirichlet)         closed form
+``schrodinger``      ``dY/dt = -i (D Y + Y D^T + V Y V^T)``                  DOP853
+``riccati``          ``dX/dt = A^T X + X A + C - X X``                       Radau
+``quadratic``        ``dW/dt = B - W`` (gradient flow of ``||W - B||^2/2``)  closed form
+===================  ======================================================  ===========
 
 All data are generated in NumPy/SciPy on the host from a seed, then moved once to the
 requested array namespace ``xp``, dtype and device.  Reference solutions are cached
@@ -454,7 +454,7 @@ class SchrodingerProblem(ReferenceProblem):
         Parameters
         ----------
         Y : LowRank or array of shape (N, N)
-            For a :class:`LowRank` ``Y = U S V^H`` (factors need not be orthonormal) the
+            For a :class:`~lowrank_core.LowRank` ``Y = U S V^H`` (factors need not be orthonormal) the
             energy is computed from the factors without forming ``Y``:
             ``<Y, A Y B^T> = tr(S^H (U^H A U) S (V^H B^T V))`` for each term of ``H``.
 
@@ -494,7 +494,7 @@ class QuadraticProblem(ReferenceProblem):
     optimum: LowRank
 
     def loss(self, Y: Any) -> float:
-        """``L(Y) = ||Y - B||_F^2 / 2`` for a :class:`LowRank` or a dense ``(m, n)`` array."""
+        """``L(Y) = ||Y - B||_F^2 / 2`` for a :class:`~lowrank_core.LowRank` or a dense ``(m, n)`` array."""
         dense = Y.to_dense() if isinstance(Y, LowRank) else Y
         xp = namespace_of(dense, self.B)
         if tuple(dense.shape) != tuple(self.B.shape):
@@ -512,7 +512,7 @@ class RiccatiODE(AbstractMatrixODE):
     A : array (..., m, m)
         System matrix (``A^H = A^T`` for real ``A``).
     C : array (..., m, m), LowRank or None
-        Constant source; a :class:`LowRank` keeps its products ``O(m r k)``.
+        Constant source; a :class:`~lowrank_core.LowRank` keeps its products ``O(m r k)``.
     D : array (..., m, m) or None
         Quadratic weight; ``None`` means the identity.
 
@@ -816,7 +816,7 @@ def heat_lyapunov(
     Returns
     -------
     ReferenceProblem
-        ``problem = LinearMatrixODE(A, A, C)`` with ``C`` a :class:`LowRank`;
+        ``problem = LinearMatrixODE(A, A, C)`` with ``C`` a :class:`~lowrank_core.LowRank`;
         ``reference(t) = e^{tA} X_init e^{tA} + Z(t)``, ``A Z + Z A = e^{tA} C e^{tA} - C``.
 
     Notes
@@ -1007,7 +1007,7 @@ def riccati(
     Returns
     -------
     ReferenceProblem
-        ``problem = RiccatiODE(A, C)`` with ``C`` a :class:`LowRank`;
+        ``problem = RiccatiODE(A, C)`` with ``C`` a :class:`~lowrank_core.LowRank`;
         ``reference(t)`` is a Radau solution (rtol = atol = 1e-10) of the full system.
 
     Notes

@@ -177,7 +177,7 @@ class AbstractIntegrator:
         Y0 : LowRank
             State at ``t0`` (orthonormal ``U``, ``V``).
         state : object
-            What :meth:`init` (or the previous step) returned.
+            What :meth:`~lowrank_core.integrators.AbstractIntegrator.init` (or the previous step) returned.
         counters : Counters
             Receives the decompositions and right-hand-side evaluations of the step.
 
