@@ -57,10 +57,10 @@ def run(sizes, rank, repeat, dt=1e-2):
         structured, dense, Y0, (A, B, Cd) = _problems(m, rank)
         Yd = Y0.to_dense()
 
-        def f(Y):
+        def f(Y, A=A, B=B, Cd=Cd):
             return A @ Y + Y @ B.T + Cd
 
-        def rk4_dense():
+        def rk4_dense(Yd=Yd, f=f):
             k1 = f(Yd)
             k2 = f(Yd + 0.5 * dt * k1)
             k3 = f(Yd + 0.5 * dt * k2)
@@ -74,7 +74,7 @@ def run(sizes, rank, repeat, dt=1e-2):
             for label, problem in (("structured", structured), ("dense", dense)):
                 method = cls(substep="rk4")
 
-                def one_step(method=method, problem=problem):
+                def one_step(method=method, problem=problem, Y0=Y0):
                     c = lc.Counters()
                     method.step(problem, 0.0, dt, Y0, None, c)
                     return c

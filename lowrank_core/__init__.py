@@ -24,11 +24,11 @@ from ._truncation import Truncation as Truncation
 from .integrators import ABCPSI as ABCPSI
 from .integrators import BCPSI as BCPSI
 from .integrators import BUG as BUG
-from .integrators import RABUG as RABUG
-from .integrators import ParallelBUG as ParallelBUG
 from .integrators import KSL as KSL
 from .integrators import METHODS as METHODS
+from .integrators import RABUG as RABUG
 from .integrators import KSLStrang as KSLStrang
+from .integrators import ParallelBUG as ParallelBUG
 
 __version__ = "0.1.0"
 

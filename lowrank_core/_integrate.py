@@ -98,8 +98,12 @@ def time_grid(t_span: Any, dt: Any) -> list[float]:
     return grid
 
 
-def _resolve_method(method: Any, substep: Any, tol: Any, rtol: Any, min_rank: Any, max_rank: Any, variant: Any) -> AbstractIntegrator:
-    options = {"substep": substep, "tol": tol, "rtol": rtol, "min_rank": min_rank, "max_rank": max_rank, "variant": variant}
+def _resolve_method(
+    method: Any, substep: Any, tol: Any, rtol: Any, min_rank: Any, max_rank: Any, variant: Any
+) -> AbstractIntegrator:
+    options = {
+        "substep": substep, "tol": tol, "rtol": rtol, "min_rank": min_rank, "max_rank": max_rank, "variant": variant
+    }
     given = {k: v for k, v in options.items() if v is not _DEFAULT}
     if isinstance(method, AbstractIntegrator):
         if given:
@@ -119,7 +123,10 @@ def _resolve_method(method: Any, substep: Any, tol: Any, rtol: Any, min_rank: An
             raise ValueError(msg)
         cls = METHODS[key]
     else:
-        msg = f"`method` must be a name ({sorted(METHODS)}), an integrator class or instance; got {type(method).__name__}."
+        msg = (
+            f"`method` must be a name ({sorted(METHODS)}), an integrator class or instance; "
+            f"got {type(method).__name__}."
+        )
         raise TypeError(msg)
     kwargs: dict[str, Any] = {}
     if "substep" in given:

@@ -310,10 +310,16 @@ class LinearMatrixODE(AbstractMatrixODE):
                     continue
                 namespace_of(mat, Y0.U)
                 if tuple(mat.shape[-2:]) != (size, size):
-                    msg = f"`{name}` must have shape (..., {size}, {size}) for a state of shape {Y0.shape}; got {tuple(mat.shape)}."
+                    msg = (
+                        f"`{name}` must have shape (..., {size}, {size}) for a state of shape {Y0.shape}; "
+                        f"got {tuple(mat.shape)}."
+                    )
                     raise ValueError(msg)
                 if is_complex_dtype(mat.dtype, xp) and not is_complex_dtype(Y0.dtype, xp):
-                    msg = f"`{name}` is complex ({mat.dtype}) but the state is real ({Y0.dtype}); start from a complex state."
+                    msg = (
+                        f"`{name}` is complex ({mat.dtype}) but the state is real ({Y0.dtype}); "
+                        "start from a complex state."
+                    )
                     raise TypeError(msg)
         C = self.C
         if C is not None and not callable(C):

@@ -93,7 +93,7 @@ def _outputs(fn: str, out: Any, specs: list[tuple[str, tuple[int, ...], np.dtype
         names = ", ".join(name for name, _, _ in specs)
         msg = f"{fn}: argument 'out' must be a tuple ({names}) of preallocated arrays; got {type(out).__name__}."
         raise TypeError(msg)
-    for arr, (name, shape, dt) in zip(out, specs):
+    for arr, (name, shape, dt) in zip(out, specs, strict=True):
         if not isinstance(arr, np.ndarray):
             msg = f"{fn}: out array {name!r} must be a numpy.ndarray, got {type(arr).__name__}."
             raise TypeError(msg)

@@ -265,8 +265,8 @@ def _tri_inv_upper(rr, ri):
         ri[j, j] = 1.0 / rr[j, j]
         for i in range(j - 1, -1, -1):
             t = ri[i, i] * 0.0
-            for l in range(i + 1, j + 1):
-                t += rr[i, l] * ri[l, j]
+            for ll in range(i + 1, j + 1):
+                t += rr[i, ll] * ri[ll, j]
             ri[i, j] = -t / rr[i, i]
 
 
@@ -282,11 +282,11 @@ def _times_upper(a, ri, out, acc):
     while i < m:
         nr = min(4, m - i)
         acc[:, :] = 0.0
-        for l in range(k):
+        for ll in range(k):
             for s in range(nr):
-                al = a[i + s, l] * 1.0
+                al = a[i + s, ll] * 1.0
                 for t in range(k):
-                    acc[s, t] += al * ri[l, t]
+                    acc[s, t] += al * ri[ll, t]
         for s in range(nr):
             for t in range(k):
                 out[i + s, t] = acc[s, t]
@@ -301,8 +301,8 @@ def _upper_product(r2, r1, r):
     for i in range(k):
         for j in range(i, k):
             t = r2[i, i] * 0.0
-            for l in range(i, j + 1):
-                t += r2[i, l] * r1[l, j]
+            for ll in range(i, j + 1):
+                t += r2[i, ll] * r1[ll, j]
             r[i, j] = t
 
 

@@ -106,7 +106,8 @@ def _qr_kernel(m: int, k: int, dtype: np.dtype) -> Any:
                     tau[j] = 0.0
                     scal[0] = 1.0
                 else:
-                    beta = -math.copysign(math.sqrt(alpha.real * alpha.real + alpha.imag * alpha.imag + xn2), alpha.real)
+                    a2 = alpha.real * alpha.real + alpha.imag * alpha.imag
+                    beta = -math.copysign(math.sqrt(a2 + xn2), alpha.real)
                     tau[j] = (beta - alpha) / beta
                     scal[0] = 1.0 / (alpha - beta)
                     A[j, j] = beta

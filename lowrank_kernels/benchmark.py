@@ -113,7 +113,7 @@ def _case(op: str, shape: tuple[int, int, int], dtype: np.dtype, repeat: int) ->
     def speedup(name: str) -> float | None:
         if name not in times:
             return None
-        return statistics.median(base / kern for base, kern in zip(times[name], times["kernel"]))
+        return statistics.median(base / kern for base, kern in zip(times[name], times["kernel"], strict=True))
 
     return {
         "op": op,

@@ -80,8 +80,10 @@ def _matrices(rng, shape, dtype, *, cond=1.0, rank=None):
 def _check_qr(a, q, r):
     *_, m, k = a.shape
     tol = _tol(m, k, a.dtype)
-    assert q.shape == a.shape and r.shape == (*a.shape[:-2], k, k)
-    assert q.dtype == a.dtype and r.dtype == a.dtype
+    assert q.shape == a.shape
+    assert r.shape == (*a.shape[:-2], k, k)
+    assert q.dtype == a.dtype
+    assert r.dtype == a.dtype
     if a.size == 0:
         return
     scale = np.linalg.norm(a.astype(np.complex128), axis=(-2, -1))
@@ -91,14 +93,17 @@ def _check_qr(a, q, r):
     assert np.max(np.abs(np.conj(np.swapaxes(q, -1, -2)) @ q - eye)) <= tol
     assert np.all(np.tril(r, -1) == 0)
     d = np.diagonal(r, axis1=-2, axis2=-1)
-    assert np.all(d.real >= 0) and np.all(d.imag == 0)
+    assert np.all(d.real >= 0)
+    assert np.all(d.imag == 0)
 
 
 def _check_svd(a, u, s, v):
     *_, m, k = a.shape
     p = min(m, k)
     tol = _tol(m, k, a.dtype)
-    assert u.shape == (*a.shape[:-2], m, p) and v.shape == (*a.shape[:-2], k, p) and s.shape == (*a.shape[:-2], p)
+    assert u.shape == (*a.shape[:-2], m, p)
+    assert v.shape == (*a.shape[:-2], k, p)
+    assert s.shape == (*a.shape[:-2], p)
     if a.size == 0:
         return
     ref = np.linalg.svd(a.astype(np.complex128 if a.dtype.kind == "c" else np.float64), compute_uv=False)
@@ -181,7 +186,8 @@ def test_batch_shapes_including_empty(shape):
 def test_empty_batch_cuda(device):
     a = np.zeros((0, 6, 3))
     q, r = lk.batched_qr(device.put(a))
-    assert device.get(q).shape == (0, 6, 3) and device.get(r).shape == (0, 3, 3)
+    assert device.get(q).shape == (0, 6, 3)
+    assert device.get(r).shape == (0, 3, 3)
 
 
 def test_noncontiguous_and_readonly_inputs():
@@ -192,7 +198,8 @@ def test_noncontiguous_and_readonly_inputs():
     ro.flags.writeable = False
     q1, r1 = lk.batched_qr(view)
     q2, r2 = lk.batched_qr(np.ascontiguousarray(view))
-    assert np.array_equal(q1, q2) and np.array_equal(r1, r2)
+    assert np.array_equal(q1, q2)
+    assert np.array_equal(r1, r2)
     _check_qr(ro, *lk.batched_qr(ro))
     _check_svd(ro, *lk.batched_svd(ro))
 
@@ -202,11 +209,14 @@ def test_out_buffers_are_filled_and_returned():
     a = rng.standard_normal((5, 20, 4))
     q, r = np.empty_like(a), np.empty((5, 4, 4))
     q2, r2 = lk.batched_qr(a, out=(q, r))
-    assert q2 is q and r2 is r
+    assert q2 is q
+    assert r2 is r
     _check_qr(a, q, r)
     u, s, v = np.empty_like(a), np.empty((5, 4)), np.empty((5, 4, 4))
     res = lk.batched_svd(a, out=(u, s, v))
-    assert res[0] is u and res[1] is s and res[2] is v
+    assert res[0] is u
+    assert res[1] is s
+    assert res[2] is v
     _check_svd(a, u, s, v)
 
 
@@ -221,12 +231,16 @@ def test_nonfinite_matrix_poisons_only_itself(device, bad):
     clean_q, clean_r = (device.get(x) for x in lk.batched_qr(device.put(a)))
     a[1, 2, 1] = bad
     q, r = (device.get(x) for x in lk.batched_qr(device.put(a)))
-    assert np.all(np.isnan(q[1])) and np.all(np.isnan(r[1]))
+    assert np.all(np.isnan(q[1]))
+    assert np.all(np.isnan(r[1]))
     others = [0, 2]
-    assert np.array_equal(q[others], clean_q[others]) and np.array_equal(r[others], clean_r[others])
+    assert np.array_equal(q[others], clean_q[others])
+    assert np.array_equal(r[others], clean_r[others])
     if device.name == "cpu":
         u, s, v = lk.batched_svd(a[:, :6, :])
-        assert np.all(np.isnan(s[1])) and np.all(np.isnan(u[1])) and np.all(np.isfinite(s[others]))
+        assert np.all(np.isnan(s[1]))
+        assert np.all(np.isnan(u[1]))
+        assert np.all(np.isfinite(s[others]))
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -246,8 +260,8 @@ def test_bad_input_errors():
         lk.batched_qr(a, out=(np.empty((2, 5, 3)), np.empty((2, 2, 2))))
     with pytest.raises(TypeError, match="dtype"):
         lk.batched_qr(a, out=(np.empty((2, 5, 3), np.float32), np.empty((2, 3, 3))))
+    buf = np.empty((2, 5, 3))
     with pytest.raises(ValueError, match="overlaps"):
-        buf = np.empty((2, 5, 3))
         lk.batched_qr(buf, out=(buf, np.empty((2, 3, 3))))
 
 

@@ -102,7 +102,8 @@ def test_stacked_solve_uses_kernels_and_matches_xp(method):
     kw = {"tol": 1e-6} if method == "ra-bug" else {}
     auto = lc.solve(problem, Y0, (0.0, 1.0), dt=0.1, method=method, substep="euler", **kw)
     xp_ = lc.solve(problem, Y0, (0.0, 1.0), dt=0.1, method=method, substep="euler", linalg="xp", **kw)
-    assert auto.stats["kernel_calls"] > 0 and xp_.stats["kernel_calls"] == 0
+    assert auto.stats["kernel_calls"] > 0
+    assert xp_.stats["kernel_calls"] == 0
     for key in ("qr", "svd", "qr_shapes", "svd_shapes", "rhs_evals"):
         assert auto.stats[key] == xp_.stats[key]
     diff = np.linalg.norm(auto.Y.to_dense() - xp_.Y.to_dense())
@@ -119,7 +120,8 @@ def test_use_linalg_scopes_and_validates():
         with lc.use_linalg("kernels"):
             forced = lc.solve(problem, Y0, (0.0, 0.2), dt=0.1)
     after = lc.solve(problem, Y0, (0.0, 0.2), dt=0.1)
-    assert inner.stats["kernel_calls"] == 0 and forced.stats["kernel_calls"] > 0
+    assert inner.stats["kernel_calls"] == 0
+    assert forced.stats["kernel_calls"] > 0
     assert after.stats["kernel_calls"] > 0
     with pytest.raises(ValueError, match="linalg"):
         lc.solve(problem, Y0, (0.0, 0.2), dt=0.1, linalg="fast")
@@ -133,7 +135,8 @@ def test_forcing_kernels_on_an_unsupported_backend_names_the_reason():
     with _linalg.use_linalg("kernels"), pytest.raises(ValueError, match="not supported by the kernels"):
         _linalg.thin_qr(x, xps, c)
     q, _ = _linalg.thin_qr(x, xps, c)  # "auto" falls back to xp.linalg
-    assert c.kernel_calls == 0 and q.shape == (3, 8, 2)
+    assert c.kernel_calls == 0
+    assert q.shape == (3, 8, 2)
 
 
 def test_torch_cpu_tensors_share_memory_with_the_kernels():
@@ -143,10 +146,13 @@ def test_torch_cpu_tensors_share_memory_with_the_kernels():
     x = torch.randn(4, 12, 3, dtype=torch.float64)
     c = Counters()
     q, r = _linalg.thin_qr(x, xpt, c)
-    assert c.kernel_calls == 1 and isinstance(q, torch.Tensor) and q.dtype == torch.float64
+    assert c.kernel_calls == 1
+    assert isinstance(q, torch.Tensor)
+    assert q.dtype == torch.float64
     assert torch.allclose(q @ r, x, atol=1e-13)
     u, s, v = _linalg.thin_svd(x, xpt, c)
-    assert c.kernel_calls == 2 and isinstance(s, torch.Tensor)
+    assert c.kernel_calls == 2
+    assert isinstance(s, torch.Tensor)
     assert torch.allclose((u * s[..., None, :]) @ v.mT, x, atol=1e-13)
     xg = x.clone().requires_grad_(True)  # autograd tensors stay on torch.linalg
     _linalg.thin_qr(xg, xpt, c)
@@ -162,6 +168,8 @@ def test_svd_phases_are_canonical_on_every_path():
         u1, s1, v1 = _linalg.thin_svd(x, xnp)
     with _linalg.use_linalg("kernels"):
         u2, s2, v2 = _linalg.thin_svd(x, xnp)
-    assert np.allclose(u1, u2, atol=1e-12) and np.allclose(v1, v2, atol=1e-12)
+    assert np.allclose(u1, u2, atol=1e-12)
+    assert np.allclose(v1, v2, atol=1e-12)
     piv = np.take_along_axis(u1, np.argmax(np.abs(u1), axis=-2)[..., None, :], axis=-2)
-    assert np.allclose(piv.imag, 0, atol=1e-15) and np.all(piv.real > 0)
+    assert np.allclose(piv.imag, 0, atol=1e-15)
+    assert np.all(piv.real > 0)

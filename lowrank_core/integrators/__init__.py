@@ -4,14 +4,19 @@ from ._base import AbstractIntegrator as AbstractIntegrator
 from ._base import AbstractRankAdaptive as AbstractRankAdaptive
 from ._base import StepKit as StepKit
 from .backward_correction import ABCPSI as ABCPSI
+from .backward_correction import BCPSI as BCPSI
 from .bug import BUG as BUG
 from .bug import RABUG as RABUG
 from .bug import ParallelBUG as ParallelBUG
-from .backward_correction import BCPSI as BCPSI
 from .projector_splitting import KSL as KSL
 from .projector_splitting import KSLStrang as KSLStrang
 
 #: name -> integrator class, used by :func:`lowrank_core.solve`
-METHODS: dict[str, type[AbstractIntegrator]] = {cls.name: cls for cls in (KSL, KSLStrang, BCPSI, ABCPSI, BUG, RABUG, ParallelBUG)}
+METHODS: dict[str, type[AbstractIntegrator]] = {
+    cls.name: cls for cls in (KSL, KSLStrang, BCPSI, ABCPSI, BUG, RABUG, ParallelBUG)
+}
 
-__all__ = ["ABCPSI", "BCPSI", "BUG", "KSL", "RABUG", "ParallelBUG", "METHODS", "AbstractIntegrator", "AbstractRankAdaptive", "KSLStrang", "StepKit"]
+__all__ = [
+    "ABCPSI", "BCPSI", "BUG", "KSL", "RABUG", "ParallelBUG", "METHODS",
+    "AbstractIntegrator", "AbstractRankAdaptive", "KSLStrang", "StepKit",
+]

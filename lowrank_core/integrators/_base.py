@@ -153,7 +153,10 @@ class AbstractIntegrator:
             )
             raise TypeError(msg)
         if not isinstance(Y0, LowRank):
-            msg = f"`Y0` must be a LowRank; got {type(Y0).__name__}. Use LowRank(U, S, V) or LowRank.from_dense(A, rank)."
+            msg = (
+                f"`Y0` must be a LowRank; got {type(Y0).__name__}. "
+                "Use LowRank(U, S, V) or LowRank.from_dense(A, rank)."
+            )
             raise TypeError(msg)
         if self.substep.needs_increments and not problem.has_increments:
             msg = (
