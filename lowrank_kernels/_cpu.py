@@ -40,6 +40,7 @@ Non-finite input: a matrix that contains NaN or Inf gets NaN in all of its outpu
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 from numba import njit, prange
@@ -366,10 +367,23 @@ def _qr_batch(a, q, r, algo, nchunks, wproto):
     return fallbacks.sum()
 
 
+def _renamed(fn, suffix):
+    """A copy of ``fn`` with its own ``__qualname__``.
+
+    Numba's on-disk cache is keyed by the function's qualified name and signature, not by
+    the ``parallel`` flag: two dispatchers of one function would share cache entries and
+    the serial build would be loaded for the parallel driver (or the reverse).
+    """
+    clone = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
+    clone.__qualname__ = fn.__qualname__ + suffix
+    clone.__doc__ = fn.__doc__
+    return clone
+
+
 # The same driver twice: parallel over chunks, and serial for small work, where waking
 # the thread pool costs more than the factorizations (each compiles only when used).
-qr_batch = njit(**_PARALLEL)(_qr_batch)
-qr_batch_serial = njit(**_SERIAL)(_qr_batch)
+qr_batch = njit(**_PARALLEL)(_renamed(_qr_batch, "_parallel"))
+qr_batch_serial = njit(**_SERIAL)(_renamed(_qr_batch, "_serial"))
 
 
 # --------------------------------------------------------------------------- Jacobi SVD
@@ -573,5 +587,5 @@ def _svd_batch(a, u, s, v, algo, nchunks, wproto, tol):
     return redo.sum()
 
 
-svd_batch = njit(**_PARALLEL)(_svd_batch)
-svd_batch_serial = njit(**_SERIAL)(_svd_batch)
+svd_batch = njit(**_PARALLEL)(_renamed(_svd_batch, "_parallel"))
+svd_batch_serial = njit(**_SERIAL)(_renamed(_svd_batch, "_serial"))

@@ -306,3 +306,18 @@ def test_large_blocks_blas_cholqr2_and_fallback(dtype):
     bad[0, :, 5] = bad[0, :, 4]  # exactly rank deficient
     bad[1] = _matrices(rng, (m, 6), dtype, cond=1e12)
     _check_qr(bad, *lk.batched_qr(bad))
+
+
+def test_parallel_and_serial_drivers_have_separate_disk_caches():
+    """Numba's disk cache is keyed by qualified name, not by the ``parallel`` flag: the
+    parallel and serial copies of a driver must have distinct names, or a process with
+    a warm cache loads the serial build for the parallel driver (this happened: 2
+    threads ran at 1-thread speed)."""
+    from lowrank_kernels import _cpu
+
+    for kind in ("qr", "svd"):
+        par = getattr(_cpu, f"{kind}_batch")
+        ser = getattr(_cpu, f"{kind}_batch_serial")
+        assert par.py_func.__qualname__ != ser.py_func.__qualname__
+        assert par.targetoptions.get("parallel") is True
+        assert not ser.targetoptions.get("parallel")
