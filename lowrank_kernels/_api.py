@@ -299,7 +299,9 @@ def batched_svd(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[An
     -----
     A matrix that contains NaN or Inf gets NaN in all of its outputs; the other matrices
     of the batch are unaffected.  Left singular vectors belonging to zero singular
-    values are completed to an orthonormal set.
+    values are completed to an orthonormal set.  On the CPU the phase of every singular
+    pair is canonical: the largest-magnitude entry of each column of ``U`` (the first,
+    on ties) is real positive, so the factors are unique for distinct singular values.
 
     Examples
     --------

@@ -35,6 +35,9 @@ float64/complex128 for every input dtype):
 
 Non-finite input: a matrix that contains NaN or Inf gets NaN in all of its outputs
 (other matrices of the batch are unaffected).
+
+Phases of singular pairs are canonical: the largest-magnitude entry of every column of
+``U`` (the first one, on ties) is real positive.
 """
 
 from __future__ import annotations
@@ -535,6 +538,28 @@ def _svd_finish(w, vt, u, s, v, ut_scratch, good, qbasis):
 
 
 @njit(**_SERIAL)
+def _canonical_phases(u, v):
+    """Scale each singular pair so that the largest-magnitude entry of ``u[:, j]`` (the
+    first one, on ties) is real positive: ``u[:, j] *= conj(ph)``, ``v[:, j] *= conj(ph)``."""
+    m, p = u.shape
+    for j in range(p):
+        best = 0
+        big = -1.0
+        for i in range(m):
+            a = abs(u[i, j])
+            if a > big:
+                big = a
+                best = i
+        piv = u[best, j]
+        if big > 0.0:
+            cph = np.conj(piv / big)
+            for i in range(m):
+                u[i, j] = u[i, j] * cph
+            for i in range(v.shape[0]):
+                v[i, j] = v[i, j] * cph
+
+
+@njit(**_SERIAL)
 def _lapack_svd_one(a, u, s, v):
     uu, ss, vh = np.linalg.svd(np.ascontiguousarray(a), full_matrices=False)
     kk = ss.size
@@ -573,6 +598,7 @@ def _svd_batch(a, u, s, v, algo, nchunks, wproto, tol):
                 continue
             if algo == SVD_LAPACK:
                 _lapack_svd_one(ab, u[b], s[b], v[b])
+                _canonical_phases(u[b], v[b])
                 continue
             if pre:
                 _house_qr(ab, qb, rb, wt, qt, tau)
@@ -584,6 +610,7 @@ def _svd_batch(a, u, s, v, algo, nchunks, wproto, tol):
             else:
                 redo[c] += 1
                 _lapack_svd_one(ab, u[b], s[b], v[b])
+            _canonical_phases(u[b], v[b])
     return redo.sum()
 
 
