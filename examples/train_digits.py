@@ -40,7 +40,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "ra-bug": {"lr": 0.1, "rtol": 0.2, "basis_update_every": 5},
     "parallel-bug": {"lr": 0.1, "rtol": 0.2, "basis_update_every": 5},
     "heavy-ball": {"lr": 0.01, "beta": 0.9, "rtol": 0.2, "basis_update_every": 5},
-    "adam": {"lr": 1e-3, "rtol": 0.25, "basis_update_every": 5},
+    # k = 30: within 1 point of dense with fewer QRs than RA-BUG; k = 5 gave 97.56 % with 1376 QRs.
+    "adam": {"lr": 1e-3, "rtol": 0.25, "basis_update_every": 30},
 }
 
 
