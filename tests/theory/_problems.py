@@ -1,7 +1,7 @@
 """Problems of the theory suite (built in NumPy, moved to any backend), and its probes.
 
 * :class:`NonTangentProblem` -- time- and state-dependent, non-tangent ``F`` with the DLRA
-  solution as reference (order tests).
+  solution as reference (order tests); :class:`StackedNonTangent` stacks members in a batch.
 * :func:`spectral_path` -- a matrix path ``A(t) = e^{tW1} U0 diag(sigma) V0^H e^{-tW2}`` of
   rank ``r`` with a prescribed (drawn) spectrum: :func:`lowrank_core.problems.prescribed_path`
   generalised to any spectrum, rectangular shapes, complex dtypes and batches.
@@ -101,6 +101,28 @@ class NonTangentProblem:
         return U_ @ S_ @ V_.conj().T
 
 
+class StackedNonTangent:
+    """Independent :class:`NonTangentProblem` members stacked along leading batch dimensions.
+
+    ``F`` acts on each member with that member's ``A0``, ``B0``, ``G`` (the same formula,
+    broadcast), so the stacked DLRA solution is the stack of the members' references.
+    """
+
+    f_xp = NonTangentProblem.f_xp
+
+    def __init__(self, members, batch):
+        self.members, self.batch = tuple(members), tuple(batch)
+
+        def stack(xs):
+            return np.stack(xs).reshape(*self.batch, *xs[0].shape)
+
+        self.A0, self.B0, self.G = (stack([getattr(p, a) for p in self.members]) for a in ("A0", "B0", "G"))
+        self.factors = tuple(stack([p.factors[i] for p in self.members]) for i in range(3))
+
+    def reference(self, T):
+        return np.stack([p.reference(T) for p in self.members]).reshape(*self.batch, *self.G.shape[-2:])
+
+
 def spectral_path(xp, dtype, W1, W2, factors, *, growth=0.0):
     """``MatrixPath`` of ``A(t) = e^{t W1} (U0 S0 V0^H) e^{-t W2} e^{growth t}`` (stacked over batches).
 
@@ -131,13 +153,27 @@ def spectral_path(xp, dtype, W1, W2, factors, *, growth=0.0):
 def full_rank_path(xp, dtype, sigma, m, n, W1, W2, seed):
     """:func:`spectral_path` of a full-rank ``A0 = P diag(sigma) Q^H`` (random orthonormal ``P``,
     ``Q`` from ``seed``) growing like ``e^t``: the Ceruti-Lubich path of methods.md §6.1 with a
-    drawn spectrum.  Returns ``(problem, A)``."""
+    drawn spectrum.  ``sigma (*batch, k)`` stacks independent paths (one ``P``, ``Q`` and
+    spectrum per batch member, the generators shared).  Returns ``(problem, A)``."""
     rng = np.random.default_rng(seed)
     cplx = dtype.startswith("complex")
-    k = len(sigma)
-    P, Q = random_orthonormal(rng, m, k, cplx), random_orthonormal(rng, n, k, cplx)
-    problem, _, A = spectral_path(xp, dtype, W1, W2, (P, np.diag(sigma).astype(P.dtype), Q), growth=1.0)
+    sigma = np.asarray(sigma, dtype=float)
+    batch, k = sigma.shape[:-1], sigma.shape[-1]
+    members = [
+        (random_orthonormal(rng, m, k, cplx), s, random_orthonormal(rng, n, k, cplx))
+        for s in sigma.reshape(-1, k)
+    ]
+    P, S, Q = (
+        np.stack(x).reshape(*batch, *x[0].shape)
+        for x in zip(*((P, np.diag(s).astype(P.dtype), Q) for P, s, Q in members), strict=True)
+    )
+    problem, _, A = spectral_path(xp, dtype, W1, W2, (P, S, Q), growth=1.0)
     return problem, A
+
+
+def stack_lowrank(xp, states):
+    """One :class:`LowRank` with a leading batch dimension from equally shaped ``states``."""
+    return lc.LowRank(*(xp.stack([getattr(Y, f) for Y in states]) for f in "USV"))
 
 
 def one_step(method, problem, t0, t1, Y0):
@@ -147,9 +183,9 @@ def one_step(method, problem, t0, t1, Y0):
 
 
 def tangent_project(U: np.ndarray, V: np.ndarray, Z: np.ndarray) -> np.ndarray:
-    """``P(Y) Z = U U^H Z + Z V V^H - U U^H Z V V^H`` for ``Y = U S V^H`` (NumPy)."""
-    PU = U @ U.conj().T
-    ZPV = Z @ V @ V.conj().T
+    """``P(Y) Z = U U^H Z + Z V V^H - U U^H Z V V^H`` for ``Y = U S V^H`` (NumPy, per batch member)."""
+    PU = U @ np.swapaxes(U, -1, -2).conj()
+    ZPV = Z @ V @ np.swapaxes(V, -1, -2).conj()
     return PU @ Z + ZPV - PU @ ZPV
 
 
@@ -180,14 +216,15 @@ def truncation_tail(records: list[tuple[np.ndarray, int]]) -> float:
     return max((float(np.max(np.sqrt(np.sum(s[..., r1:] ** 2, axis=-1)))) for s, r1 in records), default=0.0)
 
 
-def truncation_condition(records: list[tuple[np.ndarray, int]]) -> float:
-    """Largest ``s_1 / (s_r1 - s_{r1+1})`` over the recorded truncations: the amplification of a
-    perturbation of the core into the truncated result (Wedin).  1 when nothing was cut."""
-    worst = 1.0
+def truncation_condition(records: list[tuple[np.ndarray, int]]) -> np.ndarray:
+    """Per batch member, the largest ``s_1 / (s_r1 - s_r1+1)`` over the recorded truncations: the
+    amplification of a perturbation of the core into the truncated result (Wedin).  1 when
+    nothing was cut.  Shape: the batch shape (a 0-d array without a batch)."""
+    worst = np.ones(records[0][0].shape[:-1]) if records else np.float64(1.0)
     for s, r1 in records:
         if r1 < s.shape[-1]:
-            gap = np.min(s[..., r1 - 1] - s[..., r1])
-            worst = max(worst, float(np.max(s[..., 0]) / max(gap, np.finfo(float).tiny)))
+            gap = np.maximum(s[..., r1 - 1] - s[..., r1], np.finfo(float).tiny)
+            worst = np.maximum(worst, s[..., 0] / gap)
     return worst
 
 
