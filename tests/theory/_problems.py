@@ -171,9 +171,13 @@ def full_rank_path(xp, dtype, sigma, m, n, W1, W2, seed):
     return problem, A
 
 
-def stack_lowrank(xp, states):
-    """One :class:`LowRank` with a leading batch dimension from equally shaped ``states``."""
-    return lc.LowRank(*(xp.stack([getattr(Y, f) for Y in states]) for f in "USV"))
+def stack_lowrank(xp, states, batch):
+    """One :class:`LowRank` of batch shape ``batch`` from ``prod(batch)`` equally shaped ``states``."""
+    def stack(f):
+        x = xp.stack([getattr(Y, f) for Y in states])
+        return xp.reshape(x, (*batch, *x.shape[1:]))
+
+    return lc.LowRank(stack("U"), stack("S"), stack("V"))
 
 
 def one_step(method, problem, t0, t1, Y0):
