@@ -14,6 +14,13 @@ Conclusions:
   ``||Y1^BC - Y1^KSL|| <= (1 + h L) h^2 L ||F(Y0)||`` for ``h = 0.04 ... 0.005``.
 * For ``Y``-independent ``F`` with exact increments the backward S-step is solved exactly
   and equals the projection, so BC-PSI and KSL coincide to round-off.
+
+Both properties run on every backend and with stacked batches (per-member differences).
+The ``O(h^2)`` property draws float64 and complex128 only: in float32 the round-off of a
+step (``20 max(m, n) eps ~ 3e-5``) exceeds the ``h^2`` difference at the small ``h`` that
+make the bound informative; the exact-increment property is a round-off check and draws
+every dtype.  The planted bug runs unbatched on NumPy: it patches the backend-independent
+step kit.
 """
 
 from __future__ import annotations
@@ -100,7 +107,7 @@ def test_backward_correction_differs_from_ksl_by_h_squared(xp, example):
 
 
 @scaled(0.5)
-@given(case=lowrank_cases(dtypes=("float64", "complex128")), h=st.sampled_from([0.05, 0.2, 0.5]))
+@given(case=lowrank_cases(), h=st.sampled_from([0.05, 0.2, 0.5]))
 def test_backward_correction_equals_ksl_for_given_increments(xp, case, h):
     """``F = dA/dt`` independent of ``Y``: the two steps agree to ``20 max(m, n) eps`` relative
     (one backward-stable step each, as in test_invariants)."""

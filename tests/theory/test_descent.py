@@ -19,6 +19,9 @@ Conclusions, for abc-PSI, RA-BUG and parallel BUG:
 
 Contrast: PSI's backward S-substep is a gradient-ascent step and raises the loss.
 
+Dtypes: float32 and float64 for descent (the problem is real); the Eckart-Young limit is
+checked in float64 only (an excess loss of ``1e-8 L(Y0)`` is below float32 resolution).
+
 Batches: ``lowrank_core.problems.quadratic_flow`` is unbatched, so a drawn example stacks
 independent instances (seeds ``seed, seed + 1, ...``; same spectrum, own bases and start)
 into one ``F(Y) = B - Y`` with a stacked ``B``.  The bounds above hold per member with that

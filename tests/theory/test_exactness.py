@@ -10,6 +10,10 @@ Conclusion: ``Y_k = A(t_k)`` for KSL and Strang (Lubich & Oseledets 2014), BC-PS
 KSL for ``Y``-independent ``F``), abc-PSI (``range Û ⊇ range A1``), BUG (Ceruti & Lubich
 2022) and RA-BUG (CKL 2022) -- every method but parallel BUG, which drops the block
 ``Ũ^H ΔA Ṽ`` and is only first-order accurate (the contrast below).
+
+The property runs on every backend, dtype and batch.  The parallel-BUG contrast uses
+``lowrank_core.problems.prescribed_path`` (no batch support; it shows one fixed instance)
+and the planted bug runs unbatched on NumPy (it patches the backend-independent substep).
 """
 
 from __future__ import annotations

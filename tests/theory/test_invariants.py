@@ -17,6 +17,10 @@ Properties:
   problem ``G(Z) = F(Z^H)^H`` from ``Y0^H`` gives ``Y1^H`` (equivariance under
   transposition).  KSL, Strang and (a)bc-PSI order K before L, so they are not symmetric.
 
+All four properties run on every backend, dtype (float32, float64, complex128) and batch
+(``strategies.BATCHES``).  The planted-bug tests run unbatched on NumPy: they patch the
+backend-independent step kit and check the checks, not the backends.
+
 Each property is a ``check_*`` function used both by the hypothesis test and by a test
 that plants a realistic bug with ``monkeypatch`` and shows that the check fails.
 """

@@ -18,6 +18,9 @@ Conclusions (CKL 2022, CKL 2024, paper 1):
 * with ``theta = c h^2`` the ``theta / h`` term is ``O(h)`` and first order is recovered
   for all three methods (slope ``>= 0.9`` over ``h = 0.1, 0.05, 0.025``).
 
+Dtypes: float64 only; the tolerances ``theta >= 1e-6`` are within a decade of float32
+round-off of a step (``20 N eps ~ 4e-5``), so the ``theta``-dependence could not be resolved.
+
 Batches: an example stacks independent paths (own bases per member, shared generators).  A
 batch shares one rank, the largest any member asks for, so per member the discarded tail is
 still ``<= theta`` (checked per member) and minimality holds for the member that set the

@@ -19,6 +19,9 @@ converges, but only as ``h -> 0`` (a contrast below); explicit Euler on the fact
 (``tests/_naive.py``, the ``S^{-1}`` of the gauge) must violate the bound once
 ``sigma_r < h / 10``.
 
+Dtypes: float64 and complex128 only; the property is about ``sigma_r`` down to ``1e-10``,
+below float32 resolution, where the round-off term would swamp ``eps_r``.
+
 Batches: a drawn example stacks independent paths (own bases and own graded spectrum per
 batch member, shared generators); the rank is fixed, so the members do not interact, and
 ``eps_r``, the bound and the error are computed per member.  The naive contrast and the
