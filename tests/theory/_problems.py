@@ -7,7 +7,8 @@
   generalised to any spectrum, rectangular shapes, complex dtypes and batches.
 * :func:`record_truncations` -- records the singular values and kept rank of every
   truncation (the probe for per-step truncation errors and conditioning).
-* :func:`tangent_project`, :func:`one_step`.
+* :func:`stack_lowrank` -- stacks unbatched states (e.g. of ``lowrank_core.problems``) into
+  one batched state; :func:`tangent_project`, :func:`one_step`.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ Conclusions:
 
 Both properties run on every backend and with stacked batches (per-member differences).
 The ``O(h^2)`` property draws float64 and complex128 only: in float32 the round-off of a
-step (``20 max(m, n) eps ~ 3e-5``) exceeds the ``h^2`` difference at the small ``h`` that
-make the bound informative; the exact-increment property is a round-off check and draws
+step (``20 max(m, n) eps ~ 3e-5``) is as large as ``h^2 = 2.5e-5`` at ``h = 0.005``, so the
+check could not see the order at the small ``h``; the exact-increment property is a round-off check and draws
 every dtype.  The planted bug runs unbatched on NumPy: it patches the backend-independent
 step kit.
 """
