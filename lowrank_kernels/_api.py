@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import math
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -21,9 +25,11 @@ _DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
 _QR_ALGOS = ("auto", "householder", "cholqr2", "cholqr2-blas")
 _SVD_ALGOS = ("auto", "jacobi", "lapack")
 
-#: Real matrices with at least this many entries (``m * k``) are factored one at a time
-#: by BLAS-3 CholeskyQR2 (``syrk`` + ``potrf`` + ``trsm`` through SciPy, multi-threaded
-#: by the BLAS itself), guarded, with the Householder kernel as per-matrix fallback.
+#: Real matrices with at least this many entries (``m * k``) are factored by BLAS-3
+#: CholeskyQR2 (``syrk`` + ``potrf`` + ``trsm`` through SciPy), guarded, with the
+#: Householder kernel as per-matrix fallback.  Parallel across matrices, or across row
+#: blocks of a single matrix, when the BLAS can be pinned to one thread (threadpoolctl,
+#: or ``OPENBLAS_NUM_THREADS=1``); otherwise one matrix at a time, threaded by the BLAS.
 BLAS_MIN_ENTRIES = 65536
 #: Square cores up to this size use the one-sided Jacobi kernel; larger use LAPACK
 #: ``gesdd`` per matrix inside a parallel loop.
@@ -128,27 +134,52 @@ def _driver(kind: str, nb: int, m: int, k: int) -> tuple[Any, int]:
     return getattr(_cpu, f"{kind}_batch"), max(1, min(nb, 4 * numba.get_num_threads()))
 
 
-def _cholqr2_blas(a: np.ndarray, q: np.ndarray, r: np.ndarray) -> bool:
+@contextlib.contextmanager
+def _blas_pinned_to_one_thread() -> Iterator[bool]:
+    """Yield whether BLAS runs single-threaded inside the block, so that our own threads
+    may call it concurrently without oversubscribing the cores.
+
+    With ``threadpoolctl`` installed the BLAS is limited to one thread for the block;
+    without it, only an environment that already pins it (``OPENBLAS_NUM_THREADS=1``,
+    ``OMP_NUM_THREADS=1`` or ``MKL_NUM_THREADS=1``) counts.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield any(os.environ.get(v) == "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"))
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield True
+
+
+def _cholqr2_blas(a: np.ndarray, q: np.ndarray, r: np.ndarray, pool: Any = None, nblocks: int = 1) -> bool:
     """BLAS-3 CholeskyQR2 of one real C-contiguous ``a`` (m, k) in float64 into ``q``, ``r``.
 
-    Works on the F-ordered view ``a.T`` (no copies for float64): ``G = A^T A`` by
-    ``dsyrk``, ``R = chol(G)`` by ``dpotrf``, ``Q^T = R^{-T} A^T`` by ``dtrsm``; twice.
+    Works on ``A^T`` (k, m) (F-ordered, so a view of ``a`` for float64): ``G = A^T A``
+    by a ``gemm``, ``R = chol(G)`` by ``dpotrf``, ``Q^T = R^{-T} A^T`` by a ``gemm``
+    with the triangular inverse (``dtrtri``); twice.  NumPy's ``matmul`` releases the
+    GIL, so with a thread ``pool`` the ``nblocks`` row blocks run concurrently.
     Returns ``False`` (outputs undefined) under the same guards as the Numba
     ``cholqr2`` (non-finite input, Cholesky breakdown, ``max/min diag(R1) > 1e6``,
-    ``||Q1^T Q1 - I||_max > 0.1``).
+    ``||Q1^T Q1 - I||_max > 0.1``); the second pass repairs the orthogonality lost
+    to the explicit inverse.
     """
-    from scipy.linalg import blas, lapack
+    from scipy.linalg import lapack
 
     from ._cpu import _CHOL_COND_MAX, _CHOL_ORTH_MAX
 
-    k = a.shape[1]
-    qt = a.T.astype(np.float64, copy=a.dtype != np.float64)  # (k, m), F-ordered
-    if not np.isfinite(qt).all():
+    m, k = a.shape
+    src = a.T if a.dtype == np.float64 else a.T.astype(np.float64, order="F")
+    if not np.isfinite(src).all():
         return False
+    dst = np.empty((k, m), order="F")
+    bounds = [(i * m) // nblocks for i in range(nblocks + 1)]
+    spans = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+    run = pool.map if pool is not None and len(spans) > 1 else map
     rtot = np.eye(k)
     for p in range(2):
-        g = blas.dsyrk(1.0, qt, trans=0, lower=0)
-        if p == 1 and not np.abs(np.triu(g) - np.eye(k)).max() <= _CHOL_ORTH_MAX:
+        g = sum(run(lambda s, x=src: x[:, s[0] : s[1]] @ x[:, s[0] : s[1]].T, spans))
+        if p == 1 and not np.abs(g - np.eye(k)).max() <= _CHOL_ORTH_MAX:
             return False
         c, info = lapack.dpotrf(g, lower=0, clean=1)
         if info != 0:
@@ -156,11 +187,41 @@ def _cholqr2_blas(a: np.ndarray, q: np.ndarray, r: np.ndarray) -> bool:
         d = np.diagonal(c)
         if p == 0 and not d.max() <= _CHOL_COND_MAX * d.min():
             return False
-        qt = blas.dtrsm(1.0, c, qt, side=0, lower=0, trans_a=1, overwrite_b=p == 1 or a.dtype != np.float64)
+        ci, info = lapack.dtrtri(c, lower=0)
+        if info != 0:
+            return False
+        cit = np.ascontiguousarray(ci.T)
+
+        def solve(s: tuple[int, int], x: np.ndarray = src, y: np.ndarray = dst, w: np.ndarray = cit) -> None:
+            np.matmul(w, x[:, s[0] : s[1]], out=y[:, s[0] : s[1]])
+
+        list(run(solve, spans))
+        src, dst = dst, (np.empty((k, m), order="F") if p == 0 else None)
         rtot = c @ rtot
-    q[...] = qt.T
+    q[...] = src.T
     r[...] = np.triu(rtot)
     return True
+
+
+def _qr_blas_batch(x3: np.ndarray, q3: np.ndarray, r3: np.ndarray) -> list[int]:
+    """``cholqr2-blas`` over a stack; returns the indices that need the fallback.
+
+    When the BLAS can be pinned to one thread, Numba's thread count of workers share
+    the work: across matrices for a batch, across row blocks for a single matrix.
+    """
+    import numba
+
+    nb = x3.shape[0]
+    workers = numba.get_num_threads()
+    with _blas_pinned_to_one_thread() as pinned:
+        if not pinned or workers == 1:
+            return [b for b in range(nb) if not _cholqr2_blas(x3[b], q3[b], r3[b])]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            if nb >= workers:
+                ok = list(pool.map(lambda b: _cholqr2_blas(x3[b], q3[b], r3[b]), range(nb)))
+            else:
+                ok = [_cholqr2_blas(x3[b], q3[b], r3[b], pool, workers) for b in range(nb)]
+    return [b for b in range(nb) if not ok[b]]
 
 
 def qr_algorithm(shape: tuple[int, ...], dtype: Any = np.float64) -> str:
@@ -169,8 +230,9 @@ def qr_algorithm(shape: tuple[int, ...], dtype: Any = np.float64) -> str:
     The rule (from the measurements in ``docs/kernels.md``):
 
     * ``"cholqr2-blas"`` for real matrices with ``m * k >= BLAS_MIN_ENTRIES`` (tall or
-      large blocks): BLAS-3 CholeskyQR2 per matrix, threaded inside the BLAS, with the
-      guards of ``"cholqr2"`` and a per-matrix Householder fallback;
+      large blocks): BLAS-3 CholeskyQR2 (``gemm`` products, GIL released), parallel over
+      the matrices, or over row blocks of a single matrix, when the BLAS can be pinned to
+      one thread; with the guards of ``"cholqr2"`` and a per-matrix Householder fallback;
     * ``"householder"`` otherwise: one matrix per thread, unconditionally stable.
 
     ``"cholqr2"`` (the Numba loop version, same guards and fallback) is never chosen
@@ -260,9 +322,8 @@ def batched_qr(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[Any
         if dt.kind != "f":
             msg = f"{fn}: algorithm 'cholqr2-blas' takes real dtypes; got {dt}."
             raise TypeError(msg)
-        for b in range(nb):
-            if not _cholqr2_blas(x3[b], q3[b], r3[b]):
-                _cpu.qr_batch_serial(x3[b : b + 1], q3[b : b + 1], r3[b : b + 1], _cpu.QR_HOUSEHOLDER, 1, wp)
+        for b in _qr_blas_batch(x3, q3, r3):
+            _cpu.qr_batch_serial(x3[b : b + 1], q3[b : b + 1], r3[b : b + 1], _cpu.QR_HOUSEHOLDER, 1, wp)
         return q, r
     code = _cpu.QR_CHOLQR2 if choice == "cholqr2" else _cpu.QR_HOUSEHOLDER
     driver, nchunks = _driver("qr", nb, m, k)
