@@ -36,6 +36,7 @@ import numpy as np
 
 import lowrank_core as lc
 from lowrank_core._linalg import kernel_benchmark, kernel_environment
+from lowrank_core._report import KERNEL_COLUMNS, format_table
 
 _STARTUP = """
 import time
@@ -119,13 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{done}/{total}] {label}", file=sys.stderr, flush=True)
 
     rows = kernel_benchmark(repeat=repeat, quick=args.quick, progress=progress)
-    print("op   B      m      k   dtype    algorithm        kernel ms  numpy ms  x numpy  scipy-loop ms  x loop")
-    for r in rows:
-        loop = f"{r['ms_scipy_loop']:13.1f}  {r['speedup_scipy_loop']:6.2f}" if r["ms_scipy_loop"] else " " * 21
-        print(
-            f"{r['op']:4} {r['B']:<6} {r['m']:<6} {r['k']:<3} {r['dtype']:8} {r['algorithm']:15} "
-            f"{r['ms_kernel']:10.1f} {r['ms_numpy']:9.1f} {r['speedup_numpy']:8.2f} {loop}"
-        )
+    print(format_table(rows, KERNEL_COLUMNS))
     solve_res = [stacked_solve(100 if args.quick else 1000, kind) for kind in ("dense", "structured")]
     for res in solve_res:
         print(

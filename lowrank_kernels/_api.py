@@ -67,6 +67,24 @@ def _check_shape(fn: str, shape: tuple[int, ...], *, thin: bool) -> None:
         raise ValueError(msg)
 
 
+def _cuda_result(fn: str, a: Any, algorithm: str, choices: tuple[str, ...], *, thin: bool, out: Any) -> Any:
+    """Validate ``algorithm``; for a CUDA array, validate it and run the CUDA kernel.
+
+    Returns the CUDA kernel's outputs, or ``None`` when ``a`` is not a CUDA array (the
+    caller then runs the CPU path).
+    """
+    if algorithm not in choices:
+        msg = f"{fn}: argument 'algorithm' must be one of {choices}, got {algorithm!r}."
+        raise ValueError(msg)
+    if not _is_cuda_array(a):
+        return None
+    _check_dtype(fn, a.dtype)
+    _check_shape(fn, tuple(a.shape), thin=thin)
+    from . import _cuda
+
+    return getattr(_cuda, fn)(a, out=out)
+
+
 def _cpu_input(fn: str, a: Any, *, thin: bool) -> np.ndarray:
     if not isinstance(a, np.ndarray):
         msg = (
@@ -295,15 +313,9 @@ def batched_qr(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[Any
     (True, True)
     """
     fn = "batched_qr"
-    if algorithm not in _QR_ALGOS:
-        msg = f"{fn}: argument 'algorithm' must be one of {_QR_ALGOS}, got {algorithm!r}."
-        raise ValueError(msg)
-    if _is_cuda_array(a):
-        _check_dtype(fn, a.dtype)
-        _check_shape(fn, tuple(a.shape), thin=True)
-        from . import _cuda
-
-        return _cuda.batched_qr(a, out=out)
+    gpu = _cuda_result(fn, a, algorithm, _QR_ALGOS, thin=True, out=out)
+    if gpu is not None:
+        return gpu
     x = _cpu_input(fn, a, thin=True)
     *batch, m, k = x.shape
     dt = x.dtype
@@ -376,15 +388,9 @@ def batched_svd(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[An
     True
     """
     fn = "batched_svd"
-    if algorithm not in _SVD_ALGOS:
-        msg = f"{fn}: argument 'algorithm' must be one of {_SVD_ALGOS}, got {algorithm!r}."
-        raise ValueError(msg)
-    if _is_cuda_array(a):
-        _check_dtype(fn, a.dtype)
-        _check_shape(fn, tuple(a.shape), thin=False)
-        from . import _cuda
-
-        return _cuda.batched_svd(a, out=out)
+    gpu = _cuda_result(fn, a, algorithm, _SVD_ALGOS, thin=False, out=out)
+    if gpu is not None:
+        return gpu
     x = _cpu_input(fn, a, thin=False)
     *batch, m, k = x.shape
     if m < k:
