@@ -10,7 +10,9 @@ Which path runs (the *size rule*, see ``docs/kernels.md``):
 * ``"auto"`` (default): the Numba kernels for NumPy arrays, and for PyTorch CPU tensors
   that do not require grad (shared through DLPack, no copy), with a floating dtype, when
 
-  - thin QR: ``m >= k`` (every size: the kernels were never slower in the measurements);
+  - thin QR: ``m >= k``, except complex128 stacks of fewer than
+    ``KERNEL_QR_C128_MIN_BATCH`` matrices with ``k >= 16`` and ``m k <= 65536``, where
+    the complex Householder kernel was up to 1.2x slower than LAPACK;
   - SVD: a stack of at least ``KERNEL_SVD_MIN_BATCH`` matrices (a single small SVD is
     faster through LAPACK ``gesdd`` directly);
 
@@ -56,6 +58,7 @@ import array_api_compat
 from ._namespace import conj_transpose, is_complex_dtype
 
 __all__ = [
+    "KERNEL_QR_C128_MIN_BATCH",
     "KERNEL_SVD_MIN_BATCH",
     "LINALG_PATHS",
     "Counters",
@@ -73,6 +76,9 @@ __all__ = [
 LINALG_PATHS = ("auto", "kernels", "xp")
 #: Under ``"auto"``, SVDs go to the kernels only for stacks of at least this many matrices.
 KERNEL_SVD_MIN_BATCH = 2
+#: Under ``"auto"``, complex128 thin QRs with ``k >= 16`` and ``m k <= 65536`` go to the
+#: kernels only for stacks of at least this many matrices.
+KERNEL_QR_C128_MIN_BATCH = 16
 
 _LINALG_PATH: contextvars.ContextVar[str] = contextvars.ContextVar("lowrank_core_linalg_path", default="auto")
 
@@ -225,6 +231,17 @@ def _cuda_usable() -> bool:
     return lowrank_kernels.has_cuda()
 
 
+def _qr_c128_small(x: Any) -> bool:
+    """A complex128 QR for which LAPACK beats the kernels (see the module docstring)."""
+    m, k = x.shape[-2], x.shape[-1]
+    return (
+        str(x.dtype).rsplit(".", 1)[-1] == "complex128"
+        and _batch_size(x) < KERNEL_QR_C128_MIN_BATCH
+        and k >= 16
+        and m * k <= 65536
+    )
+
+
 def _kernel_route(x: Any, xp: Any, op: str) -> tuple[Any, Any] | None:
     """How to hand ``x`` to the kernels: ``(array for the kernels, back-conversion)``.
 
@@ -251,6 +268,8 @@ def _kernel_route(x: Any, xp: Any, op: str) -> tuple[Any, Any] | None:
         refuse("thin QR kernels need m >= k")
         return None
     if op == "svd" and not forced and _batch_size(x) < KERNEL_SVD_MIN_BATCH:
+        return None
+    if op == "qr" and not forced and _qr_c128_small(x):
         return None
     if array_api_compat.is_numpy_array(x):
         return x, lambda y: y

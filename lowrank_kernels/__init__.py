@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import importlib.util
 
-from ._api import BLAS_MIN_ENTRIES, SVD_JACOBI_MAX_K, batched_qr, batched_svd, qr_algorithm, svd_algorithm
+from ._api import SERIAL_MAX_WORK, SVD_JACOBI_MAX_K, batched_qr, batched_svd, qr_algorithm, svd_algorithm
 
 __all__ = [
-    "BLAS_MIN_ENTRIES",
+    "SERIAL_MAX_WORK",
     "SVD_JACOBI_MAX_K",
     "batched_qr",
     "batched_svd",

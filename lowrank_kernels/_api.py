@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import math
 import os
@@ -12,7 +11,6 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "BLAS_MIN_ENTRIES",
     "SERIAL_MAX_WORK",
     "SVD_JACOBI_MAX_K",
     "batched_qr",
@@ -22,15 +20,9 @@ __all__ = [
 ]
 
 _DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
-_QR_ALGOS = ("auto", "householder", "cholqr2", "cholqr2-blas")
+_QR_ALGOS = ("auto", "householder", "cholqr2")
 _SVD_ALGOS = ("auto", "jacobi", "lapack")
 
-#: Real matrices with at least this many entries (``m * k``) are factored by BLAS-3
-#: CholeskyQR2 (``syrk`` + ``potrf`` + ``trsm`` through SciPy), guarded, with the
-#: Householder kernel as per-matrix fallback.  Parallel across matrices, or across row
-#: blocks of a single matrix, when the BLAS can be pinned to one thread (threadpoolctl,
-#: or ``OPENBLAS_NUM_THREADS=1``); otherwise one matrix at a time, threaded by the BLAS.
-BLAS_MIN_ENTRIES = 65536
 #: Square cores up to this size use the one-sided Jacobi kernel; larger use LAPACK
 #: ``gesdd`` per matrix inside a parallel loop.
 SVD_JACOBI_MAX_K = 16
@@ -152,94 +144,35 @@ def _driver(kind: str, nb: int, m: int, k: int) -> tuple[Any, int]:
     return getattr(_cpu, f"{kind}_batch"), max(1, min(nb, 4 * numba.get_num_threads()))
 
 
+#: OpenBLAS threads a ``gemm`` once ``M * N * K`` reaches this size; below it our own
+#: threads may call the BLAS concurrently even when it cannot be pinned to one thread.
+_BLAS_THREADED_GEMM = 262144
+
+_controller: list[Any] = []
+
+
 @contextlib.contextmanager
 def _blas_pinned_to_one_thread() -> Iterator[bool]:
     """Yield whether BLAS runs single-threaded inside the block, so that our own threads
     may call it concurrently without oversubscribing the cores.
 
-    With ``threadpoolctl`` installed the BLAS is limited to one thread for the block;
-    without it, only an environment that already pins it (``OPENBLAS_NUM_THREADS=1``,
-    ``OMP_NUM_THREADS=1`` or ``MKL_NUM_THREADS=1``) counts.
+    With ``threadpoolctl`` installed the BLAS libraries are limited to one thread for the
+    block (one cached controller: about 10 us per call); without it, only an environment
+    that already pins them (``OPENBLAS_NUM_THREADS=1``, ``OMP_NUM_THREADS=1`` or
+    ``MKL_NUM_THREADS=1``) counts.
     """
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:
         yield any(os.environ.get(v) == "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"))
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    if not _controller:
+        # After SciPy's BLAS is loaded (Numba calls it), so that the controller sees it.
+        import scipy.linalg.cython_blas  # noqa: F401
+
+        _controller.append(ThreadpoolController())
+    with _controller[0].limit(limits=1, user_api="blas"):
         yield True
-
-
-def _cholqr2_blas(a: np.ndarray, q: np.ndarray, r: np.ndarray, pool: Any = None, nblocks: int = 1) -> bool:
-    """BLAS-3 CholeskyQR2 of one real C-contiguous ``a`` (m, k) in float64 into ``q``, ``r``.
-
-    Works on ``A^T`` (k, m) (F-ordered, so a view of ``a`` for float64): ``G = A^T A``
-    by a ``gemm``, ``R = chol(G)`` by ``dpotrf``, ``Q^T = R^{-T} A^T`` by a ``gemm``
-    with the triangular inverse (``dtrtri``); twice.  NumPy's ``matmul`` releases the
-    GIL, so with a thread ``pool`` the ``nblocks`` row blocks run concurrently.
-    Returns ``False`` (outputs undefined) under the same guards as the Numba
-    ``cholqr2`` (non-finite input, Cholesky breakdown, ``max/min diag(R1) > 1e6``,
-    ``||Q1^T Q1 - I||_max > 0.1``); the second pass repairs the orthogonality lost
-    to the explicit inverse.
-    """
-    from scipy.linalg import lapack
-
-    from ._cpu import _CHOL_COND_MAX, _CHOL_ORTH_MAX
-
-    m, k = a.shape
-    src = a.T if a.dtype == np.float64 else a.T.astype(np.float64, order="F")
-    if not np.isfinite(src).all():
-        return False
-    dst = np.empty((k, m), order="F")
-    bounds = [(i * m) // nblocks for i in range(nblocks + 1)]
-    spans = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
-    run = pool.map if pool is not None and len(spans) > 1 else map
-    rtot = np.eye(k)
-    for p in range(2):
-        g = sum(run(lambda s, x=src: x[:, s[0] : s[1]] @ x[:, s[0] : s[1]].T, spans))
-        if p == 1 and not np.abs(g - np.eye(k)).max() <= _CHOL_ORTH_MAX:
-            return False
-        c, info = lapack.dpotrf(g, lower=0, clean=1)
-        if info != 0:
-            return False
-        d = np.diagonal(c)
-        if p == 0 and not d.max() <= _CHOL_COND_MAX * d.min():
-            return False
-        ci, info = lapack.dtrtri(c, lower=0)
-        if info != 0:
-            return False
-        cit = np.ascontiguousarray(ci.T)
-
-        def solve(s: tuple[int, int], x: np.ndarray = src, y: np.ndarray = dst, w: np.ndarray = cit) -> None:
-            np.matmul(w, x[:, s[0] : s[1]], out=y[:, s[0] : s[1]])
-
-        list(run(solve, spans))
-        src, dst = dst, (np.empty((k, m), order="F") if p == 0 else None)
-        rtot = c @ rtot
-    q[...] = src.T
-    r[...] = np.triu(rtot)
-    return True
-
-
-def _qr_blas_batch(x3: np.ndarray, q3: np.ndarray, r3: np.ndarray) -> list[int]:
-    """``cholqr2-blas`` over a stack; returns the indices that need the fallback.
-
-    When the BLAS can be pinned to one thread, Numba's thread count of workers share
-    the work: across matrices for a batch, across row blocks for a single matrix.
-    """
-    import numba
-
-    nb = x3.shape[0]
-    workers = numba.get_num_threads()
-    with _blas_pinned_to_one_thread() as pinned:
-        if not pinned or workers == 1:
-            return [b for b in range(nb) if not _cholqr2_blas(x3[b], q3[b], r3[b])]
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            if nb >= workers:
-                ok = list(pool.map(lambda b: _cholqr2_blas(x3[b], q3[b], r3[b]), range(nb)))
-            else:
-                ok = [_cholqr2_blas(x3[b], q3[b], r3[b], pool, workers) for b in range(nb)]
-    return [b for b in range(nb) if not ok[b]]
 
 
 def qr_algorithm(shape: tuple[int, ...], dtype: Any = np.float64) -> str:
@@ -247,20 +180,15 @@ def qr_algorithm(shape: tuple[int, ...], dtype: Any = np.float64) -> str:
 
     The rule (from the measurements in ``docs/kernels.md``):
 
-    * ``"cholqr2-blas"`` for real matrices with ``m * k >= BLAS_MIN_ENTRIES`` (tall or
-      large blocks): BLAS-3 CholeskyQR2 (``gemm`` products, GIL released), parallel over
-      the matrices, or over row blocks of a single matrix, when the BLAS can be pinned to
-      one thread; with the guards of ``"cholqr2"`` and a per-matrix Householder fallback;
-    * ``"householder"`` otherwise: one matrix per thread, unconditionally stable.
-
-    ``"cholqr2"`` (the Numba loop version, same guards and fallback) is never chosen
-    automatically: on this machine it was not faster than Householder for small
-    blocks; request it explicitly to compare.
+    * ``"cholqr2"`` for real dtypes: CholeskyQR2 with BLAS ``gemm`` products in the input
+      precision, guarded, with a per-matrix Householder fallback.  Our threads split the
+      batch (one matrix per thread, BLAS pinned to one thread), or the rows of a single
+      tall matrix when the batch is smaller than the thread count.  It was 1.4-2.5x
+      faster than Householder at every measured shape;
+    * ``"householder"`` for complex dtypes, where the CholeskyQR2 loops were slower.
     """
-    m, k = shape[-2], shape[-1]
-    if np.dtype(dtype).kind == "f" and m * k >= BLAS_MIN_ENTRIES:
-        return "cholqr2-blas"
-    return "householder"
+    del shape
+    return "cholqr2" if np.dtype(dtype).kind == "f" else "householder"
 
 
 def svd_algorithm(shape: tuple[int, ...], dtype: Any = np.float64) -> str:
@@ -283,10 +211,13 @@ def batched_qr(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[Any
         float32, float64, complex64 or complex128.  Never modified; non-contiguous or
         read-only inputs are copied once.
     algorithm : {"auto", "householder", "cholqr2"}
-        ``"auto"`` applies :func:`qr_algorithm`.  ``"cholqr2"`` is CholeskyQR2 in
-        float64/complex128 work precision with a guaranteed per-matrix Householder
-        fallback (taken on Cholesky breakdown, ``max/min diag(R1) > 1e6``, or
-        ``||Q1^H Q1 - I||_max > 0.1``).
+        ``"auto"`` applies :func:`qr_algorithm`.  ``"householder"``: unconditionally
+        stable, one matrix per thread.  ``"cholqr2"``: CholeskyQR2 (real inputs: BLAS
+        ``gemm`` products in the input precision, Cholesky and triangular inverse in
+        float64; complex inputs: loops in complex128) with a guaranteed per-matrix
+        Householder fallback, taken on Cholesky breakdown, ``max/min diag(R1) > 1e6``,
+        or ``||Q1^H Q1 - I||_max > 0.1``, which bounds ``cond(A)`` to about
+        ``0.3 / sqrt(eps)`` of the input dtype.
     out : tuple (Q, R) of arrays, optional
         Preallocated C-contiguous outputs (CPU only); saves the allocation and first-touch
         page faults of large outputs.
@@ -330,17 +261,39 @@ def batched_qr(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[Any
     r3 = r.reshape(nb, k, k)
     wp = _work_proto(dt)
     choice = qr_algorithm(x.shape, dt) if algorithm == "auto" else algorithm
-    if choice == "cholqr2-blas":
-        if dt.kind != "f":
-            msg = f"{fn}: algorithm 'cholqr2-blas' takes real dtypes; got {dt}."
-            raise TypeError(msg)
-        for b in _qr_blas_batch(x3, q3, r3):
-            _cpu.qr_batch_serial(x3[b : b + 1], q3[b : b + 1], r3[b : b + 1], _cpu.QR_HOUSEHOLDER, 1, wp)
+    if choice == "householder":
+        driver, nchunks = _driver("qr", nb, m, k)
+        driver(x3, q3, r3, _cpu.QR_HOUSEHOLDER, nchunks, wp)
         return q, r
-    code = _cpu.QR_CHOLQR2 if choice == "cholqr2" else _cpu.QR_HOUSEHOLDER
-    driver, nchunks = _driver("qr", nb, m, k)
-    driver(x3, q3, r3, code, nchunks, wp)
+    _cholqr2_stack(x3, q3, r3, wp)
     return q, r
+
+
+def _cholqr2_stack(x3: np.ndarray, q3: np.ndarray, r3: np.ndarray, wp: np.ndarray) -> None:
+    """CholeskyQR2 (with its Householder fallback) of a ``(B, m, k)`` stack."""
+    import numba
+
+    from . import _cpu
+
+    nb, m, k = x3.shape
+    threads = numba.get_num_threads()
+    if m * k * k < _BLAS_THREADED_GEMM:
+        # Products too small for the BLAS to thread: call it from our threads as it is
+        # (pinning would cost more than these factorizations).
+        driver, nchunks = _driver("qr", nb, m, k)
+        driver(x3, q3, r3, _cpu.QR_CHOLQR2, nchunks, wp)
+        return
+    with _blas_pinned_to_one_thread() as pinned:
+        if not pinned:
+            # The BLAS threads these products itself: one matrix at a time.
+            _cpu.qr_batch_serial(x3, q3, r3, _cpu.QR_CHOLQR2, 1, wp)
+        elif x3.dtype.kind == "f" and 1 < threads and nb < threads:
+            for b in range(nb):
+                if not _cpu.qr_rows_parallel(x3[b], q3[b], r3[b], threads):
+                    _cpu.qr_batch_serial(x3[b : b + 1], q3[b : b + 1], r3[b : b + 1], _cpu.QR_HOUSEHOLDER, 1, wp)
+        else:
+            driver, nchunks = _driver("qr", nb, m, k)
+            driver(x3, q3, r3, _cpu.QR_CHOLQR2, nchunks, wp)
 
 
 def batched_svd(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[Any, Any, Any]:
@@ -400,9 +353,7 @@ def batched_svd(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[An
         v, s, u = batched_svd(xh, algorithm=algorithm, out=swapped)
         return u, s, v
     dt = x.dtype
-    u, s, v = _outputs(
-        fn, out, [("U", x.shape, dt), ("s", (*batch, k), _real_dtype(dt)), ("V", (*batch, k, k), dt)], a
-    )
+    u, s, v = _outputs(fn, out, [("U", x.shape, dt), ("s", (*batch, k), _real_dtype(dt)), ("V", (*batch, k, k), dt)], a)
     nb = math.prod(batch)
     if nb == 0 or k == 0:
         return u, s, v
@@ -412,8 +363,18 @@ def batched_svd(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[An
     code = _cpu.SVD_JACOBI if choice == "jacobi" else _cpu.SVD_LAPACK
     tol = math.sqrt(k) * float(np.finfo(dt).eps)
     driver, nchunks = _driver("svd", nb, m, k)
-    driver(
-        x.reshape(nb, m, k), u.reshape(nb, m, k), s.reshape(nb, k), v.reshape(nb, k, k),
-        code, nchunks, _work_proto(dt), tol,
-    )
+    # LAPACK calls from our threads (gesdd, and the fallback of Jacobi): pin the BLAS to
+    # one thread where its products are large enough to be threaded.
+    pin = _blas_pinned_to_one_thread() if k**3 >= _BLAS_THREADED_GEMM else contextlib.nullcontext()
+    with pin:
+        driver(
+            x.reshape(nb, m, k),
+            u.reshape(nb, m, k),
+            s.reshape(nb, k),
+            v.reshape(nb, k, k),
+            code,
+            nchunks,
+            _work_proto(dt),
+            tol,
+        )
     return u, s, v

@@ -47,6 +47,8 @@ import types
 
 import numpy as np
 from numba import njit, prange
+from numba import types as nbtypes
+from numba.extending import overload
 
 _FM = {"reassoc", "contract"}
 _SERIAL = {"cache": True, "fastmath": _FM, "nogil": True}
@@ -325,17 +327,66 @@ def _check_and_chol(g, rr, second):
     return ok and (second or dmax <= _CHOL_COND_MAX * dmin)
 
 
+def _gram_into(src, g, gs):
+    """``g = src^H src`` in work precision (``gs``: scratch of the input dtype)."""
+    msg = "compiled only; see the overload below"
+    raise NotImplementedError(msg)
+
+
+@overload(_gram_into, jit_options=_SERIAL)
+def _gram_into_impl(src, g, gs):
+    if isinstance(src.dtype, nbtypes.Complex):
+        return lambda src, g, gs: _gram_rows(src, g)
+
+    def gemm(src, g, gs):
+        # One BLAS gemm in the input precision (sgemm for float32: its rounding is what
+        # the guards of ``_cholqr2`` bound), copied into the work-precision matrix.
+        np.dot(src.T, src, gs)
+        k = g.shape[0]
+        for i in range(k):
+            for j in range(k):
+                g[i, j] = gs[i, j]
+
+    return gemm
+
+
+def _times_inverse(src, ri, out, riw, acc):
+    """``out = src @ ri`` for the upper-triangular inverse ``ri`` (``out`` is not ``src``)."""
+    msg = "compiled only; see the overload below"
+    raise NotImplementedError(msg)
+
+
+@overload(_times_inverse, jit_options=_SERIAL)
+def _times_inverse_impl(src, ri, out, riw, acc):
+    if isinstance(src.dtype, nbtypes.Complex):
+        return lambda src, ri, out, riw, acc: _times_upper(src, ri, out, acc)
+
+    def gemm(src, ri, out, riw, acc):
+        k = ri.shape[0]
+        for i in range(k):
+            for j in range(k):
+                riw[i, j] = ri[i, j]
+        np.dot(src, riw, out)
+
+    return gemm
+
+
 @njit(**_SERIAL)
-def _cholqr2(a, q, r, g, r1, r2, ri, acc):
-    """CholeskyQR2 of ``a`` into ``q``, ``r``; ``False`` if it must not be trusted."""
+def _cholqr2(a, q, r, g, r1, r2, ri, acc, gs, riw, q1):
+    """CholeskyQR2 of ``a`` into ``q``, ``r``; ``False`` if it must not be trusted.
+
+    Real inputs: Gram matrices and ``Q = A R^{-1}`` by BLAS ``gemm`` in the input
+    precision (``R^{-1}`` from the work-precision Cholesky, rounded once); complex
+    inputs: loops in work precision.  ``q1`` (m, k) holds the first pass.
+    """
     for p in range(2):
-        src = a if p == 0 else q
+        src = a if p == 0 else q1
         rr = r1 if p == 0 else r2
-        _gram_rows(src, g)
+        _gram_into(src, g, gs)
         if not _check_and_chol(g, rr, p == 1):
             return False
         _tri_inv_upper(rr, ri)
-        _times_upper(src, ri, q, acc)
+        _times_inverse(src, ri, q1 if p == 0 else q, riw, acc)
     _upper_product(r2, r1, r)
     return True
 
@@ -356,18 +407,70 @@ def _qr_batch(a, q, r, algo, nchunks, wproto):
         r2 = np.empty((k, k), dtype=wproto.dtype)
         ri = np.empty((k, k), dtype=wproto.dtype)
         acc = np.empty((4, k), dtype=wproto.dtype)
+        chol = algo == QR_CHOLQR2
+        gs = np.empty((k if chol else 0, k), dtype=a.dtype)
+        riw = np.empty((k if chol else 0, k), dtype=a.dtype)
+        q1 = np.empty((m if chol else 0, k), dtype=a.dtype)
         for b in range(lo, hi):
             ab = a[b]
+            # A success of CholeskyQR2 implies finite input (a NaN or Inf reaches the
+            # diagonal of the Gram matrix and stops the Cholesky), so the finiteness
+            # pass is only needed before Householder.
+            if chol and _cholqr2(ab, q[b], r[b], g, r1, r2, ri, acc, gs, riw, q1):
+                continue
             if not _all_finite(ab):
                 _fill_nan(q[b])
                 _fill_nan(r[b])
                 continue
-            if algo == QR_CHOLQR2:
-                if _cholqr2(ab, q[b], r[b], g, r1, r2, ri, acc):
-                    continue
-                fallbacks[c] += 1
+            fallbacks[c] += chol
             _house_qr(ab, q[b], r[b], wt, qt, tau)
     return fallbacks.sum()
+
+
+@njit(**_PARALLEL)
+def qr_rows_parallel(a, q, r, nblocks):
+    """CholeskyQR2 of one real tall matrix ``a`` (m, k) with its rows split in ``nblocks``.
+
+    Partial Gram matrices of the row blocks (one ``gemm`` each) are formed in parallel
+    and summed in work precision; the small Cholesky and inverse run once; the blocks of
+    ``Q = A R^{-1}`` are formed in parallel.  Twice.  Returns ``False`` under the guards
+    of ``_cholqr2`` (the caller then runs Householder on the matrix).
+    """
+    m, k = a.shape
+    parts = np.empty((nblocks, k, k), dtype=a.dtype)
+    g = np.empty((k, k))
+    r1 = np.empty((k, k))
+    r2 = np.empty((k, k))
+    ri = np.empty((k, k))
+    riw = np.empty((k, k), dtype=a.dtype)
+    q1 = np.empty((m, k), dtype=a.dtype)
+    for p in range(2):
+        src = a if p == 0 else q1
+        dst = q1 if p == 0 else q
+        for c in prange(nblocks):
+            blk = src[(c * m) // nblocks : ((c + 1) * m) // nblocks]
+            np.dot(blk.T, blk, parts[c])
+        g[:, :] = 0.0
+        for c in range(nblocks):
+            for i in range(k):
+                for j in range(k):
+                    g[i, j] += parts[c, i, j]
+        rr = r1 if p == 0 else r2
+        if not _check_and_chol(g, rr, p == 1):
+            return False
+        _tri_inv_upper(rr, ri)
+        for i in range(k):
+            for j in range(k):
+                riw[i, j] = ri[i, j]
+        for c in prange(nblocks):
+            lo = (c * m) // nblocks
+            hi = ((c + 1) * m) // nblocks
+            np.dot(src[lo:hi], riw, dst[lo:hi])
+    _upper_product(r2, r1, g)
+    for i in range(k):
+        for j in range(k):
+            r[i, j] = g[i, j]
+    return True
 
 
 def _renamed(fn, suffix):

@@ -151,7 +151,7 @@ def test_svd_contract_cuda(dtype, shape):
 
 @pytest.mark.parametrize("algorithm", ["householder", "cholqr2"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", ["cond1e2", "cond1e8", "cond1e12", "rank-deficient"])
+@pytest.mark.parametrize("case", ["cond1e2", "cond1e3", "cond1e6", "cond1e8", "cond1e12", "rank-deficient"])
 def test_qr_graded_and_rank_deficient(algorithm, dtype, case):
     """Both algorithms meet the same bounds on graded and rank-deficient inputs:
     CholeskyQR2 through its guaranteed per-matrix Householder fallback."""
@@ -174,9 +174,7 @@ def test_svd_graded_and_rank_deficient(algorithm, dtype, case):
 
 
 # ----------------------------------------------------------------------------- shapes
-@pytest.mark.parametrize(
-    "shape", [(0, 5, 3), (4, 5, 0), (5, 3), (2, 3, 7, 4), (2, 0, 6, 2), (1, 1, 1)]
-)
+@pytest.mark.parametrize("shape", [(0, 5, 3), (4, 5, 0), (5, 3), (2, 3, 7, 4), (2, 0, 6, 2), (1, 1, 1)])
 def test_batch_shapes_including_empty(shape):
     a = _matrices(np.random.default_rng(6), shape, "float64")
     _check_qr(a, *lk.batched_qr(a))
@@ -293,19 +291,53 @@ def test_svd_property(a, algorithm):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_large_blocks_blas_cholqr2_and_fallback(dtype):
-    """Large real blocks take BLAS-3 CholeskyQR2 and meet the contract; ill-conditioned
-    and rank-deficient ones are refused by its guards and go through the Householder
-    fallback, and still do."""
+def test_tall_single_matrix_rows_parallel_cholqr2_and_fallback(dtype):
+    """A single real matrix large enough for the BLAS to thread its products takes the
+    row-parallel CholeskyQR2 (row blocks on our threads, BLAS pinned) and meets the
+    contract; ill-conditioned, rank-deficient and non-finite ones are refused by its
+    guards and go through the Householder fallback, and still do."""
+    import numba
+
+    from lowrank_kernels import _api, _cpu
+
     rng = np.random.default_rng(10)
-    m = lk.BLAS_MIN_ENTRIES // 6 + 10
-    a = rng.standard_normal((2, m, 6)).astype(dtype)
-    assert lk.qr_algorithm(a.shape, a.dtype) == "cholqr2-blas"
-    _check_qr(a, *lk.batched_qr(a))
-    bad = a.copy()
-    bad[0, :, 5] = bad[0, :, 4]  # exactly rank deficient
-    bad[1] = _matrices(rng, (m, 6), dtype, cond=1e12)
-    _check_qr(bad, *lk.batched_qr(bad))
+    k = 8
+    m = _api._BLAS_THREADED_GEMM // k**2 + 10
+    a = rng.standard_normal((1, m, k)).astype(dtype)
+    assert lk.qr_algorithm(a.shape, a.dtype) == "cholqr2"
+    q, r = lk.batched_qr(a)
+    _check_qr(a, q, r)
+    if numba.get_num_threads() > 1:
+        # the row-parallel kernel itself, with more blocks than threads
+        q2, r2 = np.empty_like(a[0]), np.empty((k, k), dtype)
+        assert _cpu.qr_rows_parallel(a[0], q2, r2, 3)
+        _check_qr(a, q2[None], r2[None])
+    deficient = a.copy()
+    deficient[0, :, k - 1] = deficient[0, :, k - 2]
+    for bad in (deficient, _matrices(rng, (1, m, k), dtype, cond=1e12)):
+        _check_qr(bad, *lk.batched_qr(bad))
+    nan = a.copy()
+    nan[0, m // 2, 3] = np.nan
+    q, r = lk.batched_qr(nan)
+    assert np.isnan(q).all()
+    assert np.isnan(r).all()
+
+
+def test_cholqr2_guards_send_hard_matrices_to_householder(monkeypatch):
+    """The guarded fast path falls back per matrix: in a stack of well-conditioned,
+    ill-conditioned (cond 1e12) and rank-deficient matrices, exactly the hard ones are
+    redone by Householder (counted by the driver), and all meet the contract."""
+    from lowrank_kernels import _cpu
+
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((6, 40, 5))
+    a[1] = _matrices(rng, (40, 5), "float64", cond=1e12)
+    a[4, :, 4] = a[4, :, 0]
+    q, r = np.empty_like(a), np.empty((6, 5, 5))
+    wp = np.zeros(1)
+    assert _cpu.qr_batch_serial(a, q, r, _cpu.QR_CHOLQR2, 1, wp) == 2
+    _check_qr(a, q, r)
+    assert _cpu.qr_batch_serial(a[[0, 2, 3, 5]], q[:4], r[:4], _cpu.QR_CHOLQR2, 1, wp) == 0
 
 
 def test_parallel_and_serial_drivers_have_separate_disk_caches():

@@ -139,6 +139,28 @@ def test_forcing_kernels_on_an_unsupported_backend_names_the_reason():
     assert q.shape == (3, 8, 2)
 
 
+def test_size_rule_keeps_small_complex128_qr_on_lapack():
+    """Under "auto", a few complex128 blocks with k >= 16 stay on LAPACK (measured
+    faster there); a stack of them, small k, complex64 and a forced path take the kernels."""
+    import array_api_compat.numpy as xnp
+
+    rng = np.random.default_rng(5)
+
+    def calls(shape, dtype, path="auto"):
+        c = Counters()
+        x = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
+        with _linalg.use_linalg(path):
+            q, r = _linalg.thin_qr(x, xnp, c)
+        assert np.allclose(q @ r, x)
+        return c.kernel_calls
+
+    assert calls((2, 256, 16), np.complex128) == 0
+    assert calls((2, 256, 16), np.complex128, "kernels") == 1
+    assert calls((_linalg.KERNEL_QR_C128_MIN_BATCH, 256, 16), np.complex128) == 1
+    assert calls((2, 256, 8), np.complex128) == 1
+    assert calls((2, 256, 16), np.complex64) == 1
+
+
 def test_torch_cpu_tensors_share_memory_with_the_kernels():
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xpt

@@ -1,0 +1,72 @@
+"""Where the CholeskyQR2 guards hand matrices to Householder, and what accuracy results.
+
+Sweeps cond(A) (graded singular values) per dtype and shape, runs ``batched_qr(...,
+algorithm="cholqr2")`` and records how many matrices fell back to Householder and the
+worst ``||Q^H Q - I||_max`` and ``||QR - A||_F / ||A||_F``, in units of the dtype's eps.
+The test bound is ``8 max(m, k) eps``.  Writes ``bench/results/cholqr2_guard.json``.
+
+Run: ``python bench/cholqr2_guard.py``
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+
+from lowrank_kernels import _cpu
+
+CONDS = {"float32": [1e1, 1e2, 1e3, 3e3, 1e4, 1e5], "float64": [1e4, 1e6, 1e7, 1e8, 1e9]}
+SHAPES = [(200, 64, 8), (100, 256, 16), (20, 1024, 32)]
+
+
+def graded(rng: np.random.Generator, shape: tuple[int, int, int], cond: float) -> np.ndarray:
+    b, m, k = shape
+    out = np.empty(shape)
+    sig = np.logspace(0, -np.log10(cond), k)
+    for i in range(b):
+        u, _ = np.linalg.qr(rng.standard_normal((m, k)))
+        v, _ = np.linalg.qr(rng.standard_normal((k, k)))
+        out[i] = (u * sig) @ v.T
+    return out
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    for dt, conds in CONDS.items():
+        eps = float(np.finfo(dt).eps)
+        for shape in SHAPES:
+            b, m, k = shape
+            for cond in conds:
+                a = graded(rng, shape, cond).astype(dt)
+                q, r = np.empty_like(a), np.empty((b, k, k), dt)
+                fallbacks = int(_cpu.qr_batch_serial(a, q, r, _cpu.QR_CHOLQR2, 1, np.zeros(1)))
+                orth = float(np.abs(np.swapaxes(q, 1, 2) @ q - np.eye(k)).max()) / eps
+                res = float((np.linalg.norm(q @ r - a, axis=(1, 2)) / np.linalg.norm(a, axis=(1, 2))).max()) / eps
+                rows.append(
+                    {
+                        "dtype": dt,
+                        "B": b,
+                        "m": m,
+                        "k": k,
+                        "cond": cond,
+                        "fallbacks": fallbacks,
+                        "orth_over_eps": orth,
+                        "residual_over_eps": res,
+                        "test_bound_over_eps": 8 * m,
+                    }
+                )
+                print(
+                    f"{dt} {shape} cond {cond:.0e}: {fallbacks}/{b} to Householder, "
+                    f"orth {orth:.1f} eps, residual {res:.1f} eps (test bound {8 * m} eps)"
+                )
+    out = pathlib.Path(__file__).parent / "results" / "cholqr2_guard.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
