@@ -22,11 +22,20 @@ from __future__ import annotations
 
 import importlib.util
 
-from ._api import SERIAL_MAX_WORK, SVD_JACOBI_MAX_K, batched_qr, batched_svd, qr_algorithm, svd_algorithm
+from ._api import (
+    SERIAL_MAX_WORK,
+    SVD_JACOBI_MAX_K,
+    SVD_SERIAL_MAX_WORK,
+    batched_qr,
+    batched_svd,
+    qr_algorithm,
+    svd_algorithm,
+)
 
 __all__ = [
     "SERIAL_MAX_WORK",
     "SVD_JACOBI_MAX_K",
+    "SVD_SERIAL_MAX_WORK",
     "batched_qr",
     "batched_svd",
     "has_cpu",

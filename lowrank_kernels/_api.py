@@ -12,6 +12,7 @@ import numpy as np
 
 __all__ = [
     "SERIAL_MAX_WORK",
+    "SVD_SERIAL_MAX_WORK",
     "SVD_JACOBI_MAX_K",
     "batched_qr",
     "batched_svd",
@@ -128,9 +129,12 @@ def _outputs(fn: str, out: Any, specs: list[tuple[str, tuple[int, ...], np.dtype
     return list(out)
 
 
-#: Below this many flops (``B * m * k**2``) a call runs serially: waking Numba's thread
-#: pool costs more than the work (and, on a loaded machine, far more).
+#: Below this many flops (``B * m * k**2``) a QR call runs serially: waking Numba's
+#: thread pool costs more than the work (and, on a loaded machine, far more).
 SERIAL_MAX_WORK = 2.0e6
+#: The same threshold for SVDs, whose work per ``m k^2`` is about 100x that of a QR
+#: (Jacobi sweeps): 50 Jacobi SVDs of 8 x 8 already ran faster on two threads.
+SVD_SERIAL_MAX_WORK = 2.0e4
 
 
 def _driver(kind: str, nb: int, m: int, k: int) -> tuple[Any, int]:
@@ -139,7 +143,8 @@ def _driver(kind: str, nb: int, m: int, k: int) -> tuple[Any, int]:
 
     from . import _cpu
 
-    if nb * m * k * k < SERIAL_MAX_WORK or numba.get_num_threads() == 1:
+    limit = SERIAL_MAX_WORK if kind == "qr" else SVD_SERIAL_MAX_WORK
+    if nb * m * k * k < limit or numba.get_num_threads() == 1:
         return getattr(_cpu, f"{kind}_batch_serial"), 1
     return getattr(_cpu, f"{kind}_batch"), max(1, min(nb, 4 * numba.get_num_threads()))
 
