@@ -64,6 +64,27 @@ def _stacked_problems(batch: int, kind: str, m: int, r: int):
     return Y0, (lambda i: lc.LinearMatrixODE(A if i is None else A[i], A if i is None else A[i]))
 
 
+def _profile_breakdown(run) -> dict:
+    """Seconds (cProfile ``tottime``) of one run, grouped: the QR and SVD kernels, the
+    right-hand side's products (``lowrank_core/_problem.py``, ``_lowrank.py``), the rest."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.runcall(run)
+    groups = {"qr_kernel": 0.0, "svd_kernel": 0.0, "rhs_products": 0.0, "other": 0.0}
+    for (path, _, name), row in pstats.Stats(prof).stats.items():
+        key = "other"
+        if path.endswith("_cpu.py") and name.startswith("_qr"):
+            key = "qr_kernel"
+        elif path.endswith("_cpu.py") and name.startswith("_svd"):
+            key = "svd_kernel"
+        elif path.endswith(("_problem.py", "_lowrank.py")):
+            key = "rhs_products"
+        groups[key] += row[2]
+    return groups
+
+
 def stacked_solve(batch: int, kind: str = "dense", steps: int = 10, method: str = "abc-psi") -> dict:
     """One solve of ``batch`` stacked problems against ``batch`` separate solves."""
     m, r = 64, 4
@@ -76,6 +97,7 @@ def stacked_solve(batch: int, kind: str = "dense", steps: int = 10, method: str 
     together = lc.solve(make(None), Y0, (0.0, 1.0), **kw)
     t_stacked = time.perf_counter() - t0
     dense_all = together.Y.to_dense()
+    breakdown = _profile_breakdown(lambda: lc.solve(make(None), Y0, (0.0, 1.0), **kw))
     t0 = time.perf_counter()
     separate = [lc.solve(make(i), lc.LowRank(Y0.U[i], Y0.S[i], Y0.V[i]), (0.0, 1.0), **kw) for i in range(batch)]
     t_separate = time.perf_counter() - t0
@@ -95,6 +117,7 @@ def stacked_solve(batch: int, kind: str = "dense", steps: int = 10, method: str 
         "s_separate": t_separate,
         "speedup": t_separate / t_stacked,
         "kernel_calls_stacked": together.stats["kernel_calls"],
+        "stacked_profile_s": breakdown,
         "max_rel_difference": worst,
     }
 
@@ -126,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     for res in solve_res:
         print(
             f"stacked solve of {res['batch']} problems {res['problem']}: {res['s_stacked']:.3f} s vs "
-            f"{res['s_separate']:.2f} s separately ({res['speedup']:.1f}x)"
+            f"{res['s_separate']:.2f} s separately ({res['speedup']:.1f}x); profiled stacked solve, seconds: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in res["stacked_profile_s"].items())
         )
     start = startup()
     print(f"first stacked solve in a fresh process: cold cache {start['s_cold']:.1f} s, warm {start['s_warm']:.2f} s")
