@@ -238,42 +238,58 @@ def _gram_rows(a, g):
 
 @njit(**_SERIAL)
 def _chol_upper(g, rr):
-    """Upper Cholesky ``g = rr^H rr``; returns ``(ok, max diag, min diag)``."""
+    """Upper Cholesky ``g = rr^H rr``; returns ``(ok, max diag, min diag)``.
+
+    Row-oriented: row ``j`` of ``rr`` is ``g[j] - sum_{i<j} conj(rr[i, j]) rr[i]``,
+    scaled, so that every inner loop is a full-length, unit-stride axpy (vectorised);
+    the entries left of the diagonal are cleared afterwards.
+    """
     k = g.shape[0]
-    rr[:, :] = 0.0
     dmax = 0.0
     dmin = np.inf
     for j in range(k):
-        s = g[j, j].real
+        row = rr[j]
+        gj = g[j]
+        for c in range(k):
+            row[c] = gj[c]
         for i in range(j):
-            s -= _abs2(rr[i, j])
+            f = np.conj(rr[i, j])
+            above = rr[i]
+            for c in range(k):
+                row[c] -= f * above[c]
+        s = row[j].real
         if not (s > 0.0) or not math.isfinite(s):
             return False, dmax, dmin
         d = math.sqrt(s)
-        rr[j, j] = d
         dmax = max(dmax, d)
         dmin = min(dmin, d)
         inv = 1.0 / d
-        for c in range(j + 1, k):
-            t = g[j, c]
-            for i in range(j):
-                t -= np.conj(rr[i, j]) * rr[i, c]
-            rr[j, c] = t * inv
+        for c in range(k):
+            row[c] = row[c] * inv
+        for c in range(j):
+            row[c] = 0.0
+        row[j] = d
     return True, dmax, dmin
 
 
 @njit(**_SERIAL)
 def _tri_inv_upper(rr, ri):
-    """Inverse of the upper-triangular ``rr`` into ``ri`` (back substitution)."""
+    """Inverse of the upper-triangular ``rr`` into ``ri``, row by row from the bottom:
+    ``ri[i] = (e_i - sum_{l>i} rr[i, l] ri[l]) / rr[i, i]`` (unit-stride axpys)."""
     k = rr.shape[0]
-    ri[:, :] = 0.0
-    for j in range(k):
-        ri[j, j] = 1.0 / rr[j, j]
-        for i in range(j - 1, -1, -1):
-            t = ri[i, i] * 0.0
-            for ll in range(i + 1, j + 1):
-                t += rr[i, ll] * ri[ll, j]
-            ri[i, j] = -t / rr[i, i]
+    for ii in range(k):
+        i = k - 1 - ii
+        row = ri[i]
+        row[:] = 0.0
+        row[i] = 1.0
+        for ll in range(i + 1, k):
+            f = rr[i, ll]
+            below = ri[ll]
+            for c in range(k):
+                row[c] -= f * below[c]
+        inv = 1.0 / rr[i, i]
+        for c in range(k):
+            row[c] = row[c] * inv
 
 
 @njit(**_SERIAL)
@@ -301,15 +317,17 @@ def _times_upper(a, ri, out, acc):
 
 @njit(**_SERIAL)
 def _upper_product(r2, r1, r):
-    """``r = r2 @ r1`` for upper-triangular ``r1``, ``r2``."""
+    """``r = r2 @ r1`` for upper-triangular ``r1``, ``r2`` (row ``i`` as unit-stride
+    axpys of the rows ``l >= i`` of ``r1``)."""
     k = r.shape[0]
-    r[:, :] = 0.0
     for i in range(k):
-        for j in range(i, k):
-            t = r2[i, i] * 0.0
-            for ll in range(i, j + 1):
-                t += r2[i, ll] * r1[ll, j]
-            r[i, j] = t
+        row = r[i]
+        row[:] = 0.0
+        for ll in range(i, k):
+            f = r2[i, ll]
+            src = r1[ll]
+            for c in range(k):
+                row[c] += f * src[c]
 
 
 @njit(**_SERIAL)
