@@ -11,7 +11,7 @@ vectorises them) and the kernels use ``fastmath={'reassoc', 'contract'}`` only, 
 NaN checks such as ``not (x > 0)`` keep working.
 
 Per-matrix algorithms (all dtypes: float32/64, complex64/128; "work precision" is
-float64/complex128 for every input dtype):
+float64/complex128 for every input dtype, except where noted):
 
 ``_house_qr``
     Householder QR on a transposed copy (rows of the scratch are columns of ``A``, so
@@ -19,13 +19,17 @@ float64/complex128 for every input dtype):
     explicit thin ``Q`` by backward accumulation (``org2r``).  Norms are accumulated in
     float64 with rescaling on overflow / underflow.  Unconditionally stable.
 ``_cholqr2``
-    CholeskyQR2 on the row-major input, Gram matrices, Cholesky factors and triangular
-    inverses in work precision (mixed-precision CholeskyQR for float32 inputs).  It
+    CholeskyQR2 on the row-major input.  Real inputs: the Gram matrices and the products
+    ``A R^{-1}`` are BLAS ``gemm`` calls in the input precision (``np.dot`` with ``out=``),
+    the Cholesky factors and triangular inverses are float64; complex inputs: loops in
+    complex128 (the choice is made at compile time by ``numba.extending.overload``).  It
     refuses (returns ``False``) when the first Cholesky breaks down, when
     ``max diag(R1) / min diag(R1)`` exceeds ``_CHOL_COND_MAX``, or when the second Gram
     matrix deviates from the identity by more than ``_CHOL_ORTH_MAX`` (an a-posteriori
     bound on the orthogonality of the first pass); the driver then runs ``_house_qr``
     on that matrix.  The fallback is therefore guaranteed, per matrix.
+``qr_rows_parallel``
+    The same CholeskyQR2 for one tall real matrix, with its row blocks on the threads.
 ``_jacobi_svd``
     One-sided (Hestenes) Jacobi on the columns of a ``k x k`` matrix in work precision,
     cyclic-by-row sweeps, relative convergence test ``|a_p^H a_q| <= tol ||a_p|| ||a_q||``.
