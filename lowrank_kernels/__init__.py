@@ -25,6 +25,7 @@ import importlib.util
 from ._api import (
     SERIAL_MAX_WORK,
     SVD_JACOBI_MAX_K,
+    SVD_JACOBI_MAX_K_COMPLEX,
     SVD_SERIAL_MAX_WORK,
     batched_qr,
     batched_svd,
@@ -35,6 +36,7 @@ from ._api import (
 __all__ = [
     "SERIAL_MAX_WORK",
     "SVD_JACOBI_MAX_K",
+    "SVD_JACOBI_MAX_K_COMPLEX",
     "SVD_SERIAL_MAX_WORK",
     "batched_qr",
     "batched_svd",

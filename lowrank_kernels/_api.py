@@ -14,6 +14,7 @@ __all__ = [
     "SERIAL_MAX_WORK",
     "SVD_SERIAL_MAX_WORK",
     "SVD_JACOBI_MAX_K",
+    "SVD_JACOBI_MAX_K_COMPLEX",
     "batched_qr",
     "batched_svd",
     "qr_algorithm",
@@ -24,9 +25,12 @@ _DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
 _QR_ALGOS = ("auto", "householder", "cholqr2")
 _SVD_ALGOS = ("auto", "jacobi", "lapack")
 
-#: Square cores up to this size use the one-sided Jacobi kernel; larger use LAPACK
-#: ``gesdd`` per matrix inside a parallel loop.
-SVD_JACOBI_MAX_K = 16
+#: Real cores up to this size (``min(m, k)``) use the one-sided Jacobi kernel; larger
+#: ones use LAPACK ``gesdd`` per matrix inside a parallel loop (at 32 x 32 the two were
+#: level on one thread).
+SVD_JACOBI_MAX_K = 24
+#: The same limit for complex cores, where complex arithmetic makes Jacobi slower.
+SVD_JACOBI_MAX_K_COMPLEX = 8
 
 
 def _is_cuda_array(a: Any) -> bool:
@@ -199,12 +203,12 @@ def qr_algorithm(shape: tuple[int, ...], dtype: Any = np.float64) -> str:
 def svd_algorithm(shape: tuple[int, ...], dtype: Any = np.float64) -> str:
     """The kernel ``batched_svd(..., algorithm="auto")`` runs for this input.
 
-    ``"jacobi"`` (one-sided Jacobi, after a QR when ``m > k``) when
-    ``min(m, k) <= SVD_JACOBI_MAX_K``; ``"lapack"`` (``gesdd`` per matrix in a parallel
-    loop) otherwise.
+    ``"jacobi"`` (one-sided Jacobi, after a QR when ``m > k``) when ``min(m, k)`` is at
+    most ``SVD_JACOBI_MAX_K`` (real dtypes) or ``SVD_JACOBI_MAX_K_COMPLEX`` (complex);
+    ``"lapack"`` (``gesdd`` per matrix in a parallel loop) otherwise.
     """
-    del dtype
-    return "jacobi" if min(shape[-2], shape[-1]) <= SVD_JACOBI_MAX_K else "lapack"
+    limit = SVD_JACOBI_MAX_K_COMPLEX if np.dtype(dtype).kind == "c" else SVD_JACOBI_MAX_K
+    return "jacobi" if min(shape[-2], shape[-1]) <= limit else "lapack"
 
 
 def batched_qr(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[Any, Any]:

@@ -32,7 +32,8 @@ float64/complex128 for every input dtype, except where noted):
     The same CholeskyQR2 for one tall real matrix, with its row blocks on the threads.
 ``_jacobi_svd``
     One-sided (Hestenes) Jacobi on the columns of a ``k x k`` matrix in work precision,
-    cyclic-by-row sweeps, relative convergence test ``|a_p^H a_q| <= tol ||a_p|| ||a_q||``.
+    round-robin sweeps (disjoint pairs per round; the rotation parameters of a round are
+    computed together), relative convergence test ``|a_p^H a_q| <= tol ||a_p|| ||a_q||``.
     Thin ``m x k`` inputs are first reduced by QR (``A = Q R``, SVD of ``R``, ``U = Q U_R``).
     Left singular vectors of zero singular values are completed to an orthonormal set.
     If the sweeps do not converge the matrix is redone with LAPACK ``gesdd``.
@@ -516,16 +517,45 @@ qr_batch_serial = njit(**_SERIAL)(_renamed(_qr_batch, "_serial"))
 
 # --------------------------------------------------------------------------- Jacobi SVD
 @njit(**_SERIAL)
-def _jacobi_svd(w, vt, nrm, tol):
-    """One-sided Jacobi on the rows of ``w`` (k, n): ``w`` holds the columns of A.
+def _round_robin(k, sched):
+    """Round-robin (circle method) schedule of all pairs ``p < q`` of ``k`` columns:
+    ``sched`` (n - 1, n // 2, 2) with ``n = k + k % 2``; each round's pairs are disjoint,
+    and pairs with the dummy column of an odd ``k`` are ``(-1, -1)``."""
+    n = k + (k % 2)
+    for rnd in range(n - 1):
+        for i in range(n // 2):
+            if i == 0:
+                a = 0
+                b = rnd % (n - 1) + 1
+            else:
+                a = (rnd + i) % (n - 1) + 1
+                b = (rnd + n - 1 - i) % (n - 1) + 1
+            if a < k and b < k:
+                sched[rnd, i, 0] = min(a, b)
+                sched[rnd, i, 1] = max(a, b)
+            else:
+                sched[rnd, i, 0] = -1
+                sched[rnd, i, 1] = -1
+
+
+@njit(**_SERIAL)
+def _jacobi_svd(w, vt, nrm, tol, sched, gam, al, be, cf):
+    """One-sided Jacobi on the rows of ``w`` (k, k): ``w`` holds the columns of A.
 
     On exit the rows of ``w`` are mutually orthogonal (they are the columns of ``A V``)
-    and ``vt[j]`` is column ``j`` of ``V``.  The squared column norms ``nrm`` are
-    updated analytically after each rotation (``alpha - t|gamma|``, ``beta + t|gamma|``)
-    and recomputed at the start of every sweep, so each pair costs one dot product.
-    Returns ``True`` when converged.
+    and ``vt[j]`` is column ``j`` of ``V``.  Sweeps follow the round-robin schedule
+    ``sched`` (see ``_round_robin``): the pairs of a round are disjoint, so their dot
+    products are formed first, then all their rotation parameters in one branch-free
+    loop (vectorised across pairs, which takes the sqrt/divide latency chain of one
+    rotation off the critical path), then the rotations.  The squared column norms
+    ``nrm`` are updated analytically after each rotation (``alpha - t|gamma|``,
+    ``beta + t|gamma|``) and recomputed at the start of every sweep.  Convergence test:
+    ``|a_p^H a_q| <= tol ||a_p|| ||a_q||`` for every pair.  Scratch: ``gam`` (n // 2,
+    dtype of ``w``), ``al``, ``be`` (n // 2,), ``cf`` (3, n // 2).  Returns ``True``
+    when converged.
     """
     k = w.shape[0]
+    nrounds, half, _ = sched.shape
     vt[:, :] = 0.0
     for j in range(k):
         vt[j, j] = 1.0
@@ -533,38 +563,57 @@ def _jacobi_svd(w, vt, nrm, tol):
         for j in range(k):
             acc = 0.0
             wj = w[j]
-            for t in range(wj.size):
+            for t in range(k):
                 acc += _abs2(wj[t])
             nrm[j] = acc
         rotated = False
-        for p in range(k - 1):
-            wp = w[p]
-            vp = vt[p]
-            for qq in range(p + 1, k):
-                wq = w[qq]
-                gamma = wp[0] * 0.0
-                for t in range(wp.size):
-                    gamma += np.conj(wp[t]) * wq[t]
-                ag = abs(gamma)
-                alpha = nrm[p]
-                beta = nrm[qq]
-                if not (ag > tol * math.sqrt(alpha * beta)) or ag == 0.0:
+        for rnd in range(nrounds):
+            for i in range(half):
+                p = sched[rnd, i, 0]
+                if p < 0:
+                    gam[i] = 0.0
+                    al[i] = 1.0
+                    be[i] = 1.0
+                    continue
+                wp = w[p]
+                wq = w[sched[rnd, i, 1]]
+                g = wp[0] * 0.0
+                for t in range(k):
+                    g += np.conj(wp[t]) * wq[t]
+                gam[i] = g
+                al[i] = nrm[p]
+                be[i] = nrm[sched[rnd, i, 1]]
+            for i in range(half):
+                ag = abs(gam[i])
+                do = ag > tol * math.sqrt(al[i] * be[i])
+                zeta = (be[i] - al[i]) / (2.0 * (ag if do else 1.0))
+                tt = math.copysign(1.0, zeta) / (abs(zeta) + math.sqrt(1.0 + zeta * zeta))
+                tt = tt if do else 0.0
+                cf[0, i] = 1.0 / math.sqrt(1.0 + tt * tt)
+                cf[1, i] = tt
+                cf[2, i] = tt * ag
+            for i in range(half):
+                if cf[1, i] == 0.0:
                     continue
                 rotated = True
-                vq = vt[qq]
-                zeta = (beta - alpha) / (2.0 * ag)
-                tt = math.copysign(1.0, zeta) / (abs(zeta) + math.sqrt(1.0 + zeta * zeta))
-                cs = 1.0 / math.sqrt(1.0 + tt * tt)
-                sn = cs * tt
-                nrm[p] = alpha - tt * ag
-                nrm[qq] = beta + tt * ag
-                cph = np.conj(gamma / ag)
-                for t in range(wp.size):
+                p = sched[rnd, i, 0]
+                qq = sched[rnd, i, 1]
+                cs = cf[0, i]
+                sn = cs * cf[1, i]
+                g = gam[i]
+                cph = np.conj(g / abs(g))
+                nrm[p] = al[i] - cf[2, i]
+                nrm[qq] = be[i] + cf[2, i]
+                wp = w[p]
+                wq = w[qq]
+                for t in range(k):
                     x = wp[t]
                     y = cph * wq[t]
                     wp[t] = cs * x - sn * y
                     wq[t] = sn * x + cs * y
-                for t in range(vp.size):
+                vp = vt[p]
+                vq = vt[qq]
+                for t in range(k):
                     x = vp[t]
                     y = cph * vq[t]
                     vp[t] = cs * x - sn * y
@@ -714,6 +763,13 @@ def _svd_batch(a, u, s, v, algo, nchunks, wproto, tol):
         ut = np.empty((k, k), dtype=wproto.dtype)
         good = np.empty(k, dtype=np.bool_)
         nrm = np.empty(k)
+        n2 = k + (k % 2)
+        sched = np.empty((max(n2 - 1, 0), n2 // 2, 2), dtype=np.int64)
+        _round_robin(k, sched)
+        gam = np.empty(n2 // 2, dtype=wproto.dtype)
+        al = np.empty(n2 // 2)
+        be = np.empty(n2 // 2)
+        cf = np.empty((3, n2 // 2))
         for b in range(lo, hi):
             ab = a[b]
             if not _all_finite(ab):
@@ -730,7 +786,7 @@ def _svd_batch(a, u, s, v, algo, nchunks, wproto, tol):
                 _load_transposed(rb, w)
             else:
                 _load_transposed(ab, w)
-            if _jacobi_svd(w, vt, nrm, tol):
+            if _jacobi_svd(w, vt, nrm, tol, sched, gam, al, be, cf):
                 _svd_finish(w, vt, u[b], s[b], v[b], ut, good, qb)
             else:
                 redo[c] += 1

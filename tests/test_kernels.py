@@ -340,6 +340,21 @@ def test_cholqr2_guards_send_hard_matrices_to_householder(monkeypatch):
     assert _cpu.qr_batch_serial(a[[0, 2, 3, 5]], q[:4], r[:4], _cpu.QR_CHOLQR2, 1, wp) == 0
 
 
+def test_svd_rule_and_jacobi_at_its_limits():
+    """The rule hands real cores up to SVD_JACOBI_MAX_K and complex ones up to
+    SVD_JACOBI_MAX_K_COMPLEX to Jacobi; at those sizes (even and odd, so the round-robin
+    schedule's dummy column is exercised) Jacobi meets the contract."""
+    kr, kc = lk.SVD_JACOBI_MAX_K, lk.SVD_JACOBI_MAX_K_COMPLEX
+    assert lk.svd_algorithm((3, kr, kr), np.float32) == "jacobi"
+    assert lk.svd_algorithm((3, 100, kr + 1), np.float64) == "lapack"
+    assert lk.svd_algorithm((3, kc, kc), np.complex128) == "jacobi"
+    assert lk.svd_algorithm((3, kc + 1, kc + 1), np.complex64) == "lapack"
+    rng = np.random.default_rng(12)
+    for shape, dtype in [((3, kr, kr), "float64"), ((2, 40, kr - 1), "float32"), ((3, kc + 3, kc), "complex128")]:
+        a = _matrices(rng, shape, dtype, cond=1e6)
+        _check_svd(a, *lk.batched_svd(a, algorithm="jacobi"))
+
+
 def test_parallel_and_serial_drivers_have_separate_disk_caches():
     """Numba's disk cache is keyed by qualified name, not by the ``parallel`` flag: the
     parallel and serial copies of a driver must have distinct names, or a process with
