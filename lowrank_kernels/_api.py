@@ -224,7 +224,7 @@ def batched_qr(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[Any
         stable, one matrix per thread.  ``"cholqr2"``: CholeskyQR2 (real inputs: BLAS
         ``gemm`` products in the input precision, Cholesky and triangular inverse in
         float64; complex inputs: loops in complex128) with a guaranteed per-matrix
-        Householder fallback, taken on Cholesky breakdown, ``max/min diag(R1) > 1e6``,
+        Householder fallback, taken on Cholesky breakdown, ``R1[j, j] < 1e-6 ||a_j||``,
         or ``||Q1^H Q1 - I||_max > 0.1``, which bounds ``cond(A)`` to about
         ``0.3 / sqrt(eps)`` of the input dtype.
     out : tuple (Q, R) of arrays, optional

@@ -24,7 +24,10 @@ float64/complex128 for every input dtype, except where noted):
     the Cholesky factors and triangular inverses are float64; complex inputs: loops in
     complex128 (the choice is made at compile time by ``numba.extending.overload``).  It
     refuses (returns ``False``) when the first Cholesky breaks down, when
-    ``max diag(R1) / min diag(R1)`` exceeds ``_CHOL_COND_MAX``, or when the second Gram
+    some column keeps less than ``1 / _CHOL_COND_MAX`` of its norm outside the span of
+    the previous columns (``R1[j, j] < ||a_j|| / _CHOL_COND_MAX``: a column-scaling
+    invariant lower bound on the condition number of ``A`` with unit columns, which is
+    what governs CholeskyQR's accuracy), or when the second Gram
     matrix deviates from the identity by more than ``_CHOL_ORTH_MAX`` (an a-posteriori
     bound on the orthogonality of the first pass); the driver then runs ``_house_qr``
     on that matrix.  The fallback is therefore guaranteed, per matrix.
@@ -243,15 +246,19 @@ def _gram_rows(a, g):
 
 @njit(**_SERIAL)
 def _chol_upper(g, rr):
-    """Upper Cholesky ``g = rr^H rr``; returns ``(ok, max diag, min diag)``.
+    """Upper Cholesky ``g = rr^H rr``; returns ``(ok, min_j rr[j, j]^2 / g[j, j])``.
+
+    The second value is the smallest fraction of a column's squared norm that lies
+    outside the span of the previous columns: invariant under column scaling, and its
+    inverse square root is a lower bound on the condition number of the matrix with
+    unit columns.
 
     Row-oriented: row ``j`` of ``rr`` is ``g[j] - sum_{i<j} conj(rr[i, j]) rr[i]``,
     scaled, so that every inner loop is a full-length, unit-stride axpy (vectorised);
     the entries left of the diagonal are cleared afterwards.
     """
     k = g.shape[0]
-    dmax = 0.0
-    dmin = np.inf
+    worst = np.inf
     for j in range(k):
         row = rr[j]
         gj = g[j]
@@ -264,17 +271,16 @@ def _chol_upper(g, rr):
                 row[c] -= f * above[c]
         s = row[j].real
         if not (s > 0.0) or not math.isfinite(s):
-            return False, dmax, dmin
+            return False, 0.0
         d = math.sqrt(s)
-        dmax = max(dmax, d)
-        dmin = min(dmin, d)
+        worst = min(worst, s / g[j, j].real)
         inv = 1.0 / d
         for c in range(k):
             row[c] = row[c] * inv
         for c in range(j):
             row[c] = 0.0
         row[j] = d
-    return True, dmax, dmin
+    return True, worst
 
 
 @njit(**_SERIAL)
@@ -346,8 +352,8 @@ def _check_and_chol(g, rr, second):
                 dev = max(dev, abs(g[i, j] - (1.0 if i == j else 0.0)))
         if not (dev <= _CHOL_ORTH_MAX):
             return False
-    ok, dmax, dmin = _chol_upper(g, rr)
-    return ok and (second or dmax <= _CHOL_COND_MAX * dmin)
+    ok, worst = _chol_upper(g, rr)
+    return ok and (second or worst * _CHOL_COND_MAX**2 >= 1.0)
 
 
 def _gram_into(src, g, gs):

@@ -340,6 +340,24 @@ def test_cholqr2_guards_send_hard_matrices_to_householder(monkeypatch):
     assert _cpu.qr_batch_serial(a[[0, 2, 3, 5]], q[:4], r[:4], _cpu.QR_CHOLQR2, 1, wp) == 0
 
 
+@pytest.mark.parametrize("algorithm", ["householder", "cholqr2"])
+def test_qr_is_exactly_equivariant_under_power_of_two_column_scaling(algorithm):
+    """Scaling columns by powers of two (here as far apart as 2**-40 and 2**20) leaves Q
+    bit for bit unchanged and scales R's columns exactly: every operation commutes with
+    such scalings, and CholeskyQR2's guards are column-scaling invariant, so the
+    algorithm taken for a matrix does not depend on its column scales either.  Rank
+    decisions of the integrators rely on this (theory/test_rank_adaptive.py)."""
+    rng = np.random.default_rng(14)
+    a = rng.standard_normal((5, 40, 6))
+    a[3] = _matrices(rng, (40, 6), "float64", cond=1e5)
+    a[4, :, 5] = a[4, :, 1] + 1e-7 * rng.standard_normal(40)  # nearly dependent column
+    d = 2.0 ** np.array([0, -40, 3, 20, -7, 1])
+    q1, r1 = lk.batched_qr(a, algorithm=algorithm)
+    q2, r2 = lk.batched_qr(a * d, algorithm=algorithm)
+    assert np.array_equal(q1, q2)
+    assert np.array_equal(r1 * d, r2)
+
+
 def test_svd_rule_and_jacobi_at_its_limits():
     """The rule hands real cores up to SVD_JACOBI_MAX_K and complex ones up to
     SVD_JACOBI_MAX_K_COMPLEX to Jacobi; at those sizes (even and odd, so the round-robin
