@@ -1,0 +1,116 @@
+"""The measurements behind the kernels' size rules, rerunnable.
+
+For each rule, interleaved timings (median over rounds of the per-round ratio) of the
+contenders the rule chooses between, on shapes on both sides of its threshold:
+
+* ``qr``: CholeskyQR2 (the real default) against Householder and ``numpy.linalg.qr``,
+  including small single matrices;
+* ``qr_complex128``: the complex Householder kernel against ``numpy.linalg.qr``, behind the
+  seam's rule that keeps few complex128 blocks with ``k >= 16`` on LAPACK
+  (``lowrank_core._linalg.KERNEL_QR_C128_MIN_BATCH``);
+* ``svd``: Jacobi against LAPACK ``gesdd`` per matrix (both on our threads) and
+  ``numpy.linalg.svd``, behind ``SVD_JACOBI_MAX_K`` (real) and
+  ``SVD_JACOBI_MAX_K_COMPLEX``.
+
+Writes ``bench/results/rule_checks.json``.  Run: ``OPENBLAS_NUM_THREADS=1 python bench/rule_checks.py``
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import lowrank_kernels as lk
+
+QR_REAL = [(10000, 64, 8), (1000, 256, 16), (100, 1024, 32), (1, 64, 8), (1, 512, 16), (30, 128, 8)]
+QR_C128 = [(1000, 64, 8), (100, 256, 16), (16, 512, 16), (1, 128, 8), (1, 256, 16), (1, 512, 16), (2, 1000, 20)]
+SVD = [(1000, 8, 8), (1000, 16, 16), (200, 24, 24), (200, 32, 32), (1000, 64, 8)]
+
+
+def _matrices(shape: tuple[int, int, int], dtype: str) -> np.ndarray:
+    rng = np.random.default_rng(sum(shape))
+    a = rng.standard_normal(shape)
+    if np.dtype(dtype).kind == "c":
+        a = a + 1j * rng.standard_normal(shape)
+    return a.astype(dtype)
+
+
+def _compare(fns: dict[str, Callable[[], Any]], repeat: int, base: str) -> dict[str, float]:
+    """Median ms per contender and median per-round ratio ``base / contender``."""
+    for f in fns.values():
+        f()
+    times: dict[str, list[float]] = {n: [] for n in fns}
+    inner = 1
+    t0 = time.perf_counter()
+    fns[base]()
+    once = time.perf_counter() - t0
+    inner = max(1, int(0.05 / max(once, 1e-6)))  # at least ~50 ms per sample
+    for _ in range(repeat):
+        for name, f in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                f()
+            times[name].append((time.perf_counter() - t0) / inner)
+    out: dict[str, float] = {f"ms_{n}": 1e3 * statistics.median(v) for n, v in times.items()}
+    for n in fns:
+        if n != base:
+            out[f"{base}_over_{n}"] = statistics.median(b / c for b, c in zip(times[base], times[n], strict=True))
+    return out
+
+
+def main(repeat: int = 5) -> None:
+    rows: list[dict[str, Any]] = []
+    for dt in ("float64", "float32"):
+        for shape in QR_REAL:
+            a = _matrices(shape, dt)
+            res = _compare(
+                {
+                    "numpy": lambda a=a: np.linalg.qr(a),
+                    "householder": lambda a=a: lk.batched_qr(a, algorithm="householder"),
+                    "cholqr2": lambda a=a: lk.batched_qr(a, algorithm="cholqr2"),
+                },
+                repeat,
+                "numpy",
+            )
+            rows.append({"rule": "qr", "dtype": dt, "shape": shape, **res})
+            print("qr", dt, shape, {k: round(v, 3) for k, v in res.items()})
+    for shape in QR_C128:
+        a = _matrices(shape, "complex128")
+        res = _compare(
+            {
+                "numpy": lambda a=a: np.linalg.qr(a),
+                "householder": lambda a=a: lk.batched_qr(a, algorithm="householder"),
+            },
+            repeat,
+            "numpy",
+        )
+        rows.append({"rule": "qr_complex128", "dtype": "complex128", "shape": shape, **res})
+        print("qr complex128", shape, {k: round(v, 3) for k, v in res.items()})
+    for dt in ("float64", "float32", "complex128"):
+        for shape in SVD:
+            a = _matrices(shape, dt)
+            res = _compare(
+                {
+                    "numpy": lambda a=a: np.linalg.svd(a, full_matrices=False),
+                    "jacobi": lambda a=a: lk.batched_svd(a, algorithm="jacobi"),
+                    "lapack": lambda a=a: lk.batched_svd(a, algorithm="lapack"),
+                },
+                repeat,
+                "numpy",
+            )
+            rows.append({"rule": "svd", "dtype": dt, "shape": shape, "auto": lk.svd_algorithm(shape, dt), **res})
+            print("svd", dt, shape, lk.svd_algorithm(shape, dt), {k: round(v, 3) for k, v in res.items()})
+    out = pathlib.Path(__file__).parent / "results" / "rule_checks.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
