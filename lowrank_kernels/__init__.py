@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 
 from ._api import (
+    QR_HOUSEHOLDER_MAX_WORK,
     SERIAL_MAX_WORK,
     SVD_JACOBI_MAX_K,
     SVD_JACOBI_MAX_K_COMPLEX,
@@ -34,6 +35,7 @@ from ._api import (
 )
 
 __all__ = [
+    "QR_HOUSEHOLDER_MAX_WORK",
     "SERIAL_MAX_WORK",
     "SVD_JACOBI_MAX_K",
     "SVD_JACOBI_MAX_K_COMPLEX",

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "QR_HOUSEHOLDER_MAX_WORK",
     "SERIAL_MAX_WORK",
     "SVD_SERIAL_MAX_WORK",
     "SVD_JACOBI_MAX_K",
@@ -184,20 +185,28 @@ def _blas_pinned_to_one_thread() -> Iterator[bool]:
         yield True
 
 
+#: Real QRs below this work (``B * m * k**2``) use Householder: for such tiny
+#: factorizations the four ``gemm`` calls of CholeskyQR2 cost more than the loops
+#: (``bench/rule_checks.py``: Householder was 7-30 % faster up to 64 x 16).
+QR_HOUSEHOLDER_MAX_WORK = 2.0e4
+
+
 def qr_algorithm(shape: tuple[int, ...], dtype: Any = np.float64) -> str:
     """The kernel ``batched_qr(..., algorithm="auto")`` runs for this input.
 
-    The rule (from the measurements in ``docs/kernels.md``):
+    The rule (from the measurements in ``docs/kernels.md``, rerun by
+    ``bench/rule_checks.py``):
 
     * ``"cholqr2"`` for real dtypes: CholeskyQR2 with BLAS ``gemm`` products in the input
       precision, guarded, with a per-matrix Householder fallback.  Our threads split the
       batch (one matrix per thread, BLAS pinned to one thread), or the rows of a single
-      tall matrix when the batch is smaller than the thread count.  It was 1.4-2.5x
-      faster than Householder at every measured shape;
-    * ``"householder"`` for complex dtypes, where the CholeskyQR2 loops were slower.
+      tall matrix when the batch is smaller than the thread count;
+    * ``"householder"`` for complex dtypes, where the CholeskyQR2 loops were slower, and
+      for real calls of less than ``QR_HOUSEHOLDER_MAX_WORK`` (``B m k^2``).
     """
-    del shape
-    return "cholqr2" if np.dtype(dtype).kind == "f" else "householder"
+    m, k = shape[-2], shape[-1]
+    work = math.prod(shape[:-2]) * m * k * k
+    return "cholqr2" if np.dtype(dtype).kind == "f" and work >= QR_HOUSEHOLDER_MAX_WORK else "householder"
 
 
 def svd_algorithm(shape: tuple[int, ...], dtype: Any = np.float64) -> str:

@@ -358,6 +358,17 @@ def test_qr_is_exactly_equivariant_under_power_of_two_column_scaling(algorithm):
     assert np.array_equal(r1 * d, r2)
 
 
+def test_qr_rule():
+    """Real work of at least QR_HOUSEHOLDER_MAX_WORK goes to CholeskyQR2, tiny real calls
+    and every complex call to Householder; batch dimensions count toward the work."""
+    limit = lk.QR_HOUSEHOLDER_MAX_WORK
+    m = int(np.ceil(limit / 64))  # m * 8**2 >= limit
+    assert lk.qr_algorithm((m, 8), np.float64) == "cholqr2"
+    assert lk.qr_algorithm((m - 8, 8), np.float32) == "householder"
+    assert lk.qr_algorithm((2, 4, m // 4, 8), np.float32) == "cholqr2"
+    assert lk.qr_algorithm((1000, 64, 8), np.complex128) == "householder"
+
+
 def test_svd_rule_and_jacobi_at_its_limits():
     """The rule hands real cores up to SVD_JACOBI_MAX_K and complex ones up to
     SVD_JACOBI_MAX_K_COMPLEX to Jacobi; at those sizes (even and odd, so the round-robin
