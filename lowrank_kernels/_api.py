@@ -235,7 +235,8 @@ def batched_qr(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[Any
         float64; complex inputs: loops in complex128) with a guaranteed per-matrix
         Householder fallback, taken on Cholesky breakdown, ``R1[j, j] < 1e-6 ||a_j||``,
         or ``||Q1^H Q1 - I||_max > 0.1``, which bounds ``cond(A)`` to about
-        ``0.3 / sqrt(eps)`` of the input dtype.
+        ``0.3 / sqrt(eps)`` of the input dtype.  The second pass is skipped when the first
+        already gives ``||Q1^H Q1 - I||_max <= k eps``.
     out : tuple (Q, R) of arrays, optional
         Preallocated C-contiguous outputs (CPU only); saves the allocation and first-touch
         page faults of large outputs.

@@ -30,7 +30,10 @@ float64/complex128 for every input dtype, except where noted):
     what governs CholeskyQR's accuracy), or when the second Gram
     matrix deviates from the identity by more than ``_CHOL_ORTH_MAX`` (an a-posteriori
     bound on the orthogonality of the first pass); the driver then runs ``_house_qr``
-    on that matrix.  The fallback is therefore guaranteed, per matrix.
+    on that matrix.  The fallback is therefore guaranteed, per matrix.  The second pass
+    is skipped when the first already gives ``||Q1^H Q1 - I||_max <= k eps`` (it could
+    not improve such a ``Q1``; the Gram matrix of ``Q1`` is formed either way, as the
+    a-posteriori guard).
 ``qr_rows_parallel``
     The same CholeskyQR2 for one tall real matrix, with its row blocks on the threads.
 ``_jacobi_svd``
@@ -342,18 +345,30 @@ def _upper_product(r2, r1, r):
 
 
 @njit(**_SERIAL)
-def _check_and_chol(g, rr, second):
-    """Cholesky of a summed Gram matrix with the CholeskyQR2 guards (see module doc)."""
+def _orth_deviation(g):
+    """``||g - I||_max`` for the Gram matrix ``g`` of a candidate orthonormal basis."""
     k = g.shape[0]
-    if second:
-        dev = 0.0
-        for i in range(k):
-            for j in range(k):
-                dev = max(dev, abs(g[i, j] - (1.0 if i == j else 0.0)))
-        if not (dev <= _CHOL_ORTH_MAX):
-            return False
+    dev = 0.0
+    for i in range(k):
+        for j in range(k):
+            dev = max(dev, abs(g[i, j] - (1.0 if i == j else 0.0)))
+    return dev
+
+
+@njit(**_SERIAL)
+def _first_chol(g, rr):
+    """Cholesky of the first Gram matrix with the breakdown and conditioning guards."""
     ok, worst = _chol_upper(g, rr)
-    return ok and (second or worst * _CHOL_COND_MAX**2 >= 1.0)
+    return ok and worst * _CHOL_COND_MAX**2 >= 1.0
+
+
+@njit(**_SERIAL)
+def _copy_upper(src, dst):
+    """``dst = src`` (upper-triangular ``src`` with zeros below), cast to ``dst``'s dtype."""
+    k = src.shape[0]
+    for i in range(k):
+        for j in range(k):
+            dst[i, j] = src[i, j]
 
 
 def _gram_into(src, g, gs):
@@ -406,16 +421,31 @@ def _cholqr2(a, q, r, g, r1, r2, ri, acc, gs, riw, q1):
 
     Real inputs: Gram matrices and ``Q = A R^{-1}`` by BLAS ``gemm`` in the input
     precision (``R^{-1}`` from the work-precision Cholesky, rounded once); complex
-    inputs: loops in work precision.  ``q1`` (m, k) holds the first pass.
+    inputs: loops in work precision.  The first pass writes ``Q1 = A R1^{-1}`` into
+    ``q``.  The Gram matrix of ``Q1`` is formed in any case (it is the a-posteriori
+    guard); when ``||Q1^H Q1 - I||_max <= k eps`` (eps of the input dtype) ``Q1`` is
+    already orthonormal to working accuracy, a second pass could not improve it, and
+    ``(Q1, R1)`` is returned.  Otherwise the second pass runs, through the scratch ``q1``.
     """
-    for p in range(2):
-        src = a if p == 0 else q1
-        rr = r1 if p == 0 else r2
-        _gram_into(src, g, gs)
-        if not _check_and_chol(g, rr, p == 1):
-            return False
-        _tri_inv_upper(rr, ri)
-        _times_inverse(src, ri, q1 if p == 0 else q, riw, acc)
+    k = a.shape[1]
+    _gram_into(a, g, gs)
+    if not _first_chol(g, r1):
+        return False
+    _tri_inv_upper(r1, ri)
+    _times_inverse(a, ri, q, riw, acc)
+    _gram_into(q, g, gs)
+    dev = _orth_deviation(g)
+    if not (dev <= _CHOL_ORTH_MAX):
+        return False
+    if dev <= k * np.finfo(a.dtype).eps:
+        _copy_upper(r1, r)
+        return True
+    ok, _ = _chol_upper(g, r2)
+    if not ok:
+        return False
+    _tri_inv_upper(r2, ri)
+    _times_inverse(q, ri, q1, riw, acc)
+    q[:, :] = q1
     _upper_product(r2, r1, r)
     return True
 
@@ -457,13 +487,42 @@ def _qr_batch(a, q, r, algo, nchunks, wproto):
 
 
 @njit(**_PARALLEL)
+def _gram_row_blocks(src, parts, g):
+    """``g = src^T src`` (work precision) from one ``gemm`` per row block, in parallel."""
+    m, k = src.shape
+    nblocks = parts.shape[0]
+    for c in prange(nblocks):
+        blk = src[(c * m) // nblocks : ((c + 1) * m) // nblocks]
+        np.dot(blk.T, blk, parts[c])
+    g[:, :] = 0.0
+    for c in range(nblocks):
+        for i in range(k):
+            for j in range(k):
+                g[i, j] += parts[c, i, j]
+
+
+@njit(**_PARALLEL)
+def _times_row_blocks(src, ri, riw, dst, nblocks):
+    """``dst = src @ ri`` (``ri`` rounded once into ``riw``), one ``gemm`` per row block."""
+    m, k = src.shape
+    for i in range(k):
+        for j in range(k):
+            riw[i, j] = ri[i, j]
+    for c in prange(nblocks):
+        lo = (c * m) // nblocks
+        hi = ((c + 1) * m) // nblocks
+        np.dot(src[lo:hi], riw, dst[lo:hi])
+
+
+@njit(**_SERIAL)
 def qr_rows_parallel(a, q, r, nblocks):
     """CholeskyQR2 of one real tall matrix ``a`` (m, k) with its rows split in ``nblocks``.
 
-    Partial Gram matrices of the row blocks (one ``gemm`` each) are formed in parallel
-    and summed in work precision; the small Cholesky and inverse run once; the blocks of
-    ``Q = A R^{-1}`` are formed in parallel.  Twice.  Returns ``False`` under the guards
-    of ``_cholqr2`` (the caller then runs Householder on the matrix).
+    The ``gemm`` products (partial Gram matrices of the row blocks, summed in work
+    precision, and the blocks of ``A R^{-1}``) run on the threads; the small Cholesky
+    factorizations and inverses run once.  Same passes, early acceptance and guards as
+    ``_cholqr2``; returns ``False`` when a guard refuses (the caller then runs
+    Householder on the matrix).
     """
     m, k = a.shape
     parts = np.empty((nblocks, k, k), dtype=a.dtype)
@@ -472,33 +531,27 @@ def qr_rows_parallel(a, q, r, nblocks):
     r2 = np.empty((k, k))
     ri = np.empty((k, k))
     riw = np.empty((k, k), dtype=a.dtype)
+    _gram_row_blocks(a, parts, g)
+    if not _first_chol(g, r1):
+        return False
+    _tri_inv_upper(r1, ri)
+    _times_row_blocks(a, ri, riw, q, nblocks)
+    _gram_row_blocks(q, parts, g)
+    dev = _orth_deviation(g)
+    if not (dev <= _CHOL_ORTH_MAX):
+        return False
+    if dev <= k * np.finfo(a.dtype).eps:
+        _copy_upper(r1, r)
+        return True
+    ok, _ = _chol_upper(g, r2)
+    if not ok:
+        return False
+    _tri_inv_upper(r2, ri)
     q1 = np.empty((m, k), dtype=a.dtype)
-    for p in range(2):
-        src = a if p == 0 else q1
-        dst = q1 if p == 0 else q
-        for c in prange(nblocks):
-            blk = src[(c * m) // nblocks : ((c + 1) * m) // nblocks]
-            np.dot(blk.T, blk, parts[c])
-        g[:, :] = 0.0
-        for c in range(nblocks):
-            for i in range(k):
-                for j in range(k):
-                    g[i, j] += parts[c, i, j]
-        rr = r1 if p == 0 else r2
-        if not _check_and_chol(g, rr, p == 1):
-            return False
-        _tri_inv_upper(rr, ri)
-        for i in range(k):
-            for j in range(k):
-                riw[i, j] = ri[i, j]
-        for c in prange(nblocks):
-            lo = (c * m) // nblocks
-            hi = ((c + 1) * m) // nblocks
-            np.dot(src[lo:hi], riw, dst[lo:hi])
+    _times_row_blocks(q, ri, riw, q1, nblocks)
+    q[:, :] = q1
     _upper_product(r2, r1, g)
-    for i in range(k):
-        for j in range(k):
-            r[i, j] = g[i, j]
+    _copy_upper(g, r)
     return True
 
 

@@ -358,6 +358,24 @@ def test_qr_is_exactly_equivariant_under_power_of_two_column_scaling(algorithm):
     assert np.array_equal(r1 * d, r2)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_cholqr2_second_pass_is_skipped_only_when_it_cannot_help(dtype):
+    """After the first CholeskyQR pass the kernel returns Q1 only if ||Q1^T Q1 - I||_max
+    <= k eps; otherwise it runs the second pass.  Either way Q is orthonormal to a few
+    k eps, much tighter than the general bound: a single pass at cond 3e3 (float32) or
+    1e6 (float64) would leave about cond^2 eps, orders of magnitude above this."""
+    rng = np.random.default_rng(15)
+    eps = float(np.finfo(dtype).eps)
+    conds = (1e1, 1e3, 3e3) if dtype == "float32" else (1e1, 1e4, 1e6)
+    for k, m in ((8, 64), (16, 256)):
+        for cond in conds:
+            a = _matrices(rng, (20, m, k), dtype, cond=cond)
+            q, r = lk.batched_qr(a, algorithm="cholqr2")
+            _check_qr(a, q, r)
+            orth = np.abs(np.swapaxes(q, -1, -2) @ q - np.eye(k)).max()
+            assert orth <= 4 * k * eps, (k, cond, orth / eps)
+
+
 def test_qr_rule():
     """Real work of at least QR_HOUSEHOLDER_MAX_WORK goes to CholeskyQR2, tiny real calls
     and every complex call to Householder; batch dimensions count toward the work."""
