@@ -186,9 +186,9 @@ def _blas_pinned_to_one_thread() -> Iterator[bool]:
 
 
 #: Real QRs below this work (``B * m * k**2``) use Householder: for such tiny
-#: factorizations the four ``gemm`` calls of CholeskyQR2 cost more than the loops
-#: (``bench/rule_checks.py``: Householder was 7-30 % faster up to 64 x 16).
-QR_HOUSEHOLDER_MAX_WORK = 2.0e4
+#: factorizations the ``gemm`` calls of CholeskyQR2 cost more than the loops
+#: (``bench/rule_checks.py``; the two were level around 128 x 8).
+QR_HOUSEHOLDER_MAX_WORK = 8.0e3
 
 
 def qr_algorithm(shape: tuple[int, ...], dtype: Any = np.float64) -> str:
