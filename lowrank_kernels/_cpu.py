@@ -356,10 +356,32 @@ def _orth_deviation(g):
 
 
 @njit(**_SERIAL)
-def _first_chol(g, rr):
-    """Cholesky of the first Gram matrix with the breakdown and conditioning guards."""
-    ok, worst = _chol_upper(g, rr)
-    return ok and worst * _CHOL_COND_MAX**2 >= 1.0
+def _first_pass_factors(g, r1, ri):
+    """``R1 = chol(g)`` of the first Gram matrix and ``ri = R1^{-1}``; ``False`` on
+    breakdown or when the conditioning guard refuses."""
+    ok, worst = _chol_upper(g, r1)
+    if not (ok and worst * _CHOL_COND_MAX**2 >= 1.0):
+        return False
+    _tri_inv_upper(r1, ri)
+    return True
+
+
+@njit(**_SERIAL)
+def _after_first_pass(g, r1, r2, ri, r, accept):
+    """What to do once ``g`` is the Gram matrix of ``Q1``: ``-1`` refuse (a-posteriori
+    guard or breakdown), ``0`` accept ``Q1`` (``||g - I||_max <= accept``; ``r = R1``),
+    ``1`` run the second pass (``r2 = chol(g)``, ``ri = r2^{-1}``)."""
+    dev = _orth_deviation(g)
+    if not (dev <= _CHOL_ORTH_MAX):
+        return -1
+    if dev <= accept:
+        _copy_upper(r1, r)
+        return 0
+    ok, _ = _chol_upper(g, r2)
+    if not ok:
+        return -1
+    _tri_inv_upper(r2, ri)
+    return 1
 
 
 @njit(**_SERIAL)
@@ -427,23 +449,14 @@ def _cholqr2(a, q, r, g, r1, r2, ri, acc, gs, riw, q1):
     already orthonormal to working accuracy, a second pass could not improve it, and
     ``(Q1, R1)`` is returned.  Otherwise the second pass runs, through the scratch ``q1``.
     """
-    k = a.shape[1]
     _gram_into(a, g, gs)
-    if not _first_chol(g, r1):
+    if not _first_pass_factors(g, r1, ri):
         return False
-    _tri_inv_upper(r1, ri)
     _times_inverse(a, ri, q, riw, acc)
     _gram_into(q, g, gs)
-    dev = _orth_deviation(g)
-    if not (dev <= _CHOL_ORTH_MAX):
-        return False
-    if dev <= k * np.finfo(a.dtype).eps:
-        _copy_upper(r1, r)
-        return True
-    ok, _ = _chol_upper(g, r2)
-    if not ok:
-        return False
-    _tri_inv_upper(r2, ri)
+    step = _after_first_pass(g, r1, r2, ri, r, a.shape[1] * np.finfo(a.dtype).eps)
+    if step <= 0:
+        return step == 0
     _times_inverse(q, ri, q1, riw, acc)
     q[:, :] = q1
     _upper_product(r2, r1, r)
@@ -532,21 +545,13 @@ def qr_rows_parallel(a, q, r, nblocks):
     ri = np.empty((k, k))
     riw = np.empty((k, k), dtype=a.dtype)
     _gram_row_blocks(a, parts, g)
-    if not _first_chol(g, r1):
+    if not _first_pass_factors(g, r1, ri):
         return False
-    _tri_inv_upper(r1, ri)
     _times_row_blocks(a, ri, riw, q, nblocks)
     _gram_row_blocks(q, parts, g)
-    dev = _orth_deviation(g)
-    if not (dev <= _CHOL_ORTH_MAX):
-        return False
-    if dev <= k * np.finfo(a.dtype).eps:
-        _copy_upper(r1, r)
-        return True
-    ok, _ = _chol_upper(g, r2)
-    if not ok:
-        return False
-    _tri_inv_upper(r2, ri)
+    step = _after_first_pass(g, r1, r2, ri, r, k * np.finfo(a.dtype).eps)
+    if step <= 0:
+        return step == 0
     q1 = np.empty((m, k), dtype=a.dtype)
     _times_row_blocks(q, ri, riw, q1, nblocks)
     q[:, :] = q1
@@ -663,20 +668,12 @@ def _jacobi_svd(w, vt, nrm, tol, sched, gam, al, be, cf):
                 cph = np.conj(g / abs(g))
                 nrm[p] = al[i] - cf[2, i]
                 nrm[qq] = be[i] + cf[2, i]
-                wp = w[p]
-                wq = w[qq]
-                for t in range(k):
-                    x = wp[t]
-                    y = cph * wq[t]
-                    wp[t] = cs * x - sn * y
-                    wq[t] = sn * x + cs * y
-                vp = vt[p]
-                vq = vt[qq]
-                for t in range(k):
-                    x = vp[t]
-                    y = cph * vq[t]
-                    vp[t] = cs * x - sn * y
-                    vq[t] = sn * x + cs * y
+                for xp, xq in ((w[p], w[qq]), (vt[p], vt[qq])):
+                    for t in range(k):
+                        x = xp[t]
+                        y = cph * xq[t]
+                        xp[t] = cs * x - sn * y
+                        xq[t] = sn * x + cs * y
         if not rotated:
             return True
     return False
