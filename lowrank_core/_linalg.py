@@ -12,7 +12,7 @@ Which path runs (the *size rule*, see ``docs/kernels.md``):
 
   - thin QR: ``m >= k``, except complex128 stacks of fewer than
     ``KERNEL_QR_C128_MIN_BATCH`` matrices with ``k >= 16`` and ``m k <= 65536``, where
-    the complex Householder kernel was up to 1.2x slower than LAPACK;
+    the complex Householder kernel was slower than LAPACK (``bench/rule_checks.py``);
   - SVD: a stack of at least ``KERNEL_SVD_MIN_BATCH`` matrices (a single small SVD is
     faster through LAPACK ``gesdd`` directly);
 

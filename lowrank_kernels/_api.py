@@ -296,17 +296,15 @@ def _cholqr2_stack(x3: np.ndarray, q3: np.ndarray, r3: np.ndarray, wp: np.ndarra
 
     nb, m, k = x3.shape
     threads = numba.get_num_threads()
-    if m * k * k < _BLAS_THREADED_GEMM:
-        # Products too small for the BLAS to thread: call it from our threads as it is
-        # (pinning would cost more than these factorizations).
-        driver, nchunks = _driver("qr", nb, m, k)
-        driver(x3, q3, r3, _cpu.QR_CHOLQR2, nchunks, wp)
-        return
-    with _blas_pinned_to_one_thread() as pinned:
+    # Products too small for the BLAS to thread are called from our threads as they are
+    # (pinning would cost more than these factorizations); larger ones with the BLAS
+    # pinned to one thread, where that is possible.
+    small = m * k * k < _BLAS_THREADED_GEMM
+    with contextlib.nullcontext(True) if small else _blas_pinned_to_one_thread() as pinned:
         if not pinned:
             # The BLAS threads these products itself: one matrix at a time.
             _cpu.qr_batch_serial(x3, q3, r3, _cpu.QR_CHOLQR2, 1, wp)
-        elif x3.dtype.kind == "f" and 1 < threads and nb < threads:
+        elif not small and x3.dtype.kind == "f" and 1 < threads and nb < threads:
             for b in range(nb):
                 if not _cpu.qr_rows_parallel(x3[b], q3[b], r3[b], threads):
                     _cpu.qr_batch_serial(x3[b : b + 1], q3[b : b + 1], r3[b : b + 1], _cpu.QR_HOUSEHOLDER, 1, wp)

@@ -370,23 +370,26 @@ def _first_pass_factors(g, r1, ri):
 def _after_first_pass(g, r1, r2, ri, r, accept):
     """What to do once ``g`` is the Gram matrix of ``Q1``: ``-1`` refuse (a-posteriori
     guard or breakdown), ``0`` accept ``Q1`` (``||g - I||_max <= accept``; ``r = R1``),
-    ``1`` run the second pass (``r2 = chol(g)``, ``ri = r2^{-1}``)."""
+    ``1`` run the second pass (``r2 = chol(g)``, ``ri = r2^{-1}``, ``r = R2 R1``, formed
+    in work precision in ``g`` and rounded once)."""
     dev = _orth_deviation(g)
     if not (dev <= _CHOL_ORTH_MAX):
         return -1
     if dev <= accept:
-        _copy_upper(r1, r)
+        _copy_cast(r1, r)
         return 0
     ok, _ = _chol_upper(g, r2)
     if not ok:
         return -1
     _tri_inv_upper(r2, ri)
+    _upper_product(r2, r1, g)
+    _copy_cast(g, r)
     return 1
 
 
 @njit(**_SERIAL)
-def _copy_upper(src, dst):
-    """``dst = src`` (upper-triangular ``src`` with zeros below), cast to ``dst``'s dtype."""
+def _copy_cast(src, dst):
+    """``dst = src`` for square ``k x k`` matrices, cast to ``dst``'s dtype."""
     k = src.shape[0]
     for i in range(k):
         for j in range(k):
@@ -408,10 +411,7 @@ def _gram_into_impl(src, g, gs):
         # One BLAS gemm in the input precision (sgemm for float32: its rounding is what
         # the guards of ``_cholqr2`` bound), copied into the work-precision matrix.
         np.dot(src.T, src, gs)
-        k = g.shape[0]
-        for i in range(k):
-            for j in range(k):
-                g[i, j] = gs[i, j]
+        _copy_cast(gs, g)
 
     return gemm
 
@@ -428,10 +428,7 @@ def _times_inverse_impl(src, ri, out, riw, acc):
         return lambda src, ri, out, riw, acc: _times_upper(src, ri, out, acc)
 
     def gemm(src, ri, out, riw, acc):
-        k = ri.shape[0]
-        for i in range(k):
-            for j in range(k):
-                riw[i, j] = ri[i, j]
+        _copy_cast(ri, riw)
         np.dot(src, riw, out)
 
     return gemm
@@ -459,7 +456,6 @@ def _cholqr2(a, q, r, g, r1, r2, ri, acc, gs, riw, q1):
         return step == 0
     _times_inverse(q, ri, q1, riw, acc)
     q[:, :] = q1
-    _upper_product(r2, r1, r)
     return True
 
 
@@ -517,10 +513,8 @@ def _gram_row_blocks(src, parts, g):
 @njit(**_PARALLEL)
 def _times_row_blocks(src, ri, riw, dst, nblocks):
     """``dst = src @ ri`` (``ri`` rounded once into ``riw``), one ``gemm`` per row block."""
-    m, k = src.shape
-    for i in range(k):
-        for j in range(k):
-            riw[i, j] = ri[i, j]
+    m = src.shape[0]
+    _copy_cast(ri, riw)
     for c in prange(nblocks):
         lo = (c * m) // nblocks
         hi = ((c + 1) * m) // nblocks
@@ -555,8 +549,6 @@ def qr_rows_parallel(a, q, r, nblocks):
     q1 = np.empty((m, k), dtype=a.dtype)
     _times_row_blocks(q, ri, riw, q1, nblocks)
     q[:, :] = q1
-    _upper_product(r2, r1, g)
-    _copy_upper(g, r)
     return True
 
 
