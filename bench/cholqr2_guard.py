@@ -7,7 +7,8 @@ The test bound is ``8 max(m, k) eps``.  Writes ``bench/results/cholqr2_guard.jso
 
 It also times the worst case of the guarded default, a stack in which every matrix is
 exactly rank deficient (so every matrix runs the failed first pass, then Householder),
-against Householder alone and ``numpy.linalg.qr``: medians of 5 interleaved rounds.
+against Householder alone and ``numpy.linalg.qr``: medians of 5 interleaved rounds
+(``rule_checks._compare``).
 
 Run: ``OPENBLAS_NUM_THREADS=1 python bench/cholqr2_guard.py``
 """
@@ -16,9 +17,9 @@ from __future__ import annotations
 
 import json
 import pathlib
-import time
 
 import numpy as np
+from rule_checks import _compare  # bench/ is on sys.path when this script runs
 
 import lowrank_kernels as lk
 from lowrank_kernels import _cpu
@@ -49,19 +50,12 @@ def fallback_cost(rng: np.random.Generator) -> list[dict]:
                 "householder": lambda a=a: lk.batched_qr(a, algorithm="householder"),
                 "auto": lambda a=a: lk.batched_qr(a),
             }
-            for f in runs.values():
-                f()
-            times: dict[str, list[float]] = {name: [] for name in runs}
-            for _ in range(5):
-                for name, f in runs.items():
-                    t0 = time.perf_counter()
-                    f()
-                    times[name].append(time.perf_counter() - t0)
-            ms = {name: 1e3 * float(np.median(v)) for name, v in times.items()}
-            rows.append({"dtype": dt, "B": b, "m": m, "k": k, "rank": k // 2, **{f"ms_{n}": v for n, v in ms.items()}})
+            res = _compare(runs, 5, "numpy")
+            rows.append({"dtype": dt, "B": b, "m": m, "k": k, "rank": k // 2, **res})
             print(
-                f"rank-deficient {dt} {(b, m, k)}: auto {ms['auto']:.1f} ms, householder {ms['householder']:.1f} ms, "
-                f"numpy {ms['numpy']:.1f} ms (auto is {ms['numpy'] / ms['auto']:.2f}x numpy)"
+                f"rank-deficient {dt} {(b, m, k)}: auto {res['ms_auto']:.1f} ms, householder "
+                f"{res['ms_householder']:.1f} ms, numpy {res['ms_numpy']:.1f} ms "
+                f"(auto is {res['numpy_over_auto']:.2f}x numpy)"
             )
     return rows
 
