@@ -10,7 +10,10 @@ contenders the rule chooses between, on shapes on both sides of its threshold:
   (``lowrank_core._linalg.KERNEL_QR_C128_MIN_BATCH``);
 * ``svd``: Jacobi against LAPACK ``gesdd`` per matrix (both on our threads) and
   ``numpy.linalg.svd``, behind ``SVD_JACOBI_MAX_K`` (real) and
-  ``SVD_JACOBI_MAX_K_COMPLEX``.
+  ``SVD_JACOBI_MAX_K_COMPLEX``;
+* ``svd_tall``: for tall real stacks, the stacked CholeskyQR2 first (``A = Q R``, SVD of
+  ``R``, ``U = Q U_R``) against the SVD kernel's own per-matrix Householder QR, and NumPy,
+  behind ``SVD_TALL_QR_MIN_MATRIX`` and ``SVD_TALL_QR_MIN_WORK``.
 
 Writes ``bench/results/rule_checks.json``.  Run: ``OPENBLAS_NUM_THREADS=1 python bench/rule_checks.py``
 """
@@ -27,6 +30,7 @@ from typing import Any
 import numpy as np
 
 import lowrank_kernels as lk
+from lowrank_kernels import _api
 
 QR_REAL = [
     (10000, 64, 8),
@@ -40,6 +44,30 @@ QR_REAL = [
 ]
 QR_C128 = [(1000, 64, 8), (100, 256, 16), (16, 512, 16), (1, 128, 8), (1, 256, 16), (1, 512, 16), (2, 1000, 20)]
 SVD = [(1000, 8, 8), (1000, 16, 16), (200, 24, 24), (200, 32, 32), (1000, 64, 8)]
+SVD_TALL = [
+    (1000, 64, 8),
+    (300, 64, 8),
+    (1000, 64, 4),
+    (16, 128, 8),
+    (1000, 128, 8),
+    (4, 256, 16),
+    (1, 256, 8),
+    (1, 1024, 16),
+    (1000, 256, 16),
+    (100, 1024, 32),
+    (10, 4096, 64),
+    (1, 100000, 32),
+]
+
+
+def _svd_tall(a: np.ndarray, *, stacked_qr: bool) -> None:
+    """``batched_svd`` of a real ``(B, m, k)`` stack by either path of the ``svd_tall`` rule."""
+    from lowrank_kernels import _cpu
+
+    nb, m, k = a.shape
+    code = _cpu.SVD_JACOBI if lk.svd_algorithm(a.shape, a.dtype) == "jacobi" else _cpu.SVD_LAPACK
+    u, s, v = np.empty_like(a), np.empty((nb, k), a.dtype), np.empty((nb, k, k), a.dtype)
+    (_api._svd_tall_stack if stacked_qr else _api._svd_stack)(a, u, s, v, code, _api._work_proto(a.dtype))
 
 
 def _matrices(shape: tuple[int, int, int], dtype: str) -> np.ndarray:
@@ -115,6 +143,21 @@ def main(repeat: int = 5) -> None:
             )
             rows.append({"rule": "svd", "dtype": dt, "shape": shape, "auto": lk.svd_algorithm(shape, dt), **res})
             print("svd", dt, shape, lk.svd_algorithm(shape, dt), {k: round(v, 3) for k, v in res.items()})
+    for dt in ("float64", "float32"):
+        for shape in SVD_TALL:
+            a = _matrices(shape, dt)
+            res = _compare(
+                {
+                    "numpy": lambda a=a: np.linalg.svd(a, full_matrices=False),
+                    "stacked_qr": lambda a=a: _svd_tall(a, stacked_qr=True),
+                    "in_kernel_qr": lambda a=a: _svd_tall(a, stacked_qr=False),
+                },
+                repeat,
+                "numpy",
+            )
+            auto = "stacked_qr" if _api._svd_via_stacked_qr(shape, dt) else "in_kernel_qr"
+            rows.append({"rule": "svd_tall", "dtype": dt, "shape": shape, "auto": auto, **res})
+            print("svd tall", dt, shape, auto, {k: round(v, 3) for k, v in res.items()})
     out = pathlib.Path(__file__).parent / "results" / "rule_checks.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(rows, indent=1) + "\n")

@@ -14,6 +14,8 @@ __all__ = [
     "QR_HOUSEHOLDER_MAX_WORK",
     "SERIAL_MAX_WORK",
     "SVD_SERIAL_MAX_WORK",
+    "SVD_TALL_QR_MIN_MATRIX",
+    "SVD_TALL_QR_MIN_WORK",
     "SVD_JACOBI_MAX_K",
     "SVD_JACOBI_MAX_K_COMPLEX",
     "batched_qr",
@@ -148,7 +150,7 @@ def _driver(kind: str, nb: int, m: int, k: int) -> tuple[Any, int]:
 
     from . import _cpu
 
-    limit = SERIAL_MAX_WORK if kind == "qr" else SVD_SERIAL_MAX_WORK
+    limit = SVD_SERIAL_MAX_WORK if kind == "svd" else SERIAL_MAX_WORK
     if nb * m * k * k < limit or numba.get_num_threads() == 1:
         return getattr(_cpu, f"{kind}_batch_serial"), 1
     return getattr(_cpu, f"{kind}_batch"), max(1, min(nb, 4 * numba.get_num_threads()))
@@ -209,12 +211,36 @@ def qr_algorithm(shape: tuple[int, ...], dtype: Any = np.float64) -> str:
     return "cholqr2" if np.dtype(dtype).kind == "f" and work >= QR_HOUSEHOLDER_MAX_WORK else "householder"
 
 
+#: Tall real SVDs are reduced by the stacked CholeskyQR2 (then ``U = Q U_R``) when each
+#: matrix has ``m k^2`` of at least ``SVD_TALL_QR_MIN_MATRIX`` and the call at least
+#: ``SVD_TALL_QR_MIN_WORK`` (``B m k^2``); below, the SVD kernel's own per-matrix
+#: Householder QR was as fast or faster (``bench/rule_checks.py``, rule ``svd_tall``).
+SVD_TALL_QR_MIN_MATRIX = 8192
+SVD_TALL_QR_MIN_WORK = 2.0e5
+
+
+def _svd_via_stacked_qr(shape: tuple[int, ...], dtype: Any) -> bool:
+    m, k = shape[-2], shape[-1]
+    per_matrix = m * k * k
+    return (
+        m > k
+        and np.dtype(dtype).kind == "f"
+        and per_matrix >= SVD_TALL_QR_MIN_MATRIX
+        and math.prod(shape[:-2]) * per_matrix >= SVD_TALL_QR_MIN_WORK
+    )
+
+
 def svd_algorithm(shape: tuple[int, ...], dtype: Any = np.float64) -> str:
     """The kernel ``batched_svd(..., algorithm="auto")`` runs for this input.
 
     ``"jacobi"`` (one-sided Jacobi, after a QR when ``m > k``) when ``min(m, k)`` is at
     most ``SVD_JACOBI_MAX_K`` (real dtypes) or ``SVD_JACOBI_MAX_K_COMPLEX`` (complex);
-    ``"lapack"`` (``gesdd`` per matrix in a parallel loop) otherwise.
+    ``"lapack"`` (``gesdd`` per matrix in a parallel loop) otherwise.  Tall real inputs
+    with ``m k^2 >= SVD_TALL_QR_MIN_MATRIX`` and ``B m k^2 >= SVD_TALL_QR_MIN_WORK`` are
+    first factored ``A = Q R`` by the stacked CholeskyQR2 (with its Householder
+    fallback); the chosen algorithm then works on the ``k x k`` factors ``R``, and
+    ``U = Q U_R`` is one ``gemm`` per matrix.  Other tall inputs get a Householder QR
+    per matrix inside the SVD kernel.
     """
     limit = SVD_JACOBI_MAX_K_COMPLEX if np.dtype(dtype).kind == "c" else SVD_JACOBI_MAX_K
     return "jacobi" if min(shape[-2], shape[-1]) <= limit else "lapack"
@@ -325,9 +351,10 @@ def batched_svd(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[An
     algorithm : {"auto", "jacobi", "lapack"}
         ``"auto"`` applies :func:`svd_algorithm`.  ``"jacobi"``: one-sided Jacobi in
         float64/complex128 work precision (high relative accuracy of small singular
-        values), preceded by a Householder QR when ``m > k``; if the sweeps do not
-        converge the matrix is redone with LAPACK.  ``"lapack"``: ``gesdd`` per matrix
-        in a parallel loop.
+        values), preceded by a QR when ``m > k``; if the sweeps do not converge the
+        matrix is redone with LAPACK.  ``"lapack"``: ``gesdd`` per matrix in a parallel
+        loop.  Either way, large tall real stacks are reduced to their ``k x k``
+        factors ``R`` by the stacked CholeskyQR2 first (see :func:`svd_algorithm`).
     out : tuple (U, s, V) of arrays, optional
         Preallocated C-contiguous outputs (CPU only).
 
@@ -378,20 +405,33 @@ def batched_svd(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[An
 
     choice = svd_algorithm(x.shape, dt) if algorithm == "auto" else algorithm
     code = _cpu.SVD_JACOBI if choice == "jacobi" else _cpu.SVD_LAPACK
-    tol = math.sqrt(k) * float(np.finfo(dt).eps)
+    x3, u3, s2, v3 = x.reshape(nb, m, k), u.reshape(nb, m, k), s.reshape(nb, k), v.reshape(nb, k, k)
+    wp = _work_proto(dt)
+    if _svd_via_stacked_qr(x.shape, dt):
+        _svd_tall_stack(x3, u3, s2, v3, code, wp)
+    else:
+        _svd_stack(x3, u3, s2, v3, code, wp)
+    return u, s, v
+
+
+def _svd_stack(x3: np.ndarray, u3: np.ndarray, s2: np.ndarray, v3: np.ndarray, code: int, wp: np.ndarray) -> None:
+    """The SVD kernel (Jacobi or LAPACK per matrix, ``code``) on a ``(B, m, k)`` stack."""
+    nb, m, k = x3.shape
+    tol = math.sqrt(k) * float(np.finfo(x3.dtype).eps)
     driver, nchunks = _driver("svd", nb, m, k)
     # LAPACK calls from our threads (gesdd, and the fallback of Jacobi): pin the BLAS to
     # one thread where its products are large enough to be threaded.
-    pin = _blas_pinned_to_one_thread() if k**3 >= _BLAS_THREADED_GEMM else contextlib.nullcontext()
-    with pin:
-        driver(
-            x.reshape(nb, m, k),
-            u.reshape(nb, m, k),
-            s.reshape(nb, k),
-            v.reshape(nb, k, k),
-            code,
-            nchunks,
-            _work_proto(dt),
-            tol,
-        )
-    return u, s, v
+    with _blas_pinned_to_one_thread() if k**3 >= _BLAS_THREADED_GEMM else contextlib.nullcontext():
+        driver(x3, u3, s2, v3, code, nchunks, wp, tol)
+
+
+def _svd_tall_stack(x3: np.ndarray, u3: np.ndarray, s2: np.ndarray, v3: np.ndarray, code: int, wp: np.ndarray) -> None:
+    """SVD of a tall real ``(B, m, k)`` stack through the stacked CholeskyQR2: ``A = Q R``,
+    the SVD kernel on the ``k x k`` factors ``R = U_R diag(s) V^H``, then ``U = Q U_R``."""
+    nb, m, k = x3.shape
+    q3, r3, ur3 = np.empty_like(x3), np.empty((nb, k, k), dtype=x3.dtype), np.empty((nb, k, k), dtype=x3.dtype)
+    _cholqr2_stack(x3, q3, r3, wp)
+    _svd_stack(r3, ur3, s2, v3, code, wp)
+    driver, nchunks = _driver("lift", nb, m, k)
+    with contextlib.nullcontext() if m * k * k < _BLAS_THREADED_GEMM else _blas_pinned_to_one_thread():
+        driver(q3, ur3, u3, v3, nchunks)

@@ -845,3 +845,17 @@ def _svd_batch(a, u, s, v, algo, nchunks, wproto, tol):
 
 svd_batch = njit(**_PARALLEL)(_renamed(_svd_batch, "_parallel"))
 svd_batch_serial = njit(**_SERIAL)(_renamed(_svd_batch, "_serial"))
+
+
+def _lift_batch(q, c, u, v, nchunks):
+    """``u[b] = q[b] @ c[b]`` (one ``gemm`` each) with the canonical phases of ``u[b]``,
+    ``v[b]``: the left singular vectors of a QR-preconditioned thin SVD."""
+    nb = q.shape[0]
+    for ch in prange(nchunks):
+        for b in range((ch * nb) // nchunks, ((ch + 1) * nb) // nchunks):
+            np.dot(q[b], c[b], u[b])
+            _canonical_phases(u[b], v[b])
+
+
+lift_batch = njit(**_PARALLEL)(_renamed(_lift_batch, "_parallel"))
+lift_batch_serial = njit(**_SERIAL)(_renamed(_lift_batch, "_serial"))

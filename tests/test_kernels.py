@@ -241,6 +241,34 @@ def test_nonfinite_matrix_poisons_only_itself(device, bad):
         assert np.all(np.isfinite(s[others]))
 
 
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tall_svd_through_stacked_qr(monkeypatch, dtype):
+    """Tall real stacks big enough for CholeskyQR2 are factored as QR, SVD of R, U = Q U_R.
+    The contract holds for a mix of well-conditioned, graded (where CholeskyQR2's guard
+    sends the matrix to Householder) and rank-deficient matrices, and a NaN matrix
+    poisons only its own outputs."""
+    calls = []
+    real = lk._api._cholqr2_stack
+    monkeypatch.setattr(lk._api, "_cholqr2_stack", lambda *args: calls.append(1) or real(*args))
+    rng = np.random.default_rng(12)
+    parts = [
+        _matrices(rng, (6, 256, 8), dtype, cond=10.0),
+        _matrices(rng, (5, 256, 8), dtype, cond=1e12),
+        _matrices(rng, (3, 256, 8), dtype, rank=3),
+    ]
+    a = np.concatenate(parts)
+    assert a.shape[0] * 256 * 8**2 >= lk.SVD_TALL_QR_MIN_WORK
+    _check_svd(a, *lk.batched_svd(a))
+    assert calls, "the tall stack did not go through the stacked QR"
+    a[7, 10, 2] = np.nan
+    u, s, v = lk.batched_svd(a)
+    for out in (u, s, v):
+        assert np.isnan(out[7]).all()
+    keep = np.arange(len(a)) != 7
+    _check_svd(a[keep], u[keep], s[keep], v[keep])
+
+
 # ----------------------------------------------------------------------------- bad input
 def test_bad_input_errors():
     a = np.ones((2, 5, 3))
