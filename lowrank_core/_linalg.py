@@ -65,6 +65,7 @@ __all__ = [
     "LinAlgBreakdown",
     "kernel_benchmark",
     "kernel_environment",
+    "matmul",
     "qr_flops",
     "svd_flops",
     "thin_qr",
@@ -288,6 +289,44 @@ def _kernel_route(x: Any, xp: Any, op: str) -> tuple[Any, Any] | None:
         return x, lambda y: y
     refuse(f"{type(x).__module__} arrays are not supported by the kernels (NumPy, PyTorch CPU, CuPy are)")
     return None
+
+
+def _gemm_layout(x: Any) -> bool:
+    """C-contiguous, or the transpose of a C-contiguous stack: usable without a copy."""
+    return x.flags.c_contiguous or x.swapaxes(-1, -2).flags.c_contiguous
+
+
+def matmul(a: Any, b: Any, xp: Any) -> Any:
+    """``a @ b``, with large NumPy stacks split across threads.
+
+    Equal-shaped stacks of NumPy arrays (same batch shape, same floating dtype, each a
+    C-contiguous stack, a transpose of one, or at most a quarter of the result's size)
+    for which
+    :func:`lowrank_kernels.matmul_uses_kernel` holds go to
+    :func:`lowrank_kernels.batched_matmul` (one ``gemm`` per matrix, the stack split
+    across Numba's threads); everything else, and everything under
+    ``use_linalg("xp")``, is ``a @ b`` of the array library.  ``xp`` is the namespace
+    of ``a`` and ``b``.  Products are not counted.
+    """
+    if (
+        array_api_compat.is_numpy_namespace(xp)
+        and a.ndim >= 3
+        and a.shape[:-2] == b.shape[:-2]
+        and a.dtype == b.dtype
+        and a.dtype.name in _KERNEL_DTYPES
+        and _LINALG_PATH.get() != "xp"
+        and _kernels_available()
+    ):
+        import lowrank_kernels
+
+        out_size = a.size // a.shape[-1] * b.shape[-1]
+        # Operands in other layouts are copied by the kernel: worth it only when they
+        # are much smaller than the result (column slices of small cores).
+        if lowrank_kernels.matmul_uses_kernel(a.shape, b.shape) and all(
+            _gemm_layout(x) or 4 * x.size <= out_size for x in (a, b)
+        ):
+            return lowrank_kernels.batched_matmul(a, b)
+    return a @ b
 
 
 def kernel_benchmark(**options: Any) -> list[dict[str, Any]]:

@@ -140,7 +140,8 @@ class LowRank:
 
     def to_dense(self) -> Any:
         """Form the full matrix ``U @ S @ V^H`` of shape ``(..., m, n)``."""
-        return (self.U @ self.S) @ conj_transpose(self.V, self.xp)
+        xp = self.xp
+        return _linalg.matmul(_linalg.matmul(self.U, self.S, xp), conj_transpose(self.V, xp), xp)
 
     def norm(self) -> Any:
         """Frobenius norm ``||Y||_F = ||S||_F`` (uses orthonormality of ``U``, ``V``).

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ._linalg import matmul as mm
 from ._lowrank import LowRank
 from ._namespace import conj_transpose, is_complex_dtype, namespace_of
 
@@ -55,7 +56,7 @@ class RHSValue:
     def UH_F_V(self, U: Any, V: Any) -> Any:  # noqa: N802
         """``U^H @ F @ V``; returns ``(..., k, l)``."""
         xp = namespace_of(U, V)
-        return conj_transpose(U, xp) @ self.F_V(V)
+        return mm(conj_transpose(U, xp), self.F_V(V), xp)
 
 
 class DenseValue(RHSValue):
@@ -66,13 +67,13 @@ class DenseValue(RHSValue):
         self.xp = xp
 
     def F_V(self, V: Any) -> Any:  # noqa: N802
-        return self.F @ V
+        return mm(self.F, V, self.xp)
 
     def FH_U(self, U: Any) -> Any:  # noqa: N802
-        return conj_transpose(self.F, self.xp) @ U
+        return mm(conj_transpose(self.F, self.xp), U, self.xp)
 
     def UH_F_V(self, U: Any, V: Any) -> Any:  # noqa: N802
-        return conj_transpose(U, self.xp) @ (self.F @ V)
+        return mm(conj_transpose(U, self.xp), self.F_V(V), self.xp)
 
 
 class _BoundProducts(RHSValue):
@@ -135,7 +136,7 @@ class AbstractMatrixODE:
 
     def UH_F_V(self, t: float, Y: LowRank, U: Any, V: Any) -> Any:  # noqa: N802
         """``U^H @ F(t, Y) @ V``; returns ``(..., k, l)``."""
-        return conj_transpose(U, Y.xp) @ self.F_V(t, Y, V)
+        return mm(conj_transpose(U, Y.xp), self.F_V(t, Y, V), Y.xp)
 
 
 def _check_returned(F: Any, expected_shape: tuple, dtype: Any, who: str) -> None:
@@ -335,19 +336,25 @@ class LinearMatrixODE(AbstractMatrixODE):
         C = self.C
         return C(t) if callable(C) else C
 
+    # Products go through ``_linalg.matmul`` (``mm``): large NumPy stacks are split
+    # across threads there.
     def F_V(self, t: float, Y: LowRank, W: Any) -> Any:  # noqa: N802
         xp = Y.xp
-        VhW = conj_transpose(Y.V, xp) @ W  # (r, k)
+        Vh = conj_transpose(Y.V, xp)
+        VhW = mm(Vh, W, xp)  # (r, k)
         out = None
         for left, right, _, _ in self._kron:
-            coeff = VhW if right is None else conj_transpose(Y.V, xp) @ (xp.matrix_transpose(right) @ W)
-            term = Y.U @ (Y.S @ coeff)
+            coeff = VhW if right is None else mm(Vh, mm(xp.matrix_transpose(right), W, xp), xp)
+            term = mm(Y.U, mm(Y.S, coeff, xp), xp)
             if left is not None:
-                term = left @ term
+                term = mm(left, term, xp)
             out = term if out is None else out + term
         C = self._C(t)
         if C is not None:
-            cw = C.U @ (C.S @ (conj_transpose(C.V, xp) @ W)) if isinstance(C, LowRank) else C @ W
+            if isinstance(C, LowRank):
+                cw = mm(C.U, mm(C.S, mm(conj_transpose(C.V, xp), W, xp), xp), xp)
+            else:
+                cw = mm(C, W, xp)
             out = cw if out is None else out + cw
         return out
 
@@ -355,37 +362,39 @@ class LinearMatrixODE(AbstractMatrixODE):
         xp = Y.xp
         out = None
         SH = conj_transpose(Y.S, xp)
+        Uh = conj_transpose(Y.U, xp)
         for left, right, _, _ in self._kron:
-            lw = W if left is None else conj_transpose(left, xp) @ W
-            term = Y.V @ (SH @ (conj_transpose(Y.U, xp) @ lw))
+            lw = W if left is None else mm(conj_transpose(left, xp), W, xp)
+            term = mm(Y.V, mm(SH, mm(Uh, lw, xp), xp), xp)
             if right is not None:
                 # (Y B^T)^H = conj(B) Y^H, and conj(B) = (B^T)^H.
-                term = conj_transpose(xp.matrix_transpose(right), xp) @ term
+                term = mm(conj_transpose(xp.matrix_transpose(right), xp), term, xp)
             out = term if out is None else out + term
         C = self._C(t)
         if C is not None:
             if isinstance(C, LowRank):
-                cw = C.V @ (conj_transpose(C.S, xp) @ (conj_transpose(C.U, xp) @ W))
+                cw = mm(C.V, mm(conj_transpose(C.S, xp), mm(conj_transpose(C.U, xp), W, xp), xp), xp)
             else:
-                cw = conj_transpose(C, xp) @ W
+                cw = mm(conj_transpose(C, xp), W, xp)
             out = cw if out is None else out + cw
         return out
 
     def UH_F_V(self, t: float, Y: LowRank, W: Any, Z: Any) -> Any:  # noqa: N802
         xp = Y.xp
         WH = conj_transpose(W, xp)
-        VhZ = conj_transpose(Y.V, xp) @ Z
+        Vh = conj_transpose(Y.V, xp)
+        VhZ = mm(Vh, Z, xp)
         out = None
         for left, right, _, _ in self._kron:
-            lhs = WH @ Y.U if left is None else (WH @ left) @ Y.U
-            rhs = VhZ if right is None else conj_transpose(Y.V, xp) @ (xp.matrix_transpose(right) @ Z)
-            term = lhs @ (Y.S @ rhs)
+            lhs = mm(WH, Y.U, xp) if left is None else mm(mm(WH, left, xp), Y.U, xp)
+            rhs = VhZ if right is None else mm(Vh, mm(xp.matrix_transpose(right), Z, xp), xp)
+            term = mm(lhs, mm(Y.S, rhs, xp), xp)
             out = term if out is None else out + term
         C = self._C(t)
         if C is not None:
             if isinstance(C, LowRank):
-                cw = (WH @ C.U) @ (C.S @ (conj_transpose(C.V, xp) @ Z))
+                cw = mm(mm(WH, C.U, xp), mm(C.S, mm(conj_transpose(C.V, xp), Z, xp), xp), xp)
             else:
-                cw = WH @ (C @ Z)
+                cw = mm(WH, mm(C, Z, xp), xp)
             out = cw if out is None else out + cw
         return out

@@ -17,6 +17,7 @@ import operator
 from dataclasses import dataclass
 from typing import Any
 
+from ._linalg import matmul
 from ._lowrank import LowRank, diag_embed
 from ._namespace import device_of
 
@@ -124,7 +125,9 @@ class Truncation:
         """
         r1, capped = self.choose_rank(s, rank_in, xp)
         u1, v1 = u[..., :r1], v[..., :r1]
-        U1 = u1 if left is None else left @ u1
-        V1 = v1 if right is None else right @ v1
+        # A factor that is a column slice is copied once, so that the products of the
+        # next step see a compact array.
+        U1 = (u1 if r1 == u.shape[-1] else xp.asarray(u1, copy=True)) if left is None else matmul(left, u1, xp)
+        V1 = (v1 if r1 == v.shape[-1] else xp.asarray(v1, copy=True)) if right is None else matmul(right, v1, xp)
         S1 = diag_embed(xp.astype(s[..., :r1], U1.dtype), xp)
         return LowRank._trusted(U1, S1, V1, xp), capped

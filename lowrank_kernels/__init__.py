@@ -8,6 +8,8 @@ factors a whole stack in one call:
 * :func:`batched_qr` -- ``(..., m, k) -> Q (..., m, k), R (..., k, k)``, ``diag(R) >= 0``;
 * :func:`batched_svd` -- ``(..., m, k) -> U, s, V`` with ``A = U diag(s) V^H``, ``s``
   descending;
+* :func:`batched_matmul` -- ``(..., m, n) @ (..., n, p)`` with the stack split across
+  the threads (NumPy arrays; ``numpy.matmul`` runs a stack on one thread);
 
 for float32/float64/complex64/complex128 NumPy arrays (Numba CPU kernels, parallel over the
 batch) and CUDA arrays such as CuPy's (numba-cuda kernels, one thread block per matrix, no
@@ -23,6 +25,8 @@ from __future__ import annotations
 import importlib.util
 
 from ._api import (
+    MATMUL_MIN_PRODUCT,
+    MATMUL_MIN_WORK,
     QR_HOUSEHOLDER_MAX_WORK,
     SERIAL_MAX_WORK,
     SVD_JACOBI_MAX_K,
@@ -30,13 +34,17 @@ from ._api import (
     SVD_SERIAL_MAX_WORK,
     SVD_TALL_QR_MIN_MATRIX,
     SVD_TALL_QR_MIN_WORK,
+    batched_matmul,
     batched_qr,
     batched_svd,
+    matmul_uses_kernel,
     qr_algorithm,
     svd_algorithm,
 )
 
 __all__ = [
+    "MATMUL_MIN_PRODUCT",
+    "MATMUL_MIN_WORK",
     "QR_HOUSEHOLDER_MAX_WORK",
     "SERIAL_MAX_WORK",
     "SVD_JACOBI_MAX_K",
@@ -44,10 +52,12 @@ __all__ = [
     "SVD_SERIAL_MAX_WORK",
     "SVD_TALL_QR_MIN_MATRIX",
     "SVD_TALL_QR_MIN_WORK",
+    "batched_matmul",
     "batched_qr",
     "batched_svd",
     "has_cpu",
     "has_cuda",
+    "matmul_uses_kernel",
     "qr_algorithm",
     "svd_algorithm",
 ]

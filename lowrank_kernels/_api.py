@@ -18,8 +18,12 @@ __all__ = [
     "SVD_TALL_QR_MIN_WORK",
     "SVD_JACOBI_MAX_K",
     "SVD_JACOBI_MAX_K_COMPLEX",
+    "MATMUL_MIN_PRODUCT",
+    "MATMUL_MIN_WORK",
+    "batched_matmul",
     "batched_qr",
     "batched_svd",
+    "matmul_uses_kernel",
     "qr_algorithm",
     "svd_algorithm",
 ]
@@ -435,3 +439,109 @@ def _svd_tall_stack(x3: np.ndarray, u3: np.ndarray, s2: np.ndarray, v3: np.ndarr
     driver, nchunks = _driver("lift", nb, m, k)
     with contextlib.nullcontext() if m * k * k < _BLAS_THREADED_GEMM else _blas_pinned_to_one_thread():
         driver(q3, ur3, u3, v3, nchunks)
+
+
+#: ``batched_matmul`` runs the parallel kernel for stacks with at least this much work
+#: (``B m n p`` multiply-adds) and products of at least ``MATMUL_MIN_PRODUCT``
+#: (``m n p``); smaller calls go to ``numpy.matmul``, which was faster there
+#: (``bench/rule_checks.py``, rule ``matmul``).
+MATMUL_MIN_WORK = 4.0e5
+MATMUL_MIN_PRODUCT = 1024
+
+
+def matmul_uses_kernel(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> bool:
+    """Whether :func:`batched_matmul` runs the kernel (rather than ``numpy.matmul``) for
+    stacks of these shapes: ``B m n p >= MATMUL_MIN_WORK``, ``m n p >=
+    MATMUL_MIN_PRODUCT``, more than one Numba thread, and products below the size at
+    which the BLAS threads a single ``gemm`` (there ``numpy.matmul`` uses it)."""
+    import numba
+
+    m, n, p = a_shape[-2], a_shape[-1], b_shape[-1]
+    product = m * n * p
+    return (
+        MATMUL_MIN_PRODUCT <= product < _BLAS_THREADED_GEMM
+        and math.prod(a_shape[:-2]) * product >= MATMUL_MIN_WORK
+        and numba.get_num_threads() > 1
+    )
+
+
+def _gemm_operand(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``x`` as a C-contiguous stack, or a C-contiguous stack whose transpose it is
+    (``(stack, True)``, handed to the BLAS as a transpose); other layouts are copied."""
+    if x.flags.c_contiguous:
+        return x, False
+    xt = np.swapaxes(x, -1, -2)
+    if xt.flags.c_contiguous:
+        return xt, True
+    return np.ascontiguousarray(x), False
+
+
+def batched_matmul(a: Any, b: Any, *, out: Any = None) -> Any:
+    """Batched matrix product ``C[i] = A[i] @ B[i]`` over the leading axes, in parallel.
+
+    NumPy's ``matmul`` runs the matrices of a stack one after another on one thread;
+    this splits the stack across Numba's threads, one BLAS ``gemm`` per matrix (the
+    BLAS pinned to one thread inside).  Calls below :func:`matmul_uses_kernel`'s size
+    rule go to ``numpy.matmul``.
+
+    Parameters
+    ----------
+    a : numpy.ndarray, shape (..., m, n)
+    b : numpy.ndarray, shape (..., n, p)
+        The same batch shape (no broadcasting) and the same dtype, float32, float64,
+        complex64 or complex128.  C-contiguous stacks and transposed views of them
+        (``numpy.swapaxes(x, -1, -2)``, conjugate transposes) are used in place; other
+        layouts are copied once.  Never modified.
+    out : numpy.ndarray, shape (..., m, p), optional
+        Preallocated C-contiguous output of the same dtype, not overlapping the inputs.
+
+    Returns
+    -------
+    numpy.ndarray, shape (..., m, p)
+        C-contiguous.  Equal to ``a @ b`` up to the rounding of the BLAS.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lowrank_kernels import batched_matmul
+    >>> rng = np.random.default_rng(0)
+    >>> a, b = rng.standard_normal((500, 64, 64)), rng.standard_normal((500, 8, 64))
+    >>> c = batched_matmul(a, np.swapaxes(b, -1, -2))
+    >>> bool(np.allclose(c, a @ np.swapaxes(b, -1, -2)))
+    True
+    """
+    fn = "batched_matmul"
+    for name, x in (("a", a), ("b", b)):
+        if not isinstance(x, np.ndarray):
+            msg = f"{fn}: argument {name!r} must be a numpy.ndarray, got {type(x).__module__}.{type(x).__name__}."
+            raise TypeError(msg)
+        if x.ndim < 2:
+            msg = f"{fn}: argument {name!r} must have at least 2 dimensions (..., rows, cols); got shape {x.shape}."
+            raise ValueError(msg)
+    dt = _check_dtype(fn, a.dtype)
+    if b.dtype != dt:
+        msg = f"{fn}: arguments 'a' ({a.dtype}) and 'b' ({b.dtype}) must have the same dtype; cast one of them."
+        raise TypeError(msg)
+    if a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
+        msg = (
+            f"{fn}: shapes {a.shape} and {b.shape} do not match: need (..., m, n) and (..., n, p) with the "
+            "same batch shape (use numpy.matmul to broadcast)."
+        )
+        raise ValueError(msg)
+    shape = (*a.shape[:-2], a.shape[-2], b.shape[-1])
+    (c,) = _outputs(fn, None if out is None else (out,), [("C", shape, dt)], a)
+    if out is not None and np.shares_memory(c, b):
+        msg = f"{fn}: out array 'C' overlaps the input 'b'; pass separate memory."
+        raise ValueError(msg)
+    nb = math.prod(shape[:-2])
+    if not matmul_uses_kernel(a.shape, b.shape) or nb == 0 or 0 in shape[-2:]:
+        return np.matmul(a, b, out=c)
+    import numba
+
+    from . import _cpu
+
+    (a3, ta), (b3, tb) = _gemm_operand(a), _gemm_operand(b)
+    a3 = a3.reshape(nb, *a3.shape[-2:])
+    b3 = b3.reshape(nb, *b3.shape[-2:])
+    _cpu.matmul_batch(a3, b3, c.reshape(nb, *shape[-2:]), ta, tb, min(nb, 4 * numba.get_num_threads()))
+    return c

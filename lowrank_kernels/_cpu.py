@@ -859,3 +859,22 @@ def _lift_batch(q, c, u, v, nchunks):
 
 lift_batch = njit(**_PARALLEL)(_renamed(_lift_batch, "_parallel"))
 lift_batch_serial = njit(**_SERIAL)(_renamed(_lift_batch, "_serial"))
+
+
+# --------------------------------------------------------------------------- products
+@njit(**_PARALLEL)
+def matmul_batch(a, b, c, ta, tb, nchunks):
+    """``c[i] = op_a(a[i]) @ op_b(b[i])`` over the batch, one ``gemm`` per matrix, the
+    batch split into ``nchunks`` chunks across the threads; ``op`` is the transpose when
+    the flag (``ta``, ``tb``) is set (passed to the BLAS, no copy)."""
+    nb = c.shape[0]
+    for ch in prange(nchunks):
+        for i in range((ch * nb) // nchunks, ((ch + 1) * nb) // nchunks):
+            if ta and tb:
+                np.dot(a[i].T, b[i].T, c[i])
+            elif ta:
+                np.dot(a[i].T, b[i], c[i])
+            elif tb:
+                np.dot(a[i], b[i].T, c[i])
+            else:
+                np.dot(a[i], b[i], c[i])

@@ -269,6 +269,77 @@ def test_tall_svd_through_stacked_qr(monkeypatch, dtype):
     _check_svd(a[keep], u[keep], s[keep], v[keep])
 
 
+# ----------------------------------------------------------------------------- matmul
+def _layouts(x: np.ndarray) -> dict[str, np.ndarray]:
+    """``x`` (..., m, n) in the layouts ``batched_matmul`` handles: C-contiguous, the
+    transpose of a C-contiguous stack, and a strided column slice (copied)."""
+    wide = np.zeros((*x.shape[:-1], 2 * x.shape[-1]), dtype=x.dtype)
+    wide[..., ::2] = x
+    return {
+        "C": x.copy(),
+        "T": np.swapaxes(np.swapaxes(x, -1, -2).copy(), -1, -2),
+        "slice": wide[..., ::2],
+    }
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    ("batch", "m", "n", "p", "big"), [((600,), 64, 64, 8, True), ((3, 200), 8, 64, 4, True), ((5,), 6, 4, 3, False)]
+)
+def test_batched_matmul_matches_numpy(dtype, batch, m, n, p, big):
+    """Every pair of layouts gives ``a @ b`` to the rounding of one gemm: elementwise
+    ``|C - AB| <= 2 n eps (|A| |B|)`` (the standard inner-product error bound, with a
+    factor 2 for complex multiply-adds); the inputs are untouched.  The first two shapes
+    run the kernel (more than one thread), the last one ``numpy.matmul``."""
+    import numba
+
+    rng = np.random.default_rng(n + p)
+    a = _matrices(rng, (*batch, m, n), dtype)
+    b = _matrices(rng, (*batch, n, p), dtype)
+    bound = 2 * n * float(np.finfo(np.dtype(dtype)).eps) * (np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64))
+    ref = a.astype(np.complex128) @ b.astype(np.complex128)
+    assert lk.matmul_uses_kernel(a.shape, b.shape) == (big and numba.get_num_threads() > 1)
+    for la, xa in _layouts(a).items():
+        for lb, xb in _layouts(b).items():
+            keep_a, keep_b = xa.copy(), xb.copy()
+            c = lk.batched_matmul(xa, xb)
+            assert c.dtype == a.dtype, (la, lb)
+            assert c.flags.c_contiguous, (la, lb)
+            assert np.all(np.abs(c - ref) <= bound), (la, lb)
+            assert np.array_equal(xa, keep_a), (la, lb)
+            assert np.array_equal(xb, keep_b), (la, lb)
+
+
+def test_batched_matmul_rule_out_and_errors():
+    import numba
+
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((300, 64, 16)), rng.standard_normal((300, 16, 8))
+    assert lk.matmul_uses_kernel(a.shape, b.shape) == (numba.get_num_threads() > 1)
+    assert not lk.matmul_uses_kernel((10, 64, 16), (10, 16, 8))  # too little work
+    assert not lk.matmul_uses_kernel((10**5, 4, 4), (10**5, 4, 4))  # products too small
+    assert not lk.matmul_uses_kernel((100, 128, 128), (100, 128, 32))  # the BLAS threads these
+    out = np.empty((300, 64, 8))
+    assert lk.batched_matmul(a, b, out=out) is out
+    assert np.allclose(out, a @ b)
+    with pytest.raises(TypeError, match="'b'.*numpy.ndarray"):
+        lk.batched_matmul(a, list(b))
+    with pytest.raises(TypeError, match="same dtype"):
+        lk.batched_matmul(a, b.astype(np.float32))
+    with pytest.raises(TypeError, match="dtype int64"):
+        lk.batched_matmul(a.astype(np.int64), b.astype(np.int64))
+    with pytest.raises(ValueError, match="same batch shape"):
+        lk.batched_matmul(a, b[:10])
+    with pytest.raises(ValueError, match="do not match"):
+        lk.batched_matmul(a, a)
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        lk.batched_matmul(np.ones(3), np.ones(3))
+    with pytest.raises(ValueError, match="overlaps the input 'b'"):
+        lk.batched_matmul(a[:, :16, :], b, out=b)
+    with pytest.raises(ValueError, match="shape"):
+        lk.batched_matmul(a, b, out=np.empty((300, 64, 9)))
+
+
 # ----------------------------------------------------------------------------- bad input
 def test_bad_input_errors():
     a = np.ones((2, 5, 3))

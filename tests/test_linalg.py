@@ -161,6 +161,41 @@ def test_size_rule_keeps_small_complex128_qr_on_lapack():
     assert calls((2, 256, 16), np.complex64) == 1
 
 
+def test_matmul_seam_routes_large_numpy_stacks(monkeypatch):
+    """``_linalg.matmul`` sends large equal-shaped NumPy stacks to
+    ``lowrank_kernels.batched_matmul`` and everything else (``use_linalg("xp")``, other
+    backends, broadcasting, large strided operands) to ``@``; the values agree either way."""
+    import array_api_compat.numpy as xnp
+    import array_api_strict as xps
+    import numba
+
+    import lowrank_kernels
+
+    used = []
+    real = lowrank_kernels.batched_matmul
+    monkeypatch.setattr(lowrank_kernels, "batched_matmul", lambda a, b: used.append(a.shape) or real(a, b))
+    rng = np.random.default_rng(8)
+    a, b = rng.standard_normal((300, 64, 16)), rng.standard_normal((300, 16, 8))
+
+    def routed(x, y, xp=xnp):
+        used.clear()
+        out = _linalg.matmul(x, y, xp)
+        ref = np.asarray(x) @ np.asarray(y) if xp is xnp else x @ y
+        assert np.allclose(to_numpy(out), to_numpy(ref), rtol=1e-13, atol=1e-13)
+        return bool(used)
+
+    threads = numba.get_num_threads() > 1
+    assert routed(a, b) == threads
+    assert routed(np.swapaxes(np.swapaxes(a, -1, -2).copy(), -1, -2), b) == threads  # transposed stack, no copy
+    assert routed(a, np.concatenate([b, b], axis=-1)[..., :8]) == threads  # small strided core: copied
+    assert not routed(np.concatenate([a, a], axis=-1)[..., :16], b)  # large strided operand: stays with @
+    assert not routed(a, b[0])  # broadcasting
+    assert not routed(a[:10], b[:10])  # too little work
+    with _linalg.use_linalg("xp"):
+        assert not routed(a, b)
+    assert not routed(xps.asarray(a), xps.asarray(b), xps)
+
+
 def test_torch_cpu_tensors_share_memory_with_the_kernels():
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xpt

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from .._linalg import Counters, thin_qr, thin_svd
+from .._linalg import Counters, matmul, thin_qr, thin_svd
 from .._lowrank import LowRank
 from .._namespace import conj_transpose
 from .._problem import AbstractMatrixODE, RHSValue
@@ -78,8 +78,8 @@ class StepKit:
         later substep that also starts at ``Y0``).
         """
         F0 = self.evaluate(t0, Y0)
-        K1 = self.k_step(t0, t1, Y0.U @ Y0.S, Y0.V, first=F0)
-        L1 = self.l_step(t0, t1, Y0.V @ self.ch(Y0.S), Y0.U, first=F0)
+        K1 = self.k_step(t0, t1, self.mm(Y0.U, Y0.S), Y0.V, first=F0)
+        L1 = self.l_step(t0, t1, self.mm(Y0.V, self.ch(Y0.S)), Y0.U, first=F0)
         return K1, L1, F0
 
     # -- linear algebra ------------------------------------------------------------
@@ -102,12 +102,16 @@ class StepKit:
         ``U (..., m, k)`` and ``V (..., n, l)`` give a ``(..., k, l)`` core; when
         ``range(U) ⊇ range(U0)`` (and likewise for ``V``) it represents ``Y0`` exactly.
         """
-        core = (self.ch(U) @ Y0.U) @ Y0.S
-        return core if V is None else core @ (self.ch(Y0.V) @ V)
+        core = self.mm(self.mm(self.ch(U), Y0.U), Y0.S)
+        return core if V is None else self.mm(core, self.mm(self.ch(Y0.V), V))
 
     def ch(self, X: Any) -> Any:
         """Conjugate transpose of the last two axes."""
         return conj_transpose(X, self.xp)
+
+    def mm(self, A: Any, B: Any) -> Any:
+        """``A @ B`` (large NumPy stacks split across threads, see ``_linalg.matmul``)."""
+        return matmul(A, B, self.xp)
 
     def truncate(self, truncation: Truncation, left: Any, u: Any, s: Any, v: Any, right: Any, rank_in: int) -> LowRank:
         """Apply ``truncation`` and count a hit of ``max_rank``."""

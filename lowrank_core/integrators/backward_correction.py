@@ -41,10 +41,10 @@ class BCPSI(AbstractIntegrator):
     ) -> tuple[LowRank, Any]:
         kit = self.kit(problem, Y0, counters)
         U0, S0, V0 = Y0.U, Y0.S, Y0.V
-        K1 = kit.k_step(t0, t1, U0 @ S0, V0)
+        K1 = kit.k_step(t0, t1, kit.mm(U0, S0), V0)
         U1, _ = kit.qr(K1)
         S_tilde = kit.project(Y0, U1)
-        L1 = kit.l_step(t0, t1, V0 @ kit.ch(S_tilde), U1)
+        L1 = kit.l_step(t0, t1, kit.mm(V0, kit.ch(S_tilde)), U1)
         V1, R = kit.qr(L1)
         return LowRank._trusted(U1, kit.ch(R), V1, Y0.xp), state
 
@@ -112,10 +112,10 @@ class ABCPSI(AbstractRankAdaptive):
         kit = self.kit(problem, Y0, counters)
         U0, S0, V0 = Y0.U, Y0.S, Y0.V
         F0 = kit.evaluate(t0, Y0)  # shared first stage of the K- and L-steps
-        K1 = kit.k_step(t0, t1, U0 @ S0, V0, first=F0)
+        K1 = kit.k_step(t0, t1, kit.mm(U0, S0), V0, first=F0)
         U_hat = kit.augment(K1, U0)
         S_hat = kit.project(Y0, U_hat)
-        L1 = kit.l_step(t0, t1, V0 @ kit.ch(S_hat), U_hat, first=F0)
+        L1 = kit.l_step(t0, t1, kit.mm(V0, kit.ch(S_hat)), U_hat, first=F0)
         if self.variant == "min-qr":
             Q, s, P = kit.svd(L1)  # L1 = Q diag(s) P^H  =>  Y½ = (Û P) diag(s) Q^H
             Y1 = kit.truncate(self.truncation, U_hat, P, s, Q, None, Y0.rank)

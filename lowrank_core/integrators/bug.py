@@ -159,9 +159,9 @@ class ParallelBUG(AbstractRankAdaptive):
             U_new = kit.augment(U0, K1)[..., r:]  # [U0, K1]: first r columns span U0
             V_new = kit.augment(V0, L1)[..., r:]
             k_u, k_v = U_new.shape[-1], V_new.shape[-1]
-            top = xp.concat([S_bar, kit.ch(L1) @ V_new], axis=-1)
+            top = xp.concat([S_bar, kit.mm(kit.ch(L1), V_new)], axis=-1)
             zero = xp.zeros((*Y.batch_shape, k_u, k_v), dtype=S0.dtype, device=Y.device)
-            bottom = xp.concat([kit.ch(U_new) @ K1, zero], axis=-1)
+            bottom = xp.concat([kit.mm(kit.ch(U_new), K1), zero], axis=-1)
             S_hat = xp.concat([top, bottom], axis=-2)
             U_hat = xp.concat([U0, U_new], axis=-1)
             V_hat = xp.concat([V0, V_new], axis=-1)

@@ -43,10 +43,10 @@ class KSL(AbstractIntegrator):
     ) -> tuple[LowRank, Any]:
         kit = self.kit(problem, Y0, counters)
         U0, S0, V0 = Y0.U, Y0.S, Y0.V
-        K1 = kit.k_step(t0, t1, U0 @ S0, V0)
+        K1 = kit.k_step(t0, t1, kit.mm(U0, S0), V0)
         U1, S_hat = kit.qr(K1)
         S_tilde = kit.s_step(t0, t1, S_hat, U1, V0, sign=-1.0)
-        L1 = kit.l_step(t0, t1, V0 @ kit.ch(S_tilde), U1)
+        L1 = kit.l_step(t0, t1, kit.mm(V0, kit.ch(S_tilde)), U1)
         V1, R = kit.qr(L1)
         return LowRank._trusted(U1, kit.ch(R), V1, Y0.xp), state
 
@@ -78,12 +78,12 @@ class KSLStrang(AbstractIntegrator):
         kit = self.kit(problem, Y0, counters)
         tm = t0 + 0.5 * (t1 - t0)
         U0, S0, V0 = Y0.U, Y0.S, Y0.V
-        K = kit.k_step(t0, tm, U0 @ S0, V0)
+        K = kit.k_step(t0, tm, kit.mm(U0, S0), V0)
         U1, S_hat = kit.qr(K)
         S_tilde = kit.s_step(t0, tm, S_hat, U1, V0, sign=-1.0)
-        L = kit.l_step(t0, t1, V0 @ kit.ch(S_tilde), U1)
+        L = kit.l_step(t0, t1, kit.mm(V0, kit.ch(S_tilde)), U1)
         V1, R = kit.qr(L)
         S_tilde2 = kit.s_step(tm, t1, kit.ch(R), U1, V1, sign=-1.0)
-        K2 = kit.k_step(tm, t1, U1 @ S_tilde2, V1)
+        K2 = kit.k_step(tm, t1, kit.mm(U1, S_tilde2), V1)
         U2, S2 = kit.qr(K2)
         return LowRank._trusted(U2, S2, V1, Y0.xp), state
