@@ -13,7 +13,9 @@ contenders the rule chooses between, on shapes on both sides of its threshold:
   ``SVD_JACOBI_MAX_K_COMPLEX``;
 * ``svd_tall``: for tall real stacks, the stacked CholeskyQR2 first (``A = Q R``, SVD of
   ``R``, ``U = Q U_R``) against the SVD kernel's own per-matrix Householder QR, and NumPy,
-  behind ``SVD_TALL_QR_MIN_MATRIX`` and ``SVD_TALL_QR_MIN_WORK``.
+  behind ``SVD_TALL_QR_MIN_MATRIX`` and ``SVD_TALL_QR_MIN_WORK``;
+* ``matmul``: the parallel batched-product kernel against ``numpy.matmul`` on the
+  product shapes of a stacked solve, behind ``MATMUL_MIN_WORK`` and ``MATMUL_MIN_PRODUCT``.
 
 Writes ``bench/results/rule_checks.json``.  Run: ``OPENBLAS_NUM_THREADS=1 python bench/rule_checks.py``
 """
@@ -57,6 +59,12 @@ SVD_TALL = [
     (100, 1024, 32),
     (10, 4096, 64),
     (1, 100000, 32),
+]
+
+MATMUL = [
+    (m, n, p, b)
+    for (m, n, p) in [(64, 64, 8), (64, 4, 8), (4, 64, 8), (64, 4, 64), (8, 8, 8), (4, 4, 8)]
+    for b in (16, 64, 256, 1000)
 ]
 
 
@@ -158,6 +166,30 @@ def main(repeat: int = 5) -> None:
             auto = "stacked_qr" if _api._svd_via_stacked_qr(shape, dt) else "in_kernel_qr"
             rows.append({"rule": "svd_tall", "dtype": dt, "shape": shape, "auto": auto, **res})
             print("svd tall", dt, shape, auto, {k: round(v, 3) for k, v in res.items()})
+    from lowrank_kernels import _cpu
+
+    for m, n, p, b in MATMUL:
+        x, y = _matrices((b, m, n), "float64"), _matrices((b, n, p), "float64")
+        z = np.empty((b, m, p))
+        res = _compare(
+            {
+                "numpy": lambda x=x, y=y: np.matmul(x, y),
+                "kernel": lambda x=x, y=y, z=z: _cpu.matmul_batch(x, y, z, False, False, min(len(z), 8)),
+            },
+            repeat,
+            "numpy",
+        )
+        shape = (b, m, n, p)
+        rows.append(
+            {
+                "rule": "matmul",
+                "dtype": "float64",
+                "shape": shape,
+                "auto_kernel": lk.matmul_uses_kernel((b, m, n), (b, n, p)),
+                **res,
+            }
+        )
+        print("matmul", shape, lk.matmul_uses_kernel((b, m, n), (b, n, p)), {k: round(v, 3) for k, v in res.items()})
     out = pathlib.Path(__file__).parent / "results" / "rule_checks.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(rows, indent=1) + "\n")

@@ -3,7 +3,8 @@
 Each call records how many decompositions of which shape were taken and their
 operation count in a :class:`Counters` object that the caller passes in (there is no
 global counter).  This module is also the only place in ``lowrank_core`` that calls the
-batched kernels of ``lowrank_kernels``.
+batched kernels of ``lowrank_kernels``; its :func:`matmul` hands large NumPy stacks of
+matrix products to ``lowrank_kernels.batched_matmul`` (not counted).
 
 Which path runs (the *size rule*, see ``docs/kernels.md``):
 
