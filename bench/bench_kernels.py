@@ -16,7 +16,8 @@ Three measurements, each a ratio taken within one run:
    per-matrix SciPy loop, interleaved rounds, median of per-round ratios.
 2. ``stacked_solve``: one ``solve`` of ``B`` stacked problems (64 x 64, rank 4) against
    ``B`` separate solves of the same problems, same method and steps, for a dense
-   gradient flow and for a structured linear ODE.
+   gradient flow and for a structured linear ODE (interleaved rounds, median of the
+   per-round ratios).
 3. ``startup``: a fresh process's import + first stacked solve, with a cold (empty) and a
    warm Numba cache.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,43 +67,53 @@ def _stacked_problems(batch: int, kind: str, m: int, r: int):
 
 
 def _profile_breakdown(run) -> dict:
-    """Seconds (cProfile ``tottime``) of one run, grouped: the QR and SVD kernels, the
-    right-hand side's products (``lowrank_core/_problem.py``, ``_lowrank.py``), the rest."""
+    """Seconds (cProfile ``tottime``) of one run, grouped: the QR, SVD and batched-product
+    kernels, the rest of the right-hand side's products (``lowrank_core/_problem.py``,
+    ``_lowrank.py``: NumPy ``matmul`` calls below the kernel's size rule), the rest."""
     import cProfile
     import pstats
 
     prof = cProfile.Profile()
     prof.runcall(run)
-    groups = {"qr_kernel": 0.0, "svd_kernel": 0.0, "rhs_products": 0.0, "other": 0.0}
+    groups = {"qr_kernel": 0.0, "svd_kernel": 0.0, "matmul_kernel": 0.0, "rhs_products": 0.0, "other": 0.0}
     for (path, _, name), row in pstats.Stats(prof).stats.items():
         key = "other"
         if path.endswith("_cpu.py") and name.startswith("_qr"):
             key = "qr_kernel"
-        elif path.endswith("_cpu.py") and name.startswith("_svd"):
+        elif path.endswith("_cpu.py") and name.startswith(("_svd", "_lift")):
             key = "svd_kernel"
+        elif path.endswith("_cpu.py") and name.startswith("matmul"):
+            key = "matmul_kernel"
         elif path.endswith(("_problem.py", "_lowrank.py")):
             key = "rhs_products"
         groups[key] += row[2]
     return groups
 
 
-def stacked_solve(batch: int, kind: str = "dense", steps: int = 10, method: str = "abc-psi") -> dict:
-    """One solve of ``batch`` stacked problems against ``batch`` separate solves."""
+def stacked_solve(batch: int, kind: str = "dense", steps: int = 10, method: str = "abc-psi", rounds: int = 3) -> dict:
+    """One solve of ``batch`` stacked problems against ``batch`` separate solves.
+
+    ``rounds`` interleaved rounds (stacked, then separate); the speed-up is the median of
+    the per-round ratios, the times are medians.
+    """
     m, r = 64, 4
     Y0, make = _stacked_problems(batch, kind, m, r)
     kw = {"method": method, "substep": "euler", "dt": 1.0 / steps}
     # warm-up (compilation) of every path timed below: one step of the stack, one single solve
     lc.solve(make(None), Y0, (0.0, kw["dt"]), **kw)
     lc.solve(make(0), lc.LowRank(Y0.U[0], Y0.S[0], Y0.V[0]), (0.0, kw["dt"]), **kw)
-    t0 = time.perf_counter()
-    together = lc.solve(make(None), Y0, (0.0, 1.0), **kw)
-    t_stacked = time.perf_counter() - t0
-    dense_all = together.Y.to_dense()
+    singles = [(make(i), lc.LowRank(Y0.U[i], Y0.S[i], Y0.V[i])) for i in range(batch)]
+    t_stacked, t_separate = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        together = lc.solve(make(None), Y0, (0.0, 1.0), **kw)
+        t_stacked.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        separate = [lc.solve(problem, y0, (0.0, 1.0), **kw) for problem, y0 in singles]
+        t_separate.append(time.perf_counter() - t0)
     breakdown = _profile_breakdown(lambda: lc.solve(make(None), Y0, (0.0, 1.0), **kw))
-    t0 = time.perf_counter()
-    separate = [lc.solve(make(i), lc.LowRank(Y0.U[i], Y0.S[i], Y0.V[i]), (0.0, 1.0), **kw) for i in range(batch)]
-    t_separate = time.perf_counter() - t0
     # compared outside the timed loop
+    dense_all = together.Y.to_dense()
     worst = max(
         float(np.linalg.norm(one.Y.to_dense() - dense_all[i]) / np.linalg.norm(dense_all[i]))
         for i, one in enumerate(separate)
@@ -113,9 +125,11 @@ def stacked_solve(batch: int, kind: str = "dense", steps: int = 10, method: str 
         "rank": r,
         "method": method,
         "steps": steps,
-        "s_stacked": t_stacked,
-        "s_separate": t_separate,
-        "speedup": t_separate / t_stacked,
+        "rounds": rounds,
+        "s_stacked": statistics.median(t_stacked),
+        "s_separate": statistics.median(t_separate),
+        "speedup": statistics.median(sep / st for st, sep in zip(t_stacked, t_separate, strict=True)),
+        "speedup_per_round": [sep / st for st, sep in zip(t_stacked, t_separate, strict=True)],
         "kernel_calls_stacked": together.stats["kernel_calls"],
         "stacked_profile_s": breakdown,
         "max_rel_difference": worst,
@@ -149,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     for res in solve_res:
         print(
             f"stacked solve of {res['batch']} problems {res['problem']}: {res['s_stacked']:.3f} s vs "
-            f"{res['s_separate']:.2f} s separately ({res['speedup']:.1f}x); profiled stacked solve, seconds: "
+            f"{res['s_separate']:.2f} s separately ({res['speedup']:.1f}x, per round "
+            + ", ".join(f"{x:.1f}x" for x in res["speedup_per_round"])
+            + "); profiled stacked solve, seconds: "
             + ", ".join(f"{k} {v:.3f}" for k, v in res["stacked_profile_s"].items())
         )
     start = startup()

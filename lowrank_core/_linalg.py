@@ -310,8 +310,8 @@ def matmul(a: Any, b: Any, xp: Any) -> Any:
     of ``a`` and ``b``.  Products are not counted.
     """
     if (
-        array_api_compat.is_numpy_namespace(xp)
-        and a.ndim >= 3
+        a.ndim >= 3
+        and array_api_compat.is_numpy_namespace(xp)
         and a.shape[:-2] == b.shape[:-2]
         and a.dtype == b.dtype
         and a.dtype.name in _KERNEL_DTYPES
