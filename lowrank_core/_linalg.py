@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import importlib.util
 import math
 from collections import Counter
@@ -223,6 +224,7 @@ def _diag(x: Any, xp: Any) -> Any:
 _KERNEL_DTYPES = ("float32", "float64", "complex64", "complex128")
 
 
+@functools.cache
 def _kernels_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
@@ -314,7 +316,7 @@ def matmul(a: Any, b: Any, xp: Any) -> Any:
         and array_api_compat.is_numpy_namespace(xp)
         and a.shape[:-2] == b.shape[:-2]
         and a.dtype == b.dtype
-        and a.dtype.name in _KERNEL_DTYPES
+        and a.dtype.char in "fdFD"  # float32/64, complex64/128 (a C attribute: cheap)
         and _LINALG_PATH.get() != "xp"
         and _kernels_available()
     ):
