@@ -713,11 +713,46 @@ def _load_transposed(src, w):
             w[j, i] = si[j]
 
 
+def _basis_times(qbasis, ut, u, uc):
+    """``u = qbasis @ ut^T`` (``ut`` in work precision; ``uc``: scratch of ``u``'s dtype)."""
+    msg = "compiled only; see the overload below"
+    raise NotImplementedError(msg)
+
+
+@overload(_basis_times, jit_options=_SERIAL)
+def _basis_times_impl(qbasis, ut, u, uc):
+    if isinstance(qbasis.dtype, nbtypes.Complex):
+
+        def loops(qbasis, ut, u, uc):
+            m, k = u.shape
+            for i in range(m):
+                qi = qbasis[i]
+                ui = u[i]
+                for jj in range(k):
+                    acc = ut[jj, 0] * 0.0
+                    for t in range(k):
+                        acc += qi[t] * ut[jj, t]
+                    ui[jj] = acc
+
+        return loops
+
+    def gemm(qbasis, ut, u, uc):
+        # One BLAS gemm in the input precision, U_R rounded to it once.
+        k = ut.shape[0]
+        for i in range(k):
+            for j in range(k):
+                uc[i, j] = ut[j, i]
+        np.dot(qbasis, uc, u)
+
+    return gemm
+
+
 @njit(**_SERIAL)
-def _svd_finish(w, vt, u, s, v, ut_scratch, good, qbasis):
+def _svd_finish(w, vt, u, s, v, ut_scratch, good, qbasis, uc):
     """Turn converged Jacobi rows into sorted ``u``, ``s``, ``v`` outputs.
 
-    ``qbasis`` (m, k) is the Q of a QR preconditioning (then ``U = Q U_R``) or has size 0.
+    ``qbasis`` (m, k) is the Q of a QR preconditioning (then ``U = Q U_R``, with the
+    scratch ``uc`` (k, k) of the input dtype) or has size 0.
     """
     k = w.shape[0]
     sig = np.empty(k)
@@ -748,15 +783,7 @@ def _svd_finish(w, vt, u, s, v, ut_scratch, good, qbasis):
             for jj in range(k):
                 ui[jj] = ut_scratch[jj, i]
     else:
-        m = qbasis.shape[0]
-        for i in range(m):
-            qi = qbasis[i]
-            ui = u[i]
-            for jj in range(k):
-                acc = ut_scratch[jj, 0] * 0.0
-                for t in range(k):
-                    acc += qi[t] * ut_scratch[jj, t]
-                ui[jj] = acc
+        _basis_times(qbasis, ut_scratch, u, uc)
 
 
 @njit(**_SERIAL)
@@ -809,6 +836,7 @@ def _svd_batch(a, u, s, v, algo, nchunks, wproto, tol):
         w = np.empty((k, k), dtype=wproto.dtype)
         vt = np.empty((k, k), dtype=wproto.dtype)
         ut = np.empty((k, k), dtype=wproto.dtype)
+        uc = np.empty((k, k), dtype=a.dtype)
         good = np.empty(k, dtype=np.bool_)
         nrm = np.empty(k)
         n2 = k + (k % 2)
@@ -835,7 +863,7 @@ def _svd_batch(a, u, s, v, algo, nchunks, wproto, tol):
             else:
                 _load_transposed(ab, w)
             if _jacobi_svd(w, vt, nrm, tol, sched, gam, al, be, cf):
-                _svd_finish(w, vt, u[b], s[b], v[b], ut, good, qb)
+                _svd_finish(w, vt, u[b], s[b], v[b], ut, good, qb, uc)
             else:
                 redo[c] += 1
                 _lapack_svd_one(ab, u[b], s[b], v[b])
