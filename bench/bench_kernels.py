@@ -4,6 +4,7 @@ Run from the repository root::
 
     OPENBLAS_NUM_THREADS=1 python bench/bench_kernels.py            # full grid (~10 min here)
     OPENBLAS_NUM_THREADS=1 python bench/bench_kernels.py --quick    # batches / 10
+    OPENBLAS_NUM_THREADS=1 python bench/bench_kernels.py --solves-only --methods ksl bug bc-psi abc-psi
 
 Writes ``bench/results/kernels.json`` (or ``--out``).  NumPy is timed with the BLAS
 threads of the environment; ``OPENBLAS_NUM_THREADS=1`` is its best setting on the
@@ -150,36 +151,49 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch sizes / 10, 3 rounds")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "kernels.json")
+    parser.add_argument("--out", type=Path, default=None, help="default bench/results/kernels.json")
+    parser.add_argument(
+        "--methods", nargs="+", default=["abc-psi"], help="integrators of the stacked-vs-separate solves"
+    )
+    parser.add_argument(
+        "--solves-only",
+        action="store_true",
+        help="only the stacked-vs-separate solves (default output bench/results/stacked_solves.json)",
+    )
     args = parser.parse_args(argv)
     repeat = 3 if args.quick else args.repeat
+    results = Path(__file__).parent / "results"
+    out = args.out or results / ("stacked_solves.json" if args.solves_only else "kernels.json")
 
     def progress(done: int, total: int, label: str) -> None:
         print(f"[{done}/{total}] {label}", file=sys.stderr, flush=True)
 
-    rows = kernel_benchmark(repeat=repeat, quick=args.quick, progress=progress)
-    print(format_table(rows, KERNEL_COLUMNS))
-    solve_res = [stacked_solve(100 if args.quick else 1000, kind) for kind in ("dense", "structured")]
+    rows = [] if args.solves_only else kernel_benchmark(repeat=repeat, quick=args.quick, progress=progress)
+    if rows:
+        print(format_table(rows, KERNEL_COLUMNS))
+    solve_res = [
+        stacked_solve(100 if args.quick else 1000, kind, method=method)
+        for method in args.methods
+        for kind in ("dense", "structured")
+    ]
     for res in solve_res:
         print(
-            f"stacked solve of {res['batch']} problems {res['problem']}: {res['s_stacked']:.3f} s vs "
+            f"{res['method']}: stacked solve of {res['batch']} problems {res['problem']}: {res['s_stacked']:.3f} s vs "
             f"{res['s_separate']:.2f} s separately ({res['speedup']:.1f}x, per round "
             + ", ".join(f"{x:.1f}x" for x in res["speedup_per_round"])
             + "); profiled stacked solve, seconds: "
             + ", ".join(f"{k} {v:.3f}" for k, v in res["stacked_profile_s"].items())
         )
-    start = startup()
-    print(f"first stacked solve in a fresh process: cold cache {start['s_cold']:.1f} s, warm {start['s_warm']:.2f} s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "environment": kernel_environment(),
-        "quick": args.quick,
-        "kernels": rows,
-        "stacked_solve": solve_res,
-        "startup": start,
-    }
-    args.out.write_text(json.dumps(payload, indent=1))
-    print(f"wrote {args.out}")
+    payload = {"environment": kernel_environment(), "quick": args.quick, "stacked_solve": solve_res}
+    if not args.solves_only:
+        start = startup()
+        print(
+            f"first stacked solve in a fresh process: cold cache {start['s_cold']:.1f} s, warm {start['s_warm']:.2f} s"
+        )
+        payload |= {"kernels": rows, "startup": start}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1))
+    print(f"wrote {out}")
     return 0
 
 
