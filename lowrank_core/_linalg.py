@@ -68,6 +68,8 @@ __all__ = [
     "kernel_benchmark",
     "kernel_environment",
     "matmul",
+    "matmul_conj",
+    "matmul_h",
     "qr_flops",
     "svd_flops",
     "thin_qr",
@@ -330,6 +332,23 @@ def matmul(a: Any, b: Any, xp: Any) -> Any:
         ):
             return lowrank_kernels.batched_matmul(a, b)
     return a @ b
+
+
+def matmul_h(a: Any, b: Any, xp: Any) -> Any:
+    """``a^H @ b`` without forming ``a^H``: for complex ``a`` it is
+    ``conj(a^T @ conj(b))``, so only the (small) ``b`` and the result are conjugated and
+    the (large) operator ``a`` is read in place, through a transposed view."""
+    at = xp.matrix_transpose(a)
+    if not is_complex_dtype(a.dtype, xp):
+        return matmul(at, b, xp)
+    return xp.conj(matmul(at, xp.conj(b), xp))
+
+
+def matmul_conj(a: Any, b: Any, xp: Any) -> Any:
+    """``conj(a) @ b`` without forming ``conj(a)``: ``conj(a @ conj(b))`` for complex ``a``."""
+    if not is_complex_dtype(a.dtype, xp):
+        return matmul(a, b, xp)
+    return xp.conj(matmul(a, xp.conj(b), xp))
 
 
 def kernel_benchmark(**options: Any) -> list[dict[str, Any]]:

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ._linalg import matmul as mm
+from ._linalg import matmul_conj as mm_conj
+from ._linalg import matmul_h as mm_h
 from ._lowrank import LowRank
 from ._namespace import conj_transpose, is_complex_dtype, namespace_of
 
@@ -70,7 +72,7 @@ class DenseValue(RHSValue):
         return mm(self.F, V, self.xp)
 
     def FH_U(self, U: Any) -> Any:  # noqa: N802
-        return mm(conj_transpose(self.F, self.xp), U, self.xp)
+        return mm_h(self.F, U, self.xp)
 
     def UH_F_V(self, U: Any, V: Any) -> Any:  # noqa: N802
         return mm(conj_transpose(U, self.xp), self.F_V(V), self.xp)
@@ -337,7 +339,8 @@ class LinearMatrixODE(AbstractMatrixODE):
         return C(t) if callable(C) else C
 
     # Products go through ``_linalg.matmul`` (``mm``): large NumPy stacks are split
-    # across threads there.
+    # across threads there.  ``mm_h`` / ``mm_conj`` apply the conjugate transpose /
+    # conjugate of an operator without copying it.
     def F_V(self, t: float, Y: LowRank, W: Any) -> Any:  # noqa: N802
         xp = Y.xp
         Vh = conj_transpose(Y.V, xp)
@@ -364,18 +367,18 @@ class LinearMatrixODE(AbstractMatrixODE):
         SH = conj_transpose(Y.S, xp)
         Uh = conj_transpose(Y.U, xp)
         for left, right, _, _ in self._kron:
-            lw = W if left is None else mm(conj_transpose(left, xp), W, xp)
+            lw = W if left is None else mm_h(left, W, xp)
             term = mm(Y.V, mm(SH, mm(Uh, lw, xp), xp), xp)
             if right is not None:
-                # (Y B^T)^H = conj(B) Y^H, and conj(B) = (B^T)^H.
-                term = mm(conj_transpose(xp.matrix_transpose(right), xp), term, xp)
+                # (Y B^T)^H = conj(B) Y^H.
+                term = mm_conj(right, term, xp)
             out = term if out is None else out + term
         C = self._C(t)
         if C is not None:
             if isinstance(C, LowRank):
                 cw = mm(C.V, mm(conj_transpose(C.S, xp), mm(conj_transpose(C.U, xp), W, xp), xp), xp)
             else:
-                cw = mm(conj_transpose(C, xp), W, xp)
+                cw = mm_h(C, W, xp)
             out = cw if out is None else out + cw
         return out
 

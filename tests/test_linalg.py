@@ -196,6 +196,27 @@ def test_matmul_seam_routes_large_numpy_stacks(monkeypatch):
     assert not routed(xps.asarray(a), xps.asarray(b), xps)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [(), (300,)])
+def test_conjugated_operator_products(xp, dtype, batch):
+    """``matmul_h(a, b) = a^H b`` and ``matmul_conj(a, b) = conj(a) b`` (computed without
+    forming ``a^H`` / ``conj(a)``) match the explicit products to the rounding of one
+    matrix product, ``4 n eps`` relative to ``|a| |b|``; the operands are untouched."""
+    rng = np.random.default_rng(7)
+    a = _random(rng, (*batch, 64, 64), dtype)
+    b = _random(rng, (*batch, 64, 8), dtype)
+    ax, bx = (xp.asarray(x, dtype=getattr(xp, dtype)) for x in (a, b))
+    a_, b_ = to_numpy(ax).copy(), to_numpy(bx).copy()
+    bound = 4 * 64 * eps_of(dtype) * (np.abs(a_) @ np.abs(b_))
+    got_h = to_numpy(_linalg.matmul_h(ax, bx, xp))
+    got_c = to_numpy(_linalg.matmul_conj(ax, bx, xp))
+    bound_h = 4 * 64 * eps_of(dtype) * (np.abs(np.swapaxes(a_, -1, -2)) @ np.abs(b_))
+    assert np.all(np.abs(got_h - np.conj(np.swapaxes(a_, -1, -2)) @ b_) <= bound_h)
+    assert np.all(np.abs(got_c - np.conj(a_) @ b_) <= bound)
+    assert np.array_equal(to_numpy(ax), a_)
+    assert np.array_equal(to_numpy(bx), b_)
+
+
 def test_torch_cpu_tensors_share_memory_with_the_kernels():
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xpt
