@@ -17,6 +17,8 @@ import operator
 from dataclasses import dataclass
 from typing import Any
 
+import array_api_compat
+
 from ._linalg import matmul
 from ._lowrank import LowRank, diag_embed
 from ._namespace import device_of
@@ -125,9 +127,12 @@ class Truncation:
         """
         r1, capped = self.choose_rank(s, rank_in, xp)
         u1, v1 = u[..., :r1], v[..., :r1]
-        # A factor that is a column slice is copied once, so that the products of the
-        # next step see a compact array.
-        U1 = (u1 if r1 == u.shape[-1] else xp.asarray(u1, copy=True)) if left is None else matmul(left, u1, xp)
-        V1 = (v1 if r1 == v.shape[-1] else xp.asarray(v1, copy=True)) if right is None else matmul(right, v1, xp)
+        if array_api_compat.is_numpy_namespace(xp):
+            # A NumPy factor that is a column slice is copied once, so that the products
+            # of the next step can go to the batched-product kernel without copies.
+            u1 = u1 if r1 == u.shape[-1] or left is not None else xp.asarray(u1, copy=True)
+            v1 = v1 if r1 == v.shape[-1] or right is not None else xp.asarray(v1, copy=True)
+        U1 = u1 if left is None else matmul(left, u1, xp)
+        V1 = v1 if right is None else matmul(right, v1, xp)
         S1 = diag_embed(xp.astype(s[..., :r1], U1.dtype), xp)
         return LowRank._trusted(U1, S1, V1, xp), capped

@@ -480,9 +480,10 @@ def batched_matmul(a: Any, b: Any, *, out: Any = None) -> Any:
     """Batched matrix product ``C[i] = A[i] @ B[i]`` over the leading axes, in parallel.
 
     NumPy's ``matmul`` runs the matrices of a stack one after another on one thread;
-    this splits the stack across Numba's threads, one BLAS ``gemm`` per matrix (the
-    BLAS pinned to one thread inside).  Calls below :func:`matmul_uses_kernel`'s size
-    rule go to ``numpy.matmul``.
+    this splits the stack across Numba's threads, one BLAS ``gemm`` per matrix (each
+    below the size at which OpenBLAS would thread it).  Calls outside
+    :func:`matmul_uses_kernel`'s size rule, and non-native byte orders, go to
+    ``numpy.matmul``.
 
     Parameters
     ----------
@@ -534,7 +535,7 @@ def batched_matmul(a: Any, b: Any, *, out: Any = None) -> Any:
         msg = f"{fn}: out array 'C' overlaps the input 'b'; pass separate memory."
         raise ValueError(msg)
     nb = math.prod(shape[:-2])
-    if not matmul_uses_kernel(a.shape, b.shape) or nb == 0 or 0 in shape[-2:]:
+    if not (matmul_uses_kernel(a.shape, b.shape) and dt.isnative) or nb == 0 or 0 in shape[-2:]:
         return np.matmul(a, b, out=c)
     import numba
 

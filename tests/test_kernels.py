@@ -322,6 +322,11 @@ def test_batched_matmul_rule_out_and_errors():
     out = np.empty((300, 64, 8))
     assert lk.batched_matmul(a, b, out=out) is out
     assert np.allclose(out, a @ b)
+    # non-native byte order (numpy.matmul) and read-only operands give the same product
+    assert np.allclose(lk.batched_matmul(a.astype(">f8"), b.astype(">f8")), a @ b)
+    ro = a.copy()
+    ro.flags.writeable = False
+    assert np.allclose(lk.batched_matmul(ro, b), a @ b)
     with pytest.raises(TypeError, match="'b'.*numpy.ndarray"):
         lk.batched_matmul(a, list(b))
     with pytest.raises(TypeError, match="same dtype"):
