@@ -168,15 +168,21 @@ _controller: list[Any] = []
 
 
 @contextlib.contextmanager
-def _blas_pinned_to_one_thread() -> Iterator[bool]:
-    """Yield whether BLAS runs single-threaded inside the block, so that our own threads
-    may call it concurrently without oversubscribing the cores.
+def _blas_pinned_to_one_thread(mnk: int) -> Iterator[bool]:
+    """Yield whether BLAS runs single-threaded inside the block for products of size
+    ``mnk`` (``M * N * K``), so that our own threads may call it concurrently without
+    oversubscribing the cores.
 
-    With ``threadpoolctl`` installed the BLAS libraries are limited to one thread for the
+    Products below ``_BLAS_THREADED_GEMM`` are never threaded by the BLAS: nothing is
+    done (pinning would cost more than such products).  Larger ones: with
+    ``threadpoolctl`` installed the BLAS libraries are limited to one thread for the
     block (one cached controller: about 10 us per call); without it, only an environment
     that already pins them (``OPENBLAS_NUM_THREADS=1``, ``OMP_NUM_THREADS=1`` or
     ``MKL_NUM_THREADS=1``) counts.
     """
+    if mnk < _BLAS_THREADED_GEMM:
+        yield True
+        return
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
@@ -326,15 +332,13 @@ def _cholqr2_stack(x3: np.ndarray, q3: np.ndarray, r3: np.ndarray, wp: np.ndarra
 
     nb, m, k = x3.shape
     threads = numba.get_num_threads()
-    # Products too small for the BLAS to thread are called from our threads as they are
-    # (pinning would cost more than these factorizations); larger ones with the BLAS
-    # pinned to one thread, where that is possible.
-    small = m * k * k < _BLAS_THREADED_GEMM
-    with contextlib.nullcontext(True) if small else _blas_pinned_to_one_thread() as pinned:
+    product = m * k * k
+    with _blas_pinned_to_one_thread(product) as pinned:
         if not pinned:
             # The BLAS threads these products itself: one matrix at a time.
             _cpu.qr_batch_serial(x3, q3, r3, _cpu.QR_CHOLQR2, 1, wp)
-        elif not small and x3.dtype.kind == "f" and 1 < threads and nb < threads:
+        elif product >= _BLAS_THREADED_GEMM and x3.dtype.kind == "f" and 1 < threads and nb < threads:
+            # Fewer large matrices than threads: the rows of each go to the threads.
             for b in range(nb):
                 if not _cpu.qr_rows_parallel(x3[b], q3[b], r3[b], threads):
                     _cpu.qr_batch_serial(x3[b : b + 1], q3[b : b + 1], r3[b : b + 1], _cpu.QR_HOUSEHOLDER, 1, wp)
@@ -425,7 +429,7 @@ def _svd_stack(x3: np.ndarray, u3: np.ndarray, s2: np.ndarray, v3: np.ndarray, c
     driver, nchunks = _driver("svd", nb, m, k)
     # LAPACK calls from our threads (gesdd, and the fallback of Jacobi): pin the BLAS to
     # one thread where its products are large enough to be threaded.
-    with _blas_pinned_to_one_thread() if k**3 >= _BLAS_THREADED_GEMM else contextlib.nullcontext():
+    with _blas_pinned_to_one_thread(k**3):
         driver(x3, u3, s2, v3, code, nchunks, wp, tol)
 
 
@@ -437,7 +441,7 @@ def _svd_tall_stack(x3: np.ndarray, u3: np.ndarray, s2: np.ndarray, v3: np.ndarr
     _cholqr2_stack(x3, q3, r3, wp)
     _svd_stack(r3, ur3, s2, v3, code, wp)
     driver, nchunks = _driver("lift", nb, m, k)
-    with contextlib.nullcontext() if m * k * k < _BLAS_THREADED_GEMM else _blas_pinned_to_one_thread():
+    with _blas_pinned_to_one_thread(m * k * k):
         driver(q3, ur3, u3, v3, nchunks)
 
 
