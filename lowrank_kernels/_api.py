@@ -454,10 +454,21 @@ MATMUL_MIN_PRODUCT = 1024
 
 
 def matmul_uses_kernel(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> bool:
-    """Whether :func:`batched_matmul` runs the kernel (rather than ``numpy.matmul``) for
-    stacks of these shapes: ``B m n p >= MATMUL_MIN_WORK``, ``m n p >=
-    MATMUL_MIN_PRODUCT``, more than one Numba thread, and products below the size at
-    which the BLAS threads a single ``gemm`` (there ``numpy.matmul`` uses it)."""
+    """Whether :func:`batched_matmul` runs the kernel (rather than ``numpy.matmul``).
+
+    Parameters
+    ----------
+    a_shape : tuple of int, ``(..., m, n)``
+    b_shape : tuple of int, ``(..., n, p)``
+        Shapes of the two stacks (batch size ``B`` = product of the leading axes).
+
+    Returns
+    -------
+    bool
+        ``True`` when ``B m n p >= MATMUL_MIN_WORK``, ``MATMUL_MIN_PRODUCT <= m n p`` and
+        ``m n p`` is below the size at which the BLAS threads a single ``gemm`` (there
+        ``numpy.matmul`` uses it), and Numba runs more than one thread.
+    """
     import numba
 
     m, n, p = a_shape[-2], a_shape[-1], b_shape[-1]
