@@ -9,7 +9,8 @@ contenders the rule chooses between, on shapes on both sides of its threshold:
   seam's rule that keeps few complex128 blocks with ``k >= 16`` on LAPACK
   (``lowrank_core._linalg.KERNEL_QR_C128_MIN_BATCH``);
 * ``svd``: Jacobi against LAPACK ``gesdd`` per matrix (both on our threads) and
-  ``numpy.linalg.svd``, behind ``SVD_JACOBI_MAX_K`` (real) and
+  ``numpy.linalg.svd``, behind ``SVD_JACOBI_MAX_K`` (real);
+* ``svd_complex``: the same contenders on complex128 and complex64 stacks around
   ``SVD_JACOBI_MAX_K_COMPLEX``;
 * ``svd_tall``: for tall real stacks, the stacked CholeskyQR2 first (``A = Q R``, SVD of
   ``R``, ``U = Q U_R``) against the SVD kernel's own per-matrix Householder QR, and NumPy,
@@ -17,7 +18,9 @@ contenders the rule chooses between, on shapes on both sides of its threshold:
 * ``matmul``: the parallel batched-product kernel against ``numpy.matmul`` on the
   product shapes of a stacked solve, behind ``MATMUL_MIN_WORK`` and ``MATMUL_MIN_PRODUCT``.
 
-Writes ``bench/results/rule_checks.json``.  Run: ``OPENBLAS_NUM_THREADS=1 python bench/rule_checks.py``
+Writes ``bench/results/rule_checks.json``.  Run: ``OPENBLAS_NUM_THREADS=1 python
+bench/rule_checks.py [--rules svd_complex ...]`` (``--rules`` reruns those rules only and
+keeps the other rules' last rows in the file).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ QR_REAL = [
 ]
 QR_C128 = [(1000, 64, 8), (100, 256, 16), (16, 512, 16), (1, 128, 8), (1, 256, 16), (1, 512, 16), (2, 1000, 20)]
 SVD = [(1000, 8, 8), (1000, 16, 16), (200, 24, 24), (200, 32, 32), (1000, 64, 8)]
+SVD_COMPLEX = [(1000, 2, 2), (1000, 4, 4), (1000, 6, 6), (1000, 8, 8), (1000, 64, 4), (1000, 64, 8), (200, 16, 16)]
 SVD_TALL = [
     (1000, 64, 8),
     (300, 64, 8),
@@ -109,7 +113,13 @@ def _compare(fns: dict[str, Callable[[], Any]], repeat: int, base: str) -> dict[
     return out
 
 
-def main(repeat: int = 5) -> None:
+def _report(rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
+    rows.append(row)
+    label = {k: v for k, v in row.items() if k in ("rule", "dtype", "shape", "auto", "auto_kernel")}
+    print(*label.values(), {k: round(v, 3) for k, v in row.items() if k not in label})
+
+
+def qr_rows(repeat: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for dt in ("float64", "float32"):
         for shape in QR_REAL:
@@ -123,8 +133,12 @@ def main(repeat: int = 5) -> None:
                 repeat,
                 "numpy",
             )
-            rows.append({"rule": "qr", "dtype": dt, "shape": shape, **res})
-            print("qr", dt, shape, {k: round(v, 3) for k, v in res.items()})
+            _report(rows, {"rule": "qr", "dtype": dt, "shape": shape, **res})
+    return rows
+
+
+def qr_complex_rows(repeat: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     for shape in QR_C128:
         a = _matrices(shape, "complex128")
         res = _compare(
@@ -135,10 +149,14 @@ def main(repeat: int = 5) -> None:
             repeat,
             "numpy",
         )
-        rows.append({"rule": "qr_complex128", "dtype": "complex128", "shape": shape, **res})
-        print("qr complex128", shape, {k: round(v, 3) for k, v in res.items()})
-    for dt in ("float64", "float32", "complex128"):
-        for shape in SVD:
+        _report(rows, {"rule": "qr_complex128", "dtype": "complex128", "shape": shape, **res})
+    return rows
+
+
+def _svd_rows(rule: str, dtypes: tuple[str, ...], shapes: list, repeat: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for dt in dtypes:
+        for shape in shapes:
             a = _matrices(shape, dt)
             res = _compare(
                 {
@@ -149,8 +167,20 @@ def main(repeat: int = 5) -> None:
                 repeat,
                 "numpy",
             )
-            rows.append({"rule": "svd", "dtype": dt, "shape": shape, "auto": lk.svd_algorithm(shape, dt), **res})
-            print("svd", dt, shape, lk.svd_algorithm(shape, dt), {k: round(v, 3) for k, v in res.items()})
+            _report(rows, {"rule": rule, "dtype": dt, "shape": shape, "auto": lk.svd_algorithm(shape, dt), **res})
+    return rows
+
+
+def svd_rows(repeat: int) -> list[dict[str, Any]]:
+    return _svd_rows("svd", ("float64", "float32"), SVD, repeat)
+
+
+def svd_complex_rows(repeat: int) -> list[dict[str, Any]]:
+    return _svd_rows("svd_complex", ("complex128", "complex64"), SVD_COMPLEX, repeat)
+
+
+def svd_tall_rows(repeat: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     for dt in ("float64", "float32"):
         for shape in SVD_TALL:
             a = _matrices(shape, dt)
@@ -164,10 +194,14 @@ def main(repeat: int = 5) -> None:
                 "numpy",
             )
             auto = "stacked_qr" if _api._svd_via_stacked_qr(shape, dt) else "in_kernel_qr"
-            rows.append({"rule": "svd_tall", "dtype": dt, "shape": shape, "auto": auto, **res})
-            print("svd tall", dt, shape, auto, {k: round(v, 3) for k, v in res.items()})
+            _report(rows, {"rule": "svd_tall", "dtype": dt, "shape": shape, "auto": auto, **res})
+    return rows
+
+
+def matmul_rows(repeat: int) -> list[dict[str, Any]]:
     from lowrank_kernels import _cpu
 
+    rows: list[dict[str, Any]] = []
     for m, n, p, b in MATMUL:
         x, y = _matrices((b, m, n), "float64"), _matrices((b, n, p), "float64")
         z = np.empty((b, m, p))
@@ -179,18 +213,34 @@ def main(repeat: int = 5) -> None:
             repeat,
             "numpy",
         )
-        shape = (b, m, n, p)
-        rows.append(
-            {
-                "rule": "matmul",
-                "dtype": "float64",
-                "shape": shape,
-                "auto_kernel": lk.matmul_uses_kernel((b, m, n), (b, n, p)),
-                **res,
-            }
-        )
-        print("matmul", shape, lk.matmul_uses_kernel((b, m, n), (b, n, p)), {k: round(v, 3) for k, v in res.items()})
+        auto = lk.matmul_uses_kernel((b, m, n), (b, n, p))
+        _report(rows, {"rule": "matmul", "dtype": "float64", "shape": (b, m, n, p), "auto_kernel": auto, **res})
+    return rows
+
+
+RULES: dict[str, Callable[[int], list[dict[str, Any]]]] = {
+    "qr": qr_rows,
+    "qr_complex128": qr_complex_rows,
+    "svd": svd_rows,
+    "svd_complex": svd_complex_rows,
+    "svd_tall": svd_tall_rows,
+    "matmul": matmul_rows,
+}
+
+
+def main(argv: list[str] | None = None, repeat: int = 5) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rules", nargs="+", choices=list(RULES), help="rerun these rules only")
+    args = parser.parse_args(argv)
     out = pathlib.Path(__file__).parent / "results" / "rule_checks.json"
+    chosen = args.rules or list(RULES)
+    kept = json.loads(out.read_text()) if args.rules and out.exists() else []
+    rows = [row for row in kept if row["rule"] not in chosen and row["rule"] in RULES]
+    for rule in chosen:
+        rows += RULES[rule](repeat)
+    rows.sort(key=lambda row: list(RULES).index(row["rule"]))
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(rows, indent=1) + "\n")
     print(f"wrote {out}")

@@ -36,8 +36,10 @@ _SVD_ALGOS = ("auto", "jacobi", "lapack")
 #: ones use LAPACK ``gesdd`` per matrix inside a parallel loop (at 32 x 32 the two were
 #: level on one thread).
 SVD_JACOBI_MAX_K = 24
-#: The same limit for complex cores, where complex arithmetic makes Jacobi slower.
-SVD_JACOBI_MAX_K_COMPLEX = 8
+#: The same limit for complex cores, where complex arithmetic makes Jacobi slower: at
+#: 6 x 6 and 8 x 8 (and 64 x 8) ``gesdd`` per matrix beat it, at 4 x 4 and below Jacobi
+#: won (``bench/rule_checks.py``, rule ``svd_complex``).
+SVD_JACOBI_MAX_K_COMPLEX = 4
 
 
 def _is_cuda_array(a: Any) -> bool:
