@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import pathlib
 import statistics
-import time
 from collections.abc import Callable
 
 import array_api_compat.numpy as xnp
@@ -40,18 +39,12 @@ from bench_kernels import _stacked_problems
 import lowrank_core as lc
 from lowrank_core._linalg import matmul, matmul_h
 from lowrank_core._namespace import conj_transpose
+from lowrank_kernels.benchmark import _time_rounds
 
 
 def _median_times(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    for f in fns.values():
-        f()
-    times: dict[str, list[float]] = {n: [] for n in fns}
-    for _ in range(rounds):
-        for name, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            times[name].append(time.perf_counter() - t0)
-    return {f"s_{n}": statistics.median(v) for n, v in times.items()}
+    """Median seconds of each function over ``rounds`` interleaved rounds (after a warm-up)."""
+    return {f"s_{n}": statistics.median(v) for n, v in _time_rounds(fns, rounds).items()}
 
 
 def complex_operator(rounds: int = 9) -> dict:
