@@ -23,7 +23,9 @@ float64/complex128 for every input dtype, except where noted):
     ``A R^{-1}`` are BLAS ``gemm`` calls in the input precision (``np.dot`` with ``out=``),
     the Cholesky factors and triangular inverses are float64; complex inputs: loops in
     complex128 (the choice is made at compile time by ``numba.extending.overload``).  It
-    refuses (returns ``False``) when the first Cholesky breaks down, when
+    refuses (returns ``False``) when the first Cholesky breaks down (an overflowing
+    Gram matrix stops it), when a column's squared norm is so small that the Gram
+    matrix's products are subnormal (``_gram_floor``), when
     some column keeps less than ``1 / _CHOL_COND_MAX`` of its norm outside the span of
     the previous columns (``R1[j, j] < ||a_j|| / _CHOL_COND_MAX``: a column-scaling
     invariant lower bound on the condition number of ``A`` with unit columns, which is
@@ -42,6 +44,9 @@ float64/complex128 for every input dtype, except where noted):
     computed together), relative convergence test ``|a_p^H a_q| <= tol ||a_p|| ||a_q||``.
     Thin ``m x k`` inputs are first reduced by QR (``A = Q R``, SVD of ``R``, ``U = Q U_R``).
     Left singular vectors of zero singular values are completed to an orthonormal set.
+    The work matrix is first scaled by a power of two so that its largest entry is of
+    order one (``_scale_to_unit``; exact, undone on the singular values), so that no
+    squared norm overflows or underflows at any representable input scale.
     If the sweeps do not converge the matrix is redone with LAPACK ``gesdd``.
 
 Non-finite input: a matrix that contains NaN or Inf gets NaN in all of its outputs
@@ -68,6 +73,10 @@ _PARALLEL = {"cache": True, "fastmath": _FM, "nogil": True, "parallel": True}
 #: CholeskyQR2 gives up (and the Householder fallback runs) beyond these thresholds.
 _CHOL_COND_MAX = 1.0e6
 _CHOL_ORTH_MAX = 0.1
+#: Squared column norms below ``_GRAM_FLOOR_FACTOR * m * tiny`` go to Householder
+#: (``_gram_floor``): a margin of 2**10 over the size where subnormal products of the Gram
+#: matrix start to cost relative accuracy.
+_GRAM_FLOOR_FACTOR = 1024.0
 
 #: Algorithm codes shared with the Python front end.
 QR_HOUSEHOLDER = 0
@@ -100,10 +109,14 @@ def _all_finite(x):
 
 @njit(**_SERIAL)
 def _norm_tail(x):
-    """2-norm of the 1-D view ``x`` in float64, rescaled if the plain sum over/underflows."""
+    """2-norm of the 1-D view ``x`` in float64, rescaled if the plain sum over/underflows.
+
+    Entries are promoted to work precision (``* 1.0``) before they are squared: squared
+    float32 entries below about 1e-19 would otherwise be subnormal (or zero) in float32.
+    """
     s = 0.0
     for t in range(x.size):
-        s += _abs2(x[t])
+        s += _abs2(x[t] * 1.0)
     if s < 1.0e-280 or s > 1.0e280:
         scale = 0.0
         for t in range(x.size):
@@ -112,7 +125,7 @@ def _norm_tail(x):
             return scale
         s = 0.0
         for t in range(x.size):
-            s += _abs2(x[t] / scale)
+            s += _abs2(x[t] * 1.0 / scale)
         return scale * math.sqrt(s)
     return math.sqrt(s)
 
@@ -354,14 +367,33 @@ def _orth_deviation(g):
 
 
 @njit(**_SERIAL)
-def _first_pass_factors(g, r1, ri):
+def _first_pass_factors(g, r1, ri, gmin):
     """``R1 = chol(g)`` of the first Gram matrix and ``ri = R1^{-1}``; ``False`` on
-    breakdown or when the conditioning guard refuses."""
+    breakdown, when the conditioning guard refuses, or when a column's squared norm
+    ``g[j, j]`` is below ``gmin`` (see ``_gram_floor``)."""
+    for j in range(g.shape[0]):
+        if not (g[j, j].real >= gmin):
+            return False
     ok, worst = _chol_upper(g, r1)
     if not (ok and worst * _CHOL_COND_MAX**2 >= 1.0):
         return False
     _tri_inv_upper(r1, ri)
     return True
+
+
+@njit(**_SERIAL)
+def _gram_floor(a):
+    """Smallest squared column norm for which the Gram matrix of ``a`` (m, k), formed in
+    the input precision, is trusted: ``_GRAM_FLOOR_FACTOR * m * tiny``.
+
+    Products ``a_ij a_il`` below ``tiny`` (the smallest normal number) are subnormal and
+    carry an absolute error up to about ``tiny * eps``; summed over ``m`` rows, that is a
+    relative error of ``m tiny eps / g_jj`` in the Gram matrix, so columns whose squared
+    norm is not well above ``m tiny`` (float32 entries below about 1e-18, float64 below
+    about 1e-152) are left to the Householder fallback, whose norms are rescaled.  An
+    overflowing Gram matrix needs no such floor: its infinite diagonal stops the Cholesky.
+    """
+    return _GRAM_FLOOR_FACTOR * a.shape[0] * np.finfo(a.dtype).tiny
 
 
 @njit(**_SERIAL)
@@ -445,7 +477,7 @@ def _cholqr2(a, q, r, g, r1, r2, ri, acc, gs, riw, q1):
     ``(Q1, R1)`` is returned.  Otherwise the second pass runs, through the scratch ``q1``.
     """
     _gram_into(a, g, gs)
-    if not _first_pass_factors(g, r1, ri):
+    if not _first_pass_factors(g, r1, ri, _gram_floor(a)):
         return False
     _times_inverse(a, ri, q, riw, acc)
     _gram_into(q, g, gs)
@@ -537,7 +569,7 @@ def qr_rows_parallel(a, q, r, nblocks):
     ri = np.empty((k, k))
     riw = np.empty((k, k), dtype=a.dtype)
     _gram_row_blocks(a, parts, g)
-    if not _first_pass_factors(g, r1, ri):
+    if not _first_pass_factors(g, r1, ri, _gram_floor(a)):
         return False
     _times_row_blocks(a, ri, riw, q, nblocks)
     _gram_row_blocks(q, parts, g)
@@ -702,6 +734,36 @@ def _complete_orthonormal(ut, good):
 
 
 @njit(**_SERIAL)
+def _scale_to_unit(w):
+    """Scale the work matrix ``w`` by a power of two so that its largest entry lies in
+    ``[0.5, 4)``; returns the exponent ``e`` with ``w_in = 2**e w_out``.
+
+    The Jacobi sweeps square column norms and multiply two of them (``al * be``), so
+    unscaled entries beyond about 1e77 or below 1e-77 (float64 work precision) would
+    overflow or underflow; after this scaling every squared norm is at most ``4 k^2``.
+    Multiplying by a power of two is exact (up to entries that were already below the
+    unit roundoff of the largest one), singular vectors are scale-invariant, and the
+    singular values are scaled back by ``ldexp(s, e)``.  The exponent is clamped to
+    ``[-1021, 1022]`` so that the factor ``2**-e`` is itself a normal number.
+    """
+    big = 0.0
+    for i in range(w.shape[0]):
+        wi = w[i]
+        for j in range(w.shape[1]):
+            big = max(big, abs(wi[j]))
+    if big == 0.0 or not math.isfinite(big):
+        return 0
+    _, e = math.frexp(big)
+    e = min(max(e, -1021), 1022)
+    f = math.ldexp(1.0, -e)
+    for i in range(w.shape[0]):
+        wi = w[i]
+        for j in range(w.shape[1]):
+            wi[j] = wi[j] * f
+    return e
+
+
+@njit(**_SERIAL)
 def _load_transposed(src, w):
     """``w[j, i] = src[i, j]`` for a square ``src`` (columns become rows)."""
     k = src.shape[0]
@@ -860,8 +922,12 @@ def _svd_batch(a, u, s, v, algo, nchunks, wproto, tol):
                 _load_transposed(rb, w)
             else:
                 _load_transposed(ab, w)
+            e = _scale_to_unit(w)
             if _jacobi_svd(w, vt, nrm, tol, sched, gam, al, be, cf):
                 _svd_finish(w, vt, u[b], s[b], v[b], ut, good, qb, uc)
+                sb = s[b]
+                for j in range(k):
+                    sb[j] = math.ldexp(sb[j], e)
             else:
                 redo[c] += 1
                 _lapack_svd_one(ab, u[b], s[b], v[b])
