@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import math
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -167,6 +169,34 @@ def _driver(kind: str, nb: int, m: int, k: int) -> tuple[Any, int]:
 _BLAS_THREADED_GEMM = 262144
 
 _controller: list[Any] = []
+# Process-wide pin shared by every thread: the first thread to enter records the BLAS
+# libraries' thread counts and sets them to one, the last to leave restores them (a plain
+# threadpoolctl ``limit`` per caller, entered and left by several threads at once, left
+# the BLAS at one thread for good).
+_pin_lock = threading.Lock()
+_pin_state: dict[str, Any] = {"depth": 0, "limiter": None}
+
+
+@contextlib.contextmanager
+def _shared_blas_pin() -> Iterator[None]:
+    with _pin_lock:
+        if _pin_state["depth"] == 0:
+            if not _controller:
+                # After SciPy's BLAS is loaded (Numba calls it), so that the controller sees it.
+                import scipy.linalg.cython_blas  # noqa: F401
+                from threadpoolctl import ThreadpoolController
+
+                _controller.append(ThreadpoolController())
+            _pin_state["limiter"] = _controller[0].limit(limits=1, user_api="blas")
+        _pin_state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _pin_lock:
+            _pin_state["depth"] -= 1
+            if _pin_state["depth"] == 0:
+                _pin_state["limiter"].restore_original_limits()
+                _pin_state["limiter"] = None
 
 
 @contextlib.contextmanager
@@ -178,24 +208,18 @@ def _blas_pinned_to_one_thread(mnk: int) -> Iterator[bool]:
     Products below ``_BLAS_THREADED_GEMM`` are never threaded by the BLAS: nothing is
     done (pinning would cost more than such products).  Larger ones: with
     ``threadpoolctl`` installed the BLAS libraries are limited to one thread for the
-    block (one cached controller: about 10 us per call); without it, only an environment
+    block, shared by all threads (the first to enter pins, the last to leave restores the
+    original counts, under a lock); without it, only an environment
     that already pins them (``OPENBLAS_NUM_THREADS=1``, ``OMP_NUM_THREADS=1`` or
     ``MKL_NUM_THREADS=1``) counts.
     """
     if mnk < _BLAS_THREADED_GEMM:
         yield True
         return
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
+    if importlib.util.find_spec("threadpoolctl") is None:
         yield any(os.environ.get(v) == "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"))
         return
-    if not _controller:
-        # After SciPy's BLAS is loaded (Numba calls it), so that the controller sees it.
-        import scipy.linalg.cython_blas  # noqa: F401
-
-        _controller.append(ThreadpoolController())
-    with _controller[0].limit(limits=1, user_api="blas"):
+    with _shared_blas_pin():
         yield True
 
 
