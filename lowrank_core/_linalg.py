@@ -8,19 +8,35 @@ matrix products to ``lowrank_kernels.batched_matmul`` (not counted).
 
 Which path runs (the *size rule*, see ``docs/kernels.md``):
 
-* ``"auto"`` (default): the Numba kernels for NumPy arrays, and for PyTorch CPU tensors
-  that do not require grad (shared through DLPack, no copy), with a floating dtype, when
+* ``"auto"`` (default): the kernels of ``lowrank_kernels`` when the backend can share
+  the array with them, their one fit rule :func:`lowrank_kernels.kernel_fits` (the same
+  function for both devices) takes the stack, and two measured preferences do not send
+  it to the array library instead:
 
-  - thin QR: ``m >= k``, except complex128 stacks of fewer than
-    ``KERNEL_QR_C128_MIN_BATCH`` matrices with ``k >= 16`` and ``m k <= 65536``, where
-    the complex Householder kernel was slower than LAPACK (``bench/rule_checks.py``);
-  - SVD: a stack of at least ``KERNEL_SVD_MIN_BATCH`` matrices (a single small SVD is
-    faster through LAPACK ``gesdd`` directly);
+  - backends: NumPy arrays and PyTorch CPU tensors that do not require grad (shared
+    through DLPack, no copy) go to the Numba CPU kernels; CuPy arrays go to the
+    numba-cuda kernels when a GPU is usable (:func:`lowrank_kernels.has_cuda`); every
+    other library (array-api-strict, JAX, GPU or autograd tensors, ...) uses
+    ``xp.linalg``;
+  - fit (``kernel_fits(op, shape, dtype, device)``): float32/float64/complex64/
+    complex128, and ``m >= k`` for the thin QR, on both devices; on the GPU also at most
+    32 KiB per matrix (one thread block's shared memory) and, for the SVD,
+    ``min(m, k) <= 32``.  The SVD takes ``m < k`` on both devices (through the conjugate
+    transpose).  So an ``m x 2r`` augmentation QR of a CuPy solve with
+    ``m * 2r * itemsize > 32 KiB`` runs in ``cupy.linalg``;
+  - preferences (measured on the CPU with ``bench/rule_checks.py``; applied to CuPy
+    arrays too, where they are unmeasured): an SVD needs a stack of at least
+    ``KERNEL_SVD_MIN_BATCH`` matrices (a single small SVD is faster through LAPACK
+    ``gesdd`` directly), and complex128 thin QRs of fewer than
+    ``KERNEL_QR_C128_MIN_BATCH`` matrices with ``k >= 16`` and ``m k <= 65536`` stay on
+    LAPACK, where the complex Householder kernel was slower.
 
-  the numba-cuda kernels for CuPy arrays when a GPU is usable and the matrices fit one
-  thread block; ``xp.linalg`` for everything else (array-api-strict, JAX, ...).
-* ``"kernels"``: the kernels wherever the backend and shape allow them (an error names
-  the reason where they do not);
+  Whatever runs, the decomposition is counted in :class:`Counters` (``qr``, ``svd``,
+  their shapes and flops) before the path is chosen; ``kernel_calls`` counts only the
+  calls served by the kernels.
+* ``"kernels"``: the kernels wherever the backend and the fit rule allow them, whatever
+  the preferences say; a ``ValueError`` names the reason where they do not (for example
+  a CuPy matrix larger than one thread block);
 * ``"xp"``: always ``xp.linalg``.
 
 Choose per call with the ``linalg=`` argument of :func:`lowrank_core.solve`, or for a
@@ -223,15 +239,14 @@ def _diag(x: Any, xp: Any) -> Any:
     return xp.linalg.diagonal(x) if hasattr(xp, "linalg") else xp.diagonal(x)
 
 
-_KERNEL_DTYPES = ("float32", "float64", "complex64", "complex128")
-
-
 @functools.cache
 def _kernels_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
 def _cuda_usable() -> bool:
+    """Whether numba-cuda can launch the CUDA kernels here (a visible GPU, or the CUDA
+    simulator); asked per call, so a process that gains or loses the device sees it."""
     import lowrank_kernels
 
     return lowrank_kernels.has_cuda()
@@ -251,6 +266,11 @@ def _qr_c128_small(x: Any) -> bool:
 def _kernel_route(x: Any, xp: Any, op: str) -> tuple[Any, Any] | None:
     """How to hand ``x`` to the kernels: ``(array for the kernels, back-conversion)``.
 
+    Applies the size rule of the module docstring: the backend decides the device
+    (``"cpu"`` or ``"cuda"``), :func:`lowrank_kernels.kernel_fit_reason` whether the
+    kernels of that device take the stack, and, under ``"auto"`` only, the measured
+    preferences (``KERNEL_SVD_MIN_BATCH``, the complex128 small-QR rule).
+
     Returns ``None`` when the active path and the size rule say ``xp.linalg``; raises a
     ``ValueError`` naming the reason when the path is ``"kernels"`` but they cannot run.
     """
@@ -261,39 +281,52 @@ def _kernel_route(x: Any, xp: Any, op: str) -> tuple[Any, Any] | None:
 
     def refuse(reason: str) -> None:
         if forced:
-            msg = f"linalg='kernels' cannot run the {op} of a {tuple(x.shape)} {x.dtype} array: {reason}."
+            msg = (
+                f"linalg='kernels' cannot run the {op} of a {tuple(x.shape)} {x.dtype} array: {reason}; "
+                "use linalg='auto' (which falls back to xp.linalg for such calls) or linalg='xp'."
+            )
             raise ValueError(msg)
 
     if not _kernels_available():
         refuse("numba is not installed")
         return None
-    if str(x.dtype).rsplit(".", 1)[-1] not in _KERNEL_DTYPES:
-        refuse("the dtype is not float32/float64/complex64/complex128")
-        return None
-    if op == "qr" and x.shape[-2] < x.shape[-1]:
-        refuse("thin QR kernels need m >= k")
-        return None
-    if op == "svd" and not forced and _batch_size(x) < KERNEL_SVD_MIN_BATCH:
-        return None
-    if op == "qr" and not forced and _qr_c128_small(x):
-        return None
     if array_api_compat.is_numpy_array(x):
-        return x, lambda y: y
-    if array_api_compat.is_torch_array(x):
+        device = "cpu"
+    elif array_api_compat.is_torch_array(x):
         if x.device.type != "cpu" or x.requires_grad:
             refuse("only CPU tensors that do not require grad are shared with the kernels")
             return None
+        device = "cpu"
+    elif array_api_compat.is_cupy_array(x):
+        if not _cuda_usable():
+            refuse("no usable CUDA device")
+            return None
+        device = "cuda"
+    else:
+        refuse(f"{type(x).__module__} arrays are not supported by the kernels (NumPy, PyTorch CPU, CuPy are)")
+        return None
+
+    import lowrank_kernels
+
+    reason = lowrank_kernels.kernel_fit_reason(op, tuple(x.shape), x.dtype, device)
+    if reason is not None:
+        refuse(reason)
+        return None
+    if not forced and op == "svd" and _batch_size(x) < KERNEL_SVD_MIN_BATCH:
+        return None
+    if not forced and op == "qr" and _qr_c128_small(x):
+        return None
+    if array_api_compat.is_torch_array(x):
         import numpy as np
         import torch
 
         return np.from_dlpack(x.detach()), torch.from_dlpack
-    if array_api_compat.is_cupy_array(x):
-        if not _cuda_usable():
-            refuse("no usable CUDA device")
-            return None
-        return x, lambda y: y
-    refuse(f"{type(x).__module__} arrays are not supported by the kernels (NumPy, PyTorch CPU, CuPy are)")
-    return None
+    return x, _same
+
+
+def _same(y: Any) -> Any:
+    """The back-conversion of arrays the kernels take as they are (NumPy, CuPy)."""
+    return y
 
 
 def _gemm_layout(x: Any) -> bool:

@@ -14,7 +14,8 @@ factors a whole stack in one call:
 for float32/float64/complex64/complex128 NumPy arrays (Numba CPU kernels, parallel over the
 batch) and CUDA arrays such as CuPy's (numba-cuda kernels, one thread block per matrix, no
 copies).  Kernels compile lazily, once per dtype, and are cached on disk
-(``NUMBA_CACHE_DIR``).
+(``NUMBA_CACHE_DIR``).  Which matrices each device's kernels take is one rule,
+:func:`kernel_fits` (with the reason from :func:`kernel_fit_reason`).
 
 This package never imports ``lowrank_core``; ``lowrank_core._linalg`` is the one module of
 ``lowrank_core`` that calls it.
@@ -23,6 +24,9 @@ This package never imports ``lowrank_core``; ``lowrank_core._linalg`` is the one
 from __future__ import annotations
 
 import importlib.util
+from typing import Any
+
+import numpy as np
 
 from ._api import (
     MATMUL_MIN_PRODUCT,
@@ -57,6 +61,8 @@ __all__ = [
     "batched_svd",
     "has_cpu",
     "has_cuda",
+    "kernel_fit_reason",
+    "kernel_fits",
     "matmul_uses_kernel",
     "qr_algorithm",
     "svd_algorithm",
@@ -79,3 +85,102 @@ def has_cuda() -> bool:
         return bool(cuda.is_available())
     except Exception:  # pragma: no cover - depends on the driver
         return False
+
+
+_KERNEL_DTYPE_NAMES = ("float32", "float64", "complex64", "complex128")
+_KERNEL_OPS = ("qr", "svd")
+_KERNEL_DEVICES = ("cpu", "cuda")
+
+
+def _dtype_name(dtype: Any) -> str:
+    """``float64`` for ``numpy.float64``, ``"float64"``, ``torch.float64``, ..."""
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype).rsplit(".", 1)[-1]
+
+
+def kernel_fit_reason(op: str, shape: tuple[int, ...], dtype: Any, device: str = "cpu") -> str | None:
+    """Why the kernels of ``device`` do not take a stack of ``shape`` and ``dtype`` for ``op``.
+
+    The one size rule of this package for both devices (:func:`kernel_fits` is its
+    yes/no form); callers that route between the kernels and another library's
+    ``linalg`` ask it instead of repeating its conditions.
+
+    * ``device="cpu"`` (NumPy arrays): float32, float64, complex64 or complex128, at
+      least two dimensions, and ``m >= k`` for the thin QR (the SVD takes wide matrices
+      through the conjugate transpose).  Size does not matter.
+    * ``device="cuda"`` (CUDA arrays): the same dtypes and QR condition, and each
+      matrix fits one thread block: at most ``_cuda.MAX_SHARED_BYTES`` (32 KiB) of
+      shared memory, and ``min(m, k) <= _cuda.MAX_SVD_K`` (32) for the SVD, which takes
+      ``m < k`` through the conjugate transpose (see ``lowrank_kernels._cuda.misfit``).
+
+    Parameters
+    ----------
+    op : {"qr", "svd"}
+        The factorization.
+    shape : tuple of int
+        Shape ``(..., m, k)`` of the stack.
+    dtype : dtype or dtype name
+        A NumPy dtype, its name, or another library's dtype whose name ends in one of
+        the four names (``torch.float32``).
+    device : {"cpu", "cuda"}
+        Which kernels.
+
+    Returns
+    -------
+    str or None
+        ``None`` when the kernels take the stack, otherwise the reason (a phrase).
+
+    Raises
+    ------
+    ValueError
+        If ``op`` or ``device`` is not one of the accepted values.
+
+    Examples
+    --------
+    >>> import lowrank_kernels as lk
+    >>> lk.kernel_fit_reason("qr", (4, 3, 8), "float64")
+    'the thin QR kernels need m >= k, got m=3, k=8'
+    >>> print(lk.kernel_fit_reason("svd", (4, 40, 40), "float32", "cuda"))
+    the CUDA Jacobi SVD takes min(m, k) <= 32, got 40
+    >>> lk.kernel_fit_reason("svd", (4, 40, 40), "float32") is None
+    True
+    """
+    if op not in _KERNEL_OPS:
+        msg = f"kernel_fit_reason: argument 'op' must be one of {_KERNEL_OPS}, got {op!r}."
+        raise ValueError(msg)
+    if device not in _KERNEL_DEVICES:
+        msg = f"kernel_fit_reason: argument 'device' must be one of {_KERNEL_DEVICES}, got {device!r}."
+        raise ValueError(msg)
+    shape = tuple(shape)
+    if len(shape) < 2:
+        return f"the kernels need at least 2 dimensions (..., m, k), got shape {shape}"
+    m, k = shape[-2], shape[-1]
+    name = _dtype_name(dtype)
+    if device == "cuda":
+        from . import _cuda
+
+        return _cuda.misfit(op, m, k, name if name in _KERNEL_DTYPE_NAMES else dtype)
+    if name not in _KERNEL_DTYPE_NAMES:
+        return f"the kernels take float32/float64/complex64/complex128, not {dtype}"
+    if op == "qr" and m < k:
+        return f"the thin QR kernels need m >= k, got m={m}, k={k}"
+    return None
+
+
+def kernel_fits(op: str, shape: tuple[int, ...], dtype: Any, device: str = "cpu") -> bool:
+    """Whether the kernels of ``device`` take a stack of ``shape`` and ``dtype`` for ``op``.
+
+    ``kernel_fit_reason(op, shape, dtype, device) is None``; see
+    :func:`kernel_fit_reason` for the rule and the parameters.
+
+    Examples
+    --------
+    >>> import lowrank_kernels as lk
+    >>> lk.kernel_fits("qr", (3, 600, 16), "float64"), lk.kernel_fits("qr", (3, 600, 16), "float64", "cuda")
+    (True, False)
+    >>> lk.kernel_fits("svd", (2, 6, 20), "complex64", "cuda")
+    True
+    """
+    return kernel_fit_reason(op, shape, dtype, device) is None

@@ -18,9 +18,21 @@ because shared arrays need static sizes; one compiled kernel per (m, k, dtype)):
   ordering, ``ceil(k/2)`` threads each rotating one pair of columns per round; columns
   sorted by norm at the end.  Thin inputs are reduced by the QR kernel first and
   ``U = Q U_R`` is formed by a small batched-matmul kernel.
+* Wide SVD inputs (``m < k``) are conjugate-transposed by a small kernel into a
+  ``(k, m)`` scratch array (the one copy these kernels make), factored as above, and
+  ``U`` and ``V`` swapped, as on the CPU.
+* Scaling: each matrix is multiplied by a power of two ``2**-e`` (exact) that brings its
+  largest entry into ``[0.5, 1)`` before it is factored, and ``R`` / ``s`` are
+  multiplied back by ``2**e``; ``Q``, ``U`` and ``V`` do not depend on the scale.  Squared
+  column norms and the rotation tests therefore neither overflow nor underflow for
+  entries anywhere in the dtype's range (``e`` is clamped to ``[-1020, 1020]`` so that
+  both factors are normal float64 numbers).  The extra cost is one max-reduction and one
+  pass over the matrix in shared memory.
 * No warp shuffles (the simulator lacks them); reductions go through shared memory.
 
-A matrix that contains NaN/Inf gets NaN outputs, as on the CPU.
+Which matrices the kernels take is :func:`misfit` / :func:`fits` (the CUDA half of
+:func:`lowrank_kernels.kernel_fits`).  A matrix that contains NaN/Inf gets NaN outputs,
+as on the CPU.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ from typing import Any
 import numpy as np
 from numba import cuda, float64, from_dtype, int32  # module level: the simulator swaps ``cuda`` here
 
-__all__ = ["MAX_SHARED_BYTES", "MAX_SVD_K", "batched_qr", "batched_svd", "fits"]
+__all__ = ["MAX_SHARED_BYTES", "MAX_SVD_K", "batched_qr", "batched_svd", "fits", "misfit"]
 
 #: Largest matrix (bytes) that one block keeps in shared memory.
 MAX_SHARED_BYTES = 32 * 1024
@@ -43,12 +55,65 @@ _JACOBI_MAX_SWEEPS = 40
 _KERNELS: dict[tuple[Any, ...], Any] = {}
 
 
+_DTYPE_NAMES = ("float32", "float64", "complex64", "complex128")
+#: Clamp of the scaling exponent: ``2**1020`` and ``2**-1020`` are normal float64 numbers.
+_MAX_SCALE_EXP = 1020
+
+
+def misfit(op: str, m: int, k: int, dtype: Any) -> str | None:
+    """Why the CUDA kernels do not take an ``(m, k)`` matrix of ``dtype`` for ``op``.
+
+    Parameters
+    ----------
+    op : {"qr", "svd"}
+        The factorization.
+    m, k : int
+        Rows and columns of each matrix of the stack (the batch size does not matter:
+        one thread block per matrix).
+    dtype : numpy dtype or dtype name
+        Element type of the stack.
+
+    Returns
+    -------
+    str or None
+        ``None`` when the kernels take the matrix; otherwise the reason, a phrase that
+        completes "cannot run ...: <reason>".  The rule: a float32, float64, complex64 or
+        complex128 matrix of at most ``MAX_SHARED_BYTES`` bytes (it lives in one block's
+        shared memory); thin QR needs ``m >= k``; SVD needs ``min(m, k) <= MAX_SVD_K``
+        (the Jacobi kernel's largest core) and takes ``m < k`` through the conjugate
+        transpose.
+
+    Raises
+    ------
+    ValueError
+        If ``op`` is neither ``"qr"`` nor ``"svd"``.
+    """
+    if op not in ("qr", "svd"):
+        msg = f"misfit: argument 'op' must be 'qr' or 'svd', got {op!r}."
+        raise ValueError(msg)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in _DTYPE_NAMES:
+        return f"the CUDA kernels take float32/float64/complex64/complex128, not {dtype}"
+    if op == "qr" and m < k:
+        return f"the thin QR kernel needs m >= k, got m={m}, k={k}"
+    nbytes = m * k * dt.itemsize
+    if nbytes > MAX_SHARED_BYTES:
+        return (
+            f"a ({m}, {k}) {dt.name} matrix is {nbytes} bytes, more than the {MAX_SHARED_BYTES} bytes "
+            "that one thread block of the CUDA kernels keeps in shared memory"
+        )
+    if op == "svd" and min(m, k) > MAX_SVD_K:
+        return f"the CUDA Jacobi SVD takes min(m, k) <= {MAX_SVD_K}, got {min(m, k)}"
+    return None
+
+
 def fits(op: str, m: int, k: int, dtype: Any) -> bool:
-    """Whether the CUDA kernels take an ``(m, k)`` matrix of ``dtype`` for ``op``."""
-    item = np.dtype(dtype).itemsize
-    if m * k * item > MAX_SHARED_BYTES:
-        return False
-    return op == "qr" or min(m, k) <= MAX_SVD_K
+    """Whether the CUDA kernels take an ``(m, k)`` matrix of ``dtype`` for ``op``
+    (:func:`misfit` is ``None``)."""
+    return misfit(op, m, k, dtype) is None
 
 
 def _qr_kernel(m: int, k: int, dtype: np.dtype) -> Any:
@@ -58,6 +123,7 @@ def _qr_kernel(m: int, k: int, dtype: np.dtype) -> Any:
     nbt = from_dtype(dtype)
     M, K, T = m, k, _THREADS
     nan = math.nan
+    emax = _MAX_SCALE_EXP
 
     @cuda.jit
     def kernel(a, q, r):
@@ -68,10 +134,12 @@ def _qr_kernel(m: int, k: int, dtype: np.dtype) -> Any:
         sv = cuda.shared.array(K, dtype=nbt)
         scal = cuda.shared.array(1, dtype=nbt)
         red = cuda.shared.array(T, dtype=float64)
+        pow2 = cuda.shared.array(2, dtype=float64)  # scaling 2**-e and unscaling 2**e
         flag = cuda.shared.array(1, dtype=int32)
         if tid == 0:
             flag[0] = 0
         cuda.syncthreads()
+        mx = 0.0
         for idx in range(tid, M * K, T):
             i = idx // K
             j = idx % K
@@ -79,6 +147,8 @@ def _qr_kernel(m: int, k: int, dtype: np.dtype) -> Any:
             A[i, j] = v
             if (v.real - v.real) + (v.imag - v.imag) != 0.0:
                 flag[0] = 1
+            mx = max(mx, abs(v.real), abs(v.imag))
+        red[tid] = mx
         cuda.syncthreads()
         if flag[0] != 0:
             for idx in range(tid, M * K, T):
@@ -86,6 +156,29 @@ def _qr_kernel(m: int, k: int, dtype: np.dtype) -> Any:
             for idx in range(tid, K * K, T):
                 r[b, idx // K, idx % K] = nan
             return
+        # scale by a power of two (exact) so that the squared norms below neither
+        # overflow nor underflow; R is scaled back at the end, Q does not change
+        s = T // 2
+        while s > 0:
+            if tid < s:
+                red[tid] = max(red[tid], red[tid + s])
+            cuda.syncthreads()
+            s //= 2
+        if tid == 0:
+            e = 0
+            if red[0] > 0.0:
+                e = math.frexp(red[0])[1]
+            e = min(max(e, -emax), emax)
+            pow2[0] = math.ldexp(1.0, -e)
+            pow2[1] = math.ldexp(1.0, e)
+        cuda.syncthreads()
+        down = pow2[0]
+        if down != 1.0:
+            for idx in range(tid, M * K, T):
+                i = idx // K
+                j = idx % K
+                A[i, j] = A[i, j] * down
+            cuda.syncthreads()
         for j in range(K):
             acc = 0.0
             for i in range(j + 1 + tid, M, T):
@@ -154,14 +247,15 @@ def _qr_kernel(m: int, k: int, dtype: np.dtype) -> Any:
                 else:
                     q[b, ii, c] = q[b, ii, c] - sv[c] * A[ii, j]
             cuda.syncthreads()
-        # real non-negative diagonal of R
+        # real non-negative diagonal of R, and R scaled back
+        up = pow2[1]
         for idx in range(tid, K * K, T):
             i = idx // K
             c = idx % K
             d = A[i, i]
             ad = abs(d)
             ph = d / ad if ad > 0.0 else d * 0.0 + 1.0
-            r[b, i, c] = ph.conjugate() * A[i, c] if c >= i else A[i, c] * 0.0
+            r[b, i, c] = (ph.conjugate() * A[i, c]) * up if c >= i else A[i, c] * 0.0
         for idx in range(tid, M * K, T):
             i = idx // K
             c = idx % K
@@ -185,6 +279,7 @@ def _jacobi_kernel(k: int, dtype: np.dtype, rdtype: np.dtype) -> Any:
     tol = math.sqrt(k) * float(np.finfo(rdtype).eps)
     maxs = _JACOBI_MAX_SWEEPS
     nan = math.nan
+    emax = _MAX_SCALE_EXP
 
     @cuda.jit
     def kernel(a, u, s, v):
@@ -194,10 +289,12 @@ def _jacobi_kernel(k: int, dtype: np.dtype, rdtype: np.dtype) -> Any:
         Vt = cuda.shared.array((KP, KP), dtype=nbt)
         sig = cuda.shared.array(KP, dtype=float64)
         order = cuda.shared.array(KP, dtype=int32)
+        pow2 = cuda.shared.array(2, dtype=float64)  # scaling 2**-e and unscaling 2**e
         flag = cuda.shared.array(1, dtype=int32)
         if tid == 0:
             flag[0] = 0
         cuda.syncthreads()
+        mx = 0.0
         for idx in range(tid, KP * KP, NT):
             j = idx // KP
             i = idx % KP
@@ -206,6 +303,8 @@ def _jacobi_kernel(k: int, dtype: np.dtype, rdtype: np.dtype) -> Any:
             Vt[j, i] = 1.0 if i == j else 0.0
             if (x.real - x.real) + (x.imag - x.imag) != 0.0:
                 flag[0] = 1
+            mx = max(mx, abs(x.real), abs(x.imag))
+        sig[tid] = mx  # NT <= KP: sig is free until the singular values are formed
         cuda.syncthreads()
         if flag[0] != 0:
             for idx in range(tid, K * K, NT):
@@ -214,6 +313,25 @@ def _jacobi_kernel(k: int, dtype: np.dtype, rdtype: np.dtype) -> Any:
             for j in range(tid, K, NT):
                 s[b, j] = nan
             return
+        # scale by a power of two (exact) so that the squared column norms and the
+        # rotation tests neither overflow nor underflow; s is scaled back at the end
+        if tid == 0:
+            big = 0.0
+            for t in range(NT):
+                big = max(big, sig[t])
+            e = 0
+            if big > 0.0:
+                e = math.frexp(big)[1]
+            e = min(max(e, -emax), emax)
+            pow2[0] = math.ldexp(1.0, -e)
+            pow2[1] = math.ldexp(1.0, e)
+        cuda.syncthreads()
+        down = pow2[0]
+        if down != 1.0:
+            for idx in range(tid, KP * KP, NT):
+                j = idx // KP
+                i = idx % KP
+                W[j, i] = W[j, i] * down
         cuda.syncthreads()
         for _sweep in range(maxs):
             if tid == 0:
@@ -235,7 +353,7 @@ def _jacobi_kernel(k: int, dtype: np.dtype, rdtype: np.dtype) -> Any:
                     be += y.real * y.real + y.imag * y.imag
                     ga += x.conjugate() * y
                 ag = abs(ga)
-                if ag > tol * math.sqrt(al * be) and ag > 0.0:
+                if ag > tol * math.sqrt(al) * math.sqrt(be) and ag > 0.0:
                     flag[0] = 1
                     zeta = (be - al) / (2.0 * ag)
                     tt = math.copysign(1.0, zeta) / (abs(zeta) + math.sqrt(1.0 + zeta * zeta))
@@ -281,8 +399,9 @@ def _jacobi_kernel(k: int, dtype: np.dtype, rdtype: np.dtype) -> Any:
             sj = sig[j]
             u[b, i, jj] = W[j, i] / sj if sj > 0.0 else W[j, i] * 0.0
             v[b, i, jj] = Vt[j, i]
+        up = pow2[1]
         for jj in range(tid, K, NT):
-            s[b, jj] = sig[order[jj]]
+            s[b, jj] = sig[order[jj]] * up
         cuda.syncthreads()
         if tid == 0:
             # complete U for zero singular values (serial; rare)
@@ -338,6 +457,24 @@ def _matmul_kernel(m: int, k: int, dtype: np.dtype) -> Any:
     return kernel
 
 
+def _conj_transpose_kernel(m: int, k: int, dtype: np.dtype) -> Any:
+    key = ("conj_transpose", m, k, dtype)
+    if key in _KERNELS:
+        return _KERNELS[key]
+    M, K, T = m, k, _THREADS
+
+    @cuda.jit
+    def kernel(x, out):
+        b = cuda.blockIdx.x
+        for idx in range(cuda.threadIdx.x, M * K, T):
+            i = idx // K
+            j = idx % K
+            out[b, j, i] = x[b, i, j].conjugate()
+
+    _KERNELS[key] = kernel
+    return kernel
+
+
 def _library(a: Any) -> tuple[Any, Any]:
     """(allocator, stream) matching the input: CuPy arrays get CuPy outputs on CuPy's
     current stream; anything else numba device arrays on the default stream."""
@@ -355,10 +492,11 @@ def _as_3d(a: Any, m: int, k: int) -> tuple[Any, int]:
 
 
 def _check_fits(fn: str, op: str, m: int, k: int, dtype: np.dtype) -> None:
-    if not fits(op, m, k, dtype):
+    reason = misfit(op, m, k, dtype)
+    if reason is not None:
         msg = (
-            f"{fn}: a ({m}, {k}) {dtype} matrix does not fit one thread block of the CUDA kernels "
-            f"(at most {MAX_SHARED_BYTES} bytes; SVD k <= {MAX_SVD_K}); use cupy.linalg for it."
+            f"{fn}: argument 'a' holds ({m}, {k}) {dtype} matrices, which do not fit one thread block "
+            f"of the CUDA kernels: {reason}; use cupy.linalg for them."
         )
         raise ValueError(msg)
 
@@ -400,8 +538,11 @@ def batched_qr(a: Any, out: Any = None) -> tuple[Any, Any]:
 
 
 def batched_svd(a: Any, out: Any = None) -> tuple[Any, Any, Any]:
-    """Thin SVD of a CUDA array ``(..., m, k)``, ``m >= k``; see
-    :func:`lowrank_kernels.batched_svd`."""
+    """Thin SVD of a CUDA array ``(..., m, k)``; see :func:`lowrank_kernels.batched_svd`.
+
+    Wide inputs (``m < k``) are conjugate-transposed on the device into a ``(..., k, m)``
+    scratch array and factored there: ``A^H = U' s V'^H`` gives ``U = V'``, ``V = U'``.
+    """
     fn = "batched_svd"
     if out is not None:
         msg = f"{fn}: 'out' is supported for NumPy arrays only."
@@ -409,10 +550,16 @@ def batched_svd(a: Any, out: Any = None) -> tuple[Any, Any, Any]:
     a = _check_contiguous(fn, a)
     dtype = np.dtype(a.dtype)
     *batch, m, k = a.shape
-    if m < k:
-        msg = f"{fn}: the CUDA kernels take m >= k; got shape {tuple(a.shape)} (pass the conjugate transpose)."
-        raise ValueError(msg)
     _check_fits(fn, "svd", m, k, dtype)
+    if m < k:
+        alloc, stream = _library(a)
+        at = alloc((*batch, k, m), dtype)
+        nb = math.prod(batch)
+        if nb > 0 and m > 0:
+            a3, _ = _as_3d(a, m, k)
+            _conj_transpose_kernel(m, k, dtype)[nb, _THREADS, stream](a3, at.reshape((nb, k, m)))
+        ut, s, vt = batched_svd(at)
+        return vt, s, ut
     rdtype = np.dtype(np.float32) if dtype in (np.float32, np.complex64) else np.dtype(np.float64)
     alloc, stream = _library(a)
     u = alloc(tuple(a.shape), dtype)
