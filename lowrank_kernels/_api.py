@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = [
     "QR_HOUSEHOLDER_MAX_WORK",
+    "QR_ROWS_PARALLEL_MIN_WORK",
     "SERIAL_MAX_WORK",
     "SVD_SERIAL_MAX_WORK",
     "SVD_TALL_QR_MIN_MATRIX",
@@ -152,14 +153,28 @@ SERIAL_MAX_WORK = 2.0e6
 SVD_SERIAL_MAX_WORK = 2.0e4
 
 
+#: A single real matrix (or fewer matrices than threads) has its rows split across our
+#: threads by CholeskyQR2 only from this much work (``m k^2``) per matrix; below, one
+#: thread factors it (BLAS pinned to one thread), and no parallel region is entered.  On
+#: two threads the serial kernel won up to 100000 x 32 (``m k^2 = 1.0e8``: 37 ms against
+#: 60 ms idle, 58 against 73 ms with two CPU-bound processes) and lost from 300000 x 32
+#: (``3.1e8``: 85 against 57 ms idle, 125 against 115 ms loaded); a region's wake-up costs
+#: about 0.3 ms idle and milliseconds when its threads wait for a core
+#: (``bench/rule_checks.py``, rule ``qr_rows``).
+QR_ROWS_PARALLEL_MIN_WORK = 2.0e8
+
+
 def _driver(kind: str, nb: int, m: int, k: int) -> tuple[Any, int]:
-    """The parallel or serial Numba driver for this work size, and its chunk count."""
+    """The parallel or serial Numba driver for this work size, and its chunk count.
+
+    One matrix is one chunk: it always runs serially (a parallel region with one chunk
+    only pays the wake-up of the thread pool)."""
     import numba
 
     from . import _cpu
 
     limit = SVD_SERIAL_MAX_WORK if kind == "svd" else SERIAL_MAX_WORK
-    if nb * m * k * k < limit or numba.get_num_threads() == 1:
+    if nb == 1 or nb * m * k * k < limit or numba.get_num_threads() == 1:
         return getattr(_cpu, f"{kind}_batch_serial"), 1
     return getattr(_cpu, f"{kind}_batch"), max(1, min(nb, 4 * numba.get_num_threads()))
 
@@ -238,7 +253,9 @@ def qr_algorithm(shape: tuple[int, ...], dtype: Any = np.float64) -> str:
     * ``"cholqr2"`` for real dtypes: CholeskyQR2 with BLAS ``gemm`` products in the input
       precision, guarded, with a per-matrix Householder fallback.  Our threads split the
       batch (one matrix per thread, BLAS pinned to one thread), or the rows of a single
-      tall matrix when the batch is smaller than the thread count;
+      tall matrix when the batch is smaller than the thread count and each matrix has
+      ``m k^2 >= QR_ROWS_PARALLEL_MIN_WORK``; a single smaller matrix is factored on the
+      calling thread and never enters a parallel region;
     * ``"householder"`` for complex dtypes, where the CholeskyQR2 loops were slower, and
       for real calls of less than ``QR_HOUSEHOLDER_MAX_WORK`` (``B m k^2``).
     """
@@ -363,7 +380,7 @@ def _cholqr2_stack(x3: np.ndarray, q3: np.ndarray, r3: np.ndarray, wp: np.ndarra
         if not pinned:
             # The BLAS threads these products itself: one matrix at a time.
             _cpu.qr_batch_serial(x3, q3, r3, _cpu.QR_CHOLQR2, 1, wp)
-        elif product >= _BLAS_THREADED_GEMM and x3.dtype.kind == "f" and 1 < threads and nb < threads:
+        elif product >= QR_ROWS_PARALLEL_MIN_WORK and x3.dtype.kind == "f" and 1 < threads and nb < threads:
             # Fewer large matrices than threads: the rows of each go to the threads.
             for b in range(nb):
                 if not _cpu.qr_rows_parallel(x3[b], q3[b], r3[b], threads):
