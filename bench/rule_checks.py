@@ -5,6 +5,11 @@ contenders the rule chooses between, on shapes on both sides of its threshold:
 
 * ``qr``: CholeskyQR2 (the real default) against Householder and ``numpy.linalg.qr``,
   including small single matrices;
+* ``qr_rows``: one real tall matrix (the augmentation QR of a KSL/BUG step and larger),
+  idle and with two CPU-bound background processes (``contention.background_load``):
+  CholeskyQR2 with its rows split across our threads against the same kernel on the
+  calling thread, both with BLAS pinned to one thread, Householder, ``numpy.linalg.qr``
+  and ``batched_qr``'s default, behind ``QR_ROWS_PARALLEL_MIN_WORK``;
 * ``qr_complex128``: the complex Householder kernel against ``numpy.linalg.qr``, behind the
   seam's rule that keeps few complex128 blocks with ``k >= 16`` on LAPACK
   (``lowrank_core._linalg.KERNEL_QR_C128_MIN_BATCH``);
@@ -20,7 +25,12 @@ contenders the rule chooses between, on shapes on both sides of its threshold:
 
 Writes ``bench/results/rule_checks.json``.  Run: ``OPENBLAS_NUM_THREADS=1 python
 bench/rule_checks.py [--rules svd_complex ...]`` (``--rules`` reruns those rules only and
-keeps the other rules' last rows in the file).
+keeps the other rules' last rows in the file).  ``qr_rows`` compares against the BLAS as
+a user has it (threaded, the pinned contenders pin it themselves), so run it apart::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/rule_checks.py --rules qr_rows
+
+(the workplace's ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` slow current OpenBLAS).
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ QR_REAL = [
     (1, 512, 16),
     (30, 128, 8),
 ]
+QR_SINGLE = [(1000, 20), (4000, 20), (64000, 20), (8000, 32), (32000, 32), (100000, 32), (300000, 32), (100000, 64)]
 QR_C128 = [(1000, 64, 8), (100, 256, 16), (16, 512, 16), (1, 128, 8), (1, 256, 16), (1, 512, 16), (2, 1000, 20)]
 SVD = [(1000, 8, 8), (1000, 16, 16), (200, 24, 24), (200, 32, 32), (1000, 64, 8)]
 SVD_COMPLEX = [(1000, 2, 2), (1000, 4, 4), (1000, 6, 6), (1000, 8, 8), (1000, 64, 4), (1000, 64, 8), (200, 16, 16)]
@@ -115,7 +126,7 @@ def _compare(fns: dict[str, Callable[[], Any]], repeat: int, base: str) -> dict[
 
 def _report(rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
     rows.append(row)
-    label = {k: v for k, v in row.items() if k in ("rule", "dtype", "shape", "auto", "auto_kernel")}
+    label = {k: v for k, v in row.items() if k in ("rule", "dtype", "shape", "auto", "auto_kernel", "load")}
     print(*label.values(), {k: round(v, 3) for k, v in row.items() if k not in label})
 
 
@@ -134,6 +145,50 @@ def qr_rows(repeat: int) -> list[dict[str, Any]]:
                 "numpy",
             )
             _report(rows, {"rule": "qr", "dtype": dt, "shape": shape, **res})
+    return rows
+
+
+def qr_single_rows(repeat: int) -> list[dict[str, Any]]:
+    import numba
+
+    from contention import background_load  # bench/contention.py, beside this script
+    from lowrank_kernels import _cpu
+
+    threads = numba.get_num_threads()
+    wp = _api._work_proto(np.float64)
+
+    def kernel(a: np.ndarray, split: bool) -> None:
+        m, k = a.shape
+        q, r = np.empty_like(a), np.empty((k, k))
+        with _api._blas_pinned_to_one_thread(m * k * k):
+            if split:
+                _cpu.qr_rows_parallel(a, q, r, threads)
+            else:
+                _cpu.qr_batch_serial(a[None], q[None], r[None], _cpu.QR_CHOLQR2, 1, wp)
+
+    rows: list[dict[str, Any]] = []
+    for load in (0, 2):
+        with background_load(load, settle=2.0) as info:
+            for m, k in QR_SINGLE:
+                a = _matrices((1, m, k), "float64")[0]
+                res = _compare(
+                    {
+                        "numpy": lambda a=a: np.linalg.qr(a),
+                        "householder": lambda a=a: lk.batched_qr(a, algorithm="householder"),
+                        "rows_parallel": lambda a=a: kernel(a, split=True),
+                        "serial": lambda a=a: kernel(a, split=False),
+                        "auto": lambda a=a: lk.batched_qr(a),
+                    },
+                    repeat,
+                    "numpy",
+                )
+                auto = "rows_parallel" if m * k * k >= lk.QR_ROWS_PARALLEL_MIN_WORK and threads > 1 else "serial"
+                row = {"rule": "qr_rows", "dtype": "float64", "shape": (m, k), "auto": auto, "load": load, **res}
+                _report(rows, row)
+        for row in rows:
+            if row["load"] == load:
+                row["threads"] = threads
+                row["load_cpu_share"] = info.get("cpu_share")
     return rows
 
 
@@ -220,6 +275,7 @@ def matmul_rows(repeat: int) -> list[dict[str, Any]]:
 
 RULES: dict[str, Callable[[int], list[dict[str, Any]]]] = {
     "qr": qr_rows,
+    "qr_rows": qr_single_rows,
     "qr_complex128": qr_complex_rows,
     "svd": svd_rows,
     "svd_complex": svd_complex_rows,

@@ -60,6 +60,20 @@ _DTYPE_NAMES = ("float32", "float64", "complex64", "complex128")
 _MAX_SCALE_EXP = 1020
 
 
+@cuda.jit(device=True)
+def _power_of_two_scale(big, pow2):
+    """Write ``2**-e`` and ``2**e`` to ``pow2[0]``, ``pow2[1]``, where ``2**e`` is the
+    smallest power of two above ``big`` (the largest entry's magnitude; ``e = 0`` for a
+    zero matrix), clamped to ``|e| <= _MAX_SCALE_EXP``: ``big * 2**-e`` lies in
+    ``[0.5, 1)``, and multiplying by either factor is exact."""
+    e = 0
+    if big > 0.0:
+        e = math.frexp(big)[1]
+    e = min(max(e, -_MAX_SCALE_EXP), _MAX_SCALE_EXP)
+    pow2[0] = math.ldexp(1.0, -e)
+    pow2[1] = math.ldexp(1.0, e)
+
+
 def misfit(op: str, m: int, k: int, dtype: Any) -> str | None:
     """Why the CUDA kernels do not take an ``(m, k)`` matrix of ``dtype`` for ``op``.
 
@@ -123,7 +137,6 @@ def _qr_kernel(m: int, k: int, dtype: np.dtype) -> Any:
     nbt = from_dtype(dtype)
     M, K, T = m, k, _THREADS
     nan = math.nan
-    emax = _MAX_SCALE_EXP
 
     @cuda.jit
     def kernel(a, q, r):
@@ -165,12 +178,7 @@ def _qr_kernel(m: int, k: int, dtype: np.dtype) -> Any:
             cuda.syncthreads()
             s //= 2
         if tid == 0:
-            e = 0
-            if red[0] > 0.0:
-                e = math.frexp(red[0])[1]
-            e = min(max(e, -emax), emax)
-            pow2[0] = math.ldexp(1.0, -e)
-            pow2[1] = math.ldexp(1.0, e)
+            _power_of_two_scale(red[0], pow2)
         cuda.syncthreads()
         down = pow2[0]
         if down != 1.0:
@@ -279,7 +287,6 @@ def _jacobi_kernel(k: int, dtype: np.dtype, rdtype: np.dtype) -> Any:
     tol = math.sqrt(k) * float(np.finfo(rdtype).eps)
     maxs = _JACOBI_MAX_SWEEPS
     nan = math.nan
-    emax = _MAX_SCALE_EXP
 
     @cuda.jit
     def kernel(a, u, s, v):
@@ -319,12 +326,7 @@ def _jacobi_kernel(k: int, dtype: np.dtype, rdtype: np.dtype) -> Any:
             big = 0.0
             for t in range(NT):
                 big = max(big, sig[t])
-            e = 0
-            if big > 0.0:
-                e = math.frexp(big)[1]
-            e = min(max(e, -emax), emax)
-            pow2[0] = math.ldexp(1.0, -e)
-            pow2[1] = math.ldexp(1.0, e)
+            _power_of_two_scale(big, pow2)
         cuda.syncthreads()
         down = pow2[0]
         if down != 1.0:

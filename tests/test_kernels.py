@@ -396,12 +396,12 @@ def test_svd_property(a, algorithm):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_tall_single_matrix_rows_parallel_cholqr2_and_fallback(dtype):
-    """A single real matrix large enough for the BLAS to thread its products takes the
-    row-parallel CholeskyQR2 (row blocks on our threads, BLAS pinned) and meets the
-    contract; ill-conditioned, rank-deficient and non-finite ones are refused by its
-    guards and go through the Householder fallback, and still do."""
-    import numba
-
+    """The row-parallel CholeskyQR2 of one real tall matrix (row blocks on our threads,
+    here more blocks than threads) meets the contract; ill-conditioned and rank-deficient
+    matrices are refused by its guards (it returns ``False``, the caller then runs
+    Householder), and ``batched_qr`` still meets the contract on them and propagates a
+    NaN to all of Q and R.  Guards against a row-block sum that drops or repeats a block
+    and against guards that accept a Gram matrix Cholesky cannot factor accurately."""
     from lowrank_kernels import _api, _cpu
 
     rng = np.random.default_rng(10)
@@ -411,20 +411,63 @@ def test_tall_single_matrix_rows_parallel_cholqr2_and_fallback(dtype):
     assert lk.qr_algorithm(a.shape, a.dtype) == "cholqr2"
     q, r = lk.batched_qr(a)
     _check_qr(a, q, r)
-    if numba.get_num_threads() > 1:
-        # the row-parallel kernel itself, with more blocks than threads
-        q2, r2 = np.empty_like(a[0]), np.empty((k, k), dtype)
-        assert _cpu.qr_rows_parallel(a[0], q2, r2, 3)
-        _check_qr(a, q2[None], r2[None])
+    q2, r2 = np.empty_like(a[0]), np.empty((k, k), dtype)
+    assert _cpu.qr_rows_parallel(a[0], q2, r2, 3)
+    _check_qr(a, q2[None], r2[None])
     deficient = a.copy()
     deficient[0, :, k - 1] = deficient[0, :, k - 2]
     for bad in (deficient, _matrices(rng, (1, m, k), dtype, cond=1e12)):
+        assert not _cpu.qr_rows_parallel(bad[0], q2, r2, 3)
         _check_qr(bad, *lk.batched_qr(bad))
     nan = a.copy()
     nan[0, m // 2, 3] = np.nan
     q, r = lk.batched_qr(nan)
     assert np.isnan(q).all()
     assert np.isnan(r).all()
+
+
+def test_single_matrix_enters_a_parallel_region_only_above_the_size_rule(monkeypatch):
+    """Below ``QR_ROWS_PARALLEL_MIN_WORK`` (``m k^2``) a single matrix is factored on the
+    calling thread: neither the row-parallel QR nor a parallel batch driver runs, for the
+    1000 x 20 augmentation QR of a KSL/BUG step at n = 1000, r = 20, a 100000 x 32 one and
+    the 40 x 40 core SVD; from the threshold on, the rows are split across the threads.
+    Guards against the latency collapse of issue 14 (a parallel region per 160 KB matrix,
+    76-80 ms per QR when its threads wait for a busy core) coming back through a size
+    rule that ignores the thread pool's wake-up cost.  Checked by planting each bug: the
+    old threshold (the BLAS threading size, ``m k^2 >= 262144``) and a one-chunk
+    parallel batch driver both fail the first assertion."""
+    import numba
+
+    from lowrank_kernels import _cpu
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("one Numba thread: no parallel region is ever entered")
+    calls = []
+
+    def spy(name):
+        real = getattr(_cpu, name)
+
+        def wrapped(*args):
+            calls.append(name)
+            return real(*args)
+
+        return wrapped
+
+    for name in ("qr_rows_parallel", "qr_batch", "svd_batch"):
+        monkeypatch.setattr(_cpu, name, spy(name))
+    rng = np.random.default_rng(15)
+    for m, k in [(1000, 20), (100000, 32)]:
+        assert m * k * k < lk.QR_ROWS_PARALLEL_MIN_WORK
+        a = rng.standard_normal((m, k))
+        _check_qr(a[None], *(x[None] for x in lk.batched_qr(a)))
+    core = rng.standard_normal((40, 40))
+    _check_svd(core[None], *(x[None] for x in lk.batched_svd(core)))
+    assert calls == []
+    k = 64
+    m = int(lk.QR_ROWS_PARALLEL_MIN_WORK // k**2) + 1
+    a = rng.standard_normal((m, k))
+    _check_qr(a[None], *(x[None] for x in lk.batched_qr(a)))
+    assert calls == ["qr_rows_parallel"]
 
 
 def test_cholqr2_guards_send_hard_matrices_to_householder(monkeypatch):
