@@ -150,12 +150,12 @@ def qr_rows(repeat: int) -> list[dict[str, Any]]:
 
 def qr_single_rows(repeat: int) -> list[dict[str, Any]]:
     import numba
-
     from contention import background_load  # bench/contention.py, beside this script
+
     from lowrank_kernels import _cpu
 
     threads = numba.get_num_threads()
-    wp = _api._work_proto(np.float64)
+    wp = _api._work_proto(np.dtype(np.float64))
 
     def kernel(a: np.ndarray, split: bool) -> None:
         m, k = a.shape

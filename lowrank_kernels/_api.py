@@ -156,11 +156,11 @@ SVD_SERIAL_MAX_WORK = 2.0e4
 #: A single real matrix (or fewer matrices than threads) has its rows split across our
 #: threads by CholeskyQR2 only from this much work (``m k^2``) per matrix; below, one
 #: thread factors it (BLAS pinned to one thread), and no parallel region is entered.  On
-#: two threads the serial kernel won up to 100000 x 32 (``m k^2 = 1.0e8``: 37 ms against
-#: 60 ms idle, 58 against 73 ms with two CPU-bound processes) and lost from 300000 x 32
-#: (``3.1e8``: 85 against 57 ms idle, 125 against 115 ms loaded); a region's wake-up costs
-#: about 0.3 ms idle and milliseconds when its threads wait for a core
-#: (``bench/rule_checks.py``, rule ``qr_rows``).
+#: two threads with two CPU-bound processes running, the serial kernel won up to
+#: 100000 x 32 (``m k^2 = 1.0e8``: 48 against 49 ms; 1000 x 20: 0.08 against 18 ms) and
+#: lost from 300000 x 32 (``3.1e8``: 151 against 116 ms); idle the split wins from a few
+#: thousand rows, by at most 2x below the threshold (``bench/rule_checks.py``, rule
+#: ``qr_rows``).
 QR_ROWS_PARALLEL_MIN_WORK = 2.0e8
 
 
