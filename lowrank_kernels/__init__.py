@@ -24,6 +24,7 @@ This package never imports ``lowrank_core``; ``lowrank_core._linalg`` is the one
 from __future__ import annotations
 
 import importlib.util
+import operator
 from typing import Any
 
 import numpy as np
@@ -136,8 +137,11 @@ def kernel_fit_reason(op: str, shape: tuple[int, ...], dtype: Any, device: str =
 
     Raises
     ------
+    TypeError
+        If ``shape`` is not a sequence of ints.
     ValueError
-        If ``op`` or ``device`` is not one of the accepted values.
+        If ``op`` or ``device`` is not one of the accepted values, or ``shape`` has a
+        negative size.
 
     Examples
     --------
@@ -155,7 +159,14 @@ def kernel_fit_reason(op: str, shape: tuple[int, ...], dtype: Any, device: str =
     if device not in _KERNEL_DEVICES:
         msg = f"kernel_fit_reason: argument 'device' must be one of {_KERNEL_DEVICES}, got {device!r}."
         raise ValueError(msg)
-    shape = tuple(shape)
+    try:
+        shape = tuple(operator.index(n) for n in shape)
+    except TypeError:
+        msg = f"kernel_fit_reason: argument 'shape' must be a tuple of ints (..., m, k), got {shape!r}."
+        raise TypeError(msg) from None
+    if any(n < 0 for n in shape):
+        msg = f"kernel_fit_reason: argument 'shape' must not have negative sizes, got {shape}."
+        raise ValueError(msg)
     if len(shape) < 2:
         return f"the kernels need at least 2 dimensions (..., m, k), got shape {shape}"
     m, k = shape[-2], shape[-1]

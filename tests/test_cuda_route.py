@@ -338,7 +338,8 @@ def test_one_rule_for_both_devices():
     """``kernel_fits`` is the rule ``_linalg`` asks: the CPU takes any size, the GPU one
     thread block (32 KiB), wide SVDs on both, wide QRs on neither.  A rule that said yes
     to the 76.8 KB matrix on the GPU would send the first CuPy augmentation QR into the
-    kernel's ValueError."""
+    kernel's ValueError.  Bad arguments are refused with the argument named (a shape
+    given as one int used to fail inside ``tuple()`` with no name)."""
     big = (3, 600, 16)  # 600 * 16 * 8 = 76800 bytes per matrix
     assert lk.kernel_fits("qr", big, "float64")
     assert not lk.kernel_fits("qr", big, "float64", "cuda")
@@ -358,6 +359,12 @@ def test_one_rule_for_both_devices():
         lk.kernel_fits("qr", (2, 8, 4), "float64", "gpu")
     with pytest.raises(ValueError, match="argument 'op'"):
         lk.kernel_fits("lu", (2, 8, 4), "float64")
+    with pytest.raises(TypeError, match="argument 'shape'.*got 8"):
+        lk.kernel_fits("qr", 8, "float64")
+    with pytest.raises(TypeError, match="argument 'shape'"):
+        lk.kernel_fit_reason("qr", (8, 4.0), "float64")
+    with pytest.raises(ValueError, match="argument 'shape' must not have negative"):
+        lk.kernel_fits("qr", (2, -8, 4), "float64", "cuda")
 
 
 # ----------------------------------------------------------------------------- fallback
