@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["LowRankIntegrationError"]
 
 
@@ -17,9 +19,25 @@ class LowRankIntegrationError(RuntimeError):
         Start time of the failing step.
     step : int
         Index of the failing step (0-based).
+    members : tuple
+        For a stack of problems, the batch indices of the members at fault (ints for one
+        batch dimension, tuples of ints for several); empty for a single problem.
     """
 
-    def __init__(self, message: str, *, t: float, step: int) -> None:
-        super().__init__(f"{message} (step {step}, t = {t:.6g})")
+    def __init__(self, message: str, *, t: float, step: int, members: tuple[Any, ...] = ()) -> None:
+        where = f", batch members {list(members)}" if members else ""
+        super().__init__(f"{message} (step {step}, t = {t:.6g}{where})")
         self.t = t
         self.step = step
+        self.members = tuple(members)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions pickle through their args; the keyword-only context must travel too.
+        return _rebuild, (self.args[0], self.t, self.step, self.members)
+
+
+def _rebuild(message: str, t: float, step: int, members: tuple[Any, ...]) -> LowRankIntegrationError:
+    exc = LowRankIntegrationError.__new__(LowRankIntegrationError)
+    RuntimeError.__init__(exc, message)
+    exc.t, exc.step, exc.members = t, step, members
+    return exc

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import LowRankIntegrationError
-from ._linalg import Counters, LinAlgBreakdown, use_linalg
+from ._linalg import Counters, LinAlgBreakdown, isolating_members, member_indices, use_linalg
 from ._lowrank import LowRank
 from ._problem import AbstractMatrixODE
 from .integrators import METHODS, AbstractIntegrator, AbstractRankAdaptive
@@ -18,6 +18,11 @@ from .integrators import METHODS, AbstractIntegrator, AbstractRankAdaptive
 __all__ = ["Solution", "solve", "time_grid"]
 
 _DEFAULT = object()
+#: Most steps a time grid may have: beyond, ``dt`` is almost surely a mistake (and the
+#: grid alone would need gigabytes).
+MAX_STEPS = 10**8
+#: Accepted values of ``solve(..., on_member_failure=...)``.
+MEMBER_FAILURE_MODES = ("raise", "isolate")
 
 
 @dataclass
@@ -49,6 +54,10 @@ class Solution:
     step_ranks : list of int
         Rank after every step (``step_ranks[0]`` is the rank of ``Y0``), also when
         ``save_every > 1`` thins the saved states.
+    failed_members : dict
+        With ``on_member_failure="isolate"``: batch index of each member that broke down
+        -> ``(step, t)`` of the step where it did (its factors are NaN from then on).
+        Empty when every member finished.
     """
 
     Y: LowRank
@@ -58,6 +67,7 @@ class Solution:
     stats: dict[str, Any]
     method: AbstractIntegrator
     step_ranks: list[int] = field(default_factory=list)
+    failed_members: dict[Any, tuple[int, float]] = field(default_factory=dict)
 
 
 def time_grid(t_span: Any, dt: Any) -> list[float]:
@@ -67,6 +77,8 @@ def time_grid(t_span: Any, dt: Any) -> list[float]:
     errors do not accumulate.
     """
     try:
+        if isinstance(t_span, (str, bytes)) or any(isinstance(v, (str, bytes, bool)) for v in t_span):
+            raise TypeError
         t0, t1 = (float(v) for v in t_span)
     except (TypeError, ValueError):
         msg = f"`t_span` must be a pair of real numbers (t0, t1); got {t_span!r}."
@@ -86,6 +98,12 @@ def time_grid(t_span: Any, dt: Any) -> list[float]:
         msg = f"`dt` = {dt} is larger than the time span t1 - t0 = {span}; choose dt <= {span}."
         raise ValueError(msg)
     ratio = span / dt
+    if ratio > MAX_STEPS:
+        msg = (
+            f"`dt` = {dt:g} would take {ratio:.3g} steps over the span {span:g}, more than "
+            f"{MAX_STEPS:.0e}; choose a larger dt (or split the span into several solves)."
+        )
+        raise ValueError(msg)
     n = round(ratio)
     if abs(ratio - n) > 1e-9 * max(1.0, ratio):
         n = math.ceil(ratio)
@@ -169,6 +187,7 @@ def solve(
     save_every: int = 1,
     check_finite: bool = True,
     linalg: str | None = None,
+    on_member_failure: str = "raise",
 ) -> Solution:
     r"""Integrate ``dY/dt = F(t, Y)`` on the manifold of low-rank matrices.
 
@@ -209,12 +228,23 @@ def solve(
         Keep every ``save_every``-th state (the final state is always kept).
     check_finite : bool, default True
         Check the factors for NaN/Inf after every step and raise
-        :class:`LowRankIntegrationError` with the step index and time.
+        :class:`LowRankIntegrationError` with the step index, the time and, for a
+        stack, the batch indices of the members at fault (``.members``).  A QR or SVD of
+        non-finite input raises the same error whatever this flag says.
     linalg : {"auto", "kernels", "xp"}, optional
         Where the QR/SVD decompositions run: the batched ``lowrank_kernels`` kernels,
         the array library's ``linalg``, or the size rule (``"auto"``; see
         :func:`use_linalg`).  ``None`` keeps the enclosing :func:`use_linalg` setting
         (``"auto"`` by default).  ``stats["kernel_calls"]`` counts kernel calls.
+    on_member_failure : {"raise", "isolate"}, default "raise"
+        For a stack of problems (batched ``Y0``), what a breakdown of some members does.
+        ``"raise"``: :class:`LowRankIntegrationError` naming them.  ``"isolate"``: the
+        broken members keep NaN factors from the failing step on, their decompositions
+        are done on zero stand-ins and their NaN singular values never count in a rank
+        decision, and the healthy members go on as the stack of the healthy members
+        alone would (bit for bit on the kernel and NumPy paths); ``sol.failed_members``
+        maps each broken member to the ``(step, t)`` where it broke.  The solve still
+        raises if every member breaks.  Implies the per-step finiteness check.
 
     Returns
     -------
@@ -248,19 +278,30 @@ def solve(
     if save_every < 1:
         msg = f"`save_every` must be >= 1; got {save_every}."
         raise ValueError(msg)
+    if not isinstance(check_finite, bool):
+        msg = f"`check_finite` must be True or False; got {check_finite!r} of type {type(check_finite).__name__}."
+        raise TypeError(msg)
+    if not isinstance(on_member_failure, str) or on_member_failure not in MEMBER_FAILURE_MODES:
+        msg = f"`on_member_failure` must be one of {MEMBER_FAILURE_MODES}; got {on_member_failure!r}."
+        raise ValueError(msg)
     grid = time_grid(t_span, dt)
-    if linalg is not None:
-        with use_linalg(linalg):
-            return _run(integrator, problem, Y0, grid, save_every, check_finite)
-    return _run(integrator, problem, Y0, grid, save_every, check_finite)
+    isolate = on_member_failure == "isolate"
+    with isolating_members(isolate):
+        if linalg is not None:
+            with use_linalg(linalg):
+                return _run(integrator, problem, Y0, grid, save_every, check_finite, isolate)
+        return _run(integrator, problem, Y0, grid, save_every, check_finite, isolate)
 
 
-def _run(integrator: Any, problem: Any, Y0: LowRank, grid: Any, save_every: int, check_finite: bool) -> Solution:
+def _run(
+    integrator: Any, problem: Any, Y0: LowRank, grid: Any, save_every: int, check_finite: bool, isolate: bool
+) -> Solution:
     state = integrator.init(problem, grid[0], Y0)
     counters = Counters()
     Y = Y0
     ts, Ys, ranks = [grid[0]], [Y0], [Y0.rank]
     step_ranks = [Y0.rank]
+    failed: dict[Any, tuple[int, float]] = {}
     n_steps = len(grid) - 1
     start = time.perf_counter()
     for k in range(n_steps):
@@ -269,9 +310,16 @@ def _run(integrator: Any, problem: Any, Y0: LowRank, grid: Any, save_every: int,
             Y, state = integrator.step(problem, t_a, t_b, Y, state, counters)
         except LinAlgBreakdown as exc:
             msg = f"{exc}; the right-hand side may have produced NaN/Inf or the step size is too large"
-            raise LowRankIntegrationError(msg, t=t_a, step=k) from exc
-        if check_finite:
-            _check_finite(Y, t_a, k)
+            raise LowRankIntegrationError(msg, t=t_a, step=k, members=exc.members) from exc
+        except LowRankIntegrationError:
+            raise
+        except Exception as exc:
+            # A user exception (from F, an operator, a callable C(t)): same object and
+            # type, with where it happened attached to its traceback.
+            exc.add_note(f"lowrank_core.solve: raised during step {k} (t = {t_a:.6g} -> {t_b:.6g}) of {integrator!r}")
+            raise
+        if check_finite or isolate:
+            _check_finite(Y, t_a, k, failed if isolate else None)
         step_ranks.append(Y.rank)
         if (k + 1) % save_every == 0 or k == n_steps - 1:
             ts.append(t_b)
@@ -279,15 +327,41 @@ def _run(integrator: Any, problem: Any, Y0: LowRank, grid: Any, save_every: int,
             ranks.append(Y.rank)
     wall = time.perf_counter() - start
     stats = {"steps": n_steps, **counters.as_dict(), "wall_time": wall}
-    return Solution(Y=Y, t=np.asarray(ts), Ys=Ys, ranks=ranks, stats=stats, method=integrator, step_ranks=step_ranks)
+    return Solution(
+        Y=Y,
+        t=np.asarray(ts),
+        Ys=Ys,
+        ranks=ranks,
+        stats=stats,
+        method=integrator,
+        step_ranks=step_ranks,
+        failed_members=failed,
+    )
 
 
-def _check_finite(Y: LowRank, t: float, k: int) -> None:
+def _check_finite(Y: LowRank, t: float, k: int, failed: dict[Any, tuple[int, float]] | None) -> None:
+    """Raise if a factor of ``Y`` is non-finite, naming the members of a stack at fault.
+
+    With ``failed`` (isolation), newly broken members are recorded there instead, and
+    only a stack whose every member broke raises.
+    """
     xp = Y.xp
-    for name, x in (("U", Y.U), ("S", Y.S), ("V", Y.V)):
-        if not bool(xp.all(xp.isfinite(x))):
-            msg = (
-                f"non-finite values in factor {name} after the step; the right-hand side "
-                "returned NaN/Inf or the step size is too large for the substep solver"
-            )
-            raise LowRankIntegrationError(msg, t=t, step=k)
+    if all(bool(xp.all(xp.isfinite(x))) for x in (Y.U, Y.S, Y.V)):
+        return
+    names = [n for n, x in (("U", Y.U), ("S", Y.S), ("V", Y.V)) if not bool(xp.all(xp.isfinite(x)))]
+    members: tuple[Any, ...] = ()
+    if Y.batch_shape:
+        bad = None
+        for x in (Y.U, Y.S, Y.V):
+            b = xp.logical_not(xp.all(xp.isfinite(x), axis=(-2, -1)))
+            bad = b if bad is None else xp.logical_or(bad, b)
+        members = member_indices(bad, xp)
+        if failed is not None and len(members) < math.prod(Y.batch_shape):
+            for i in members:
+                failed.setdefault(i, (k, t))
+            return
+    msg = (
+        f"non-finite values in factor{'s' if len(names) > 1 else ''} {', '.join(names)} after the step; the "
+        "right-hand side returned NaN/Inf or the step size is too large for the substep solver"
+    )
+    raise LowRankIntegrationError(msg, t=t, step=k, members=members)

@@ -143,7 +143,80 @@ def use_linalg(path: str) -> Iterator[None]:
 
 
 class LinAlgBreakdown(ArithmeticError):
-    """A decomposition failed (for example an SVD that did not converge on NaN input)."""
+    """A decomposition failed (for example an SVD that did not converge on NaN input).
+
+    ``members`` lists the batch indices of the matrices at fault (ints for a stack with
+    one batch dimension, tuples otherwise; empty when unknown or unbatched).
+    """
+
+    def __init__(self, message: str, members: tuple[Any, ...] = ()) -> None:
+        super().__init__(message)
+        self.members = members
+
+
+#: Whether decompositions of stacks leave non-finite members as NaN outputs instead of
+#: raising (set by ``solve(..., on_member_failure="isolate")`` for the solve's duration).
+_ISOLATE_MEMBERS: contextvars.ContextVar[bool] = contextvars.ContextVar("lowrank_core_isolate", default=False)
+
+
+@contextlib.contextmanager
+def isolating_members(isolate: bool) -> Iterator[None]:
+    """Within the block, non-finite members of a stack get NaN factors (if ``isolate``)."""
+    token = _ISOLATE_MEMBERS.set(isolate)
+    try:
+        yield
+    finally:
+        _ISOLATE_MEMBERS.reset(token)
+
+
+def member_indices(bad: Any, xp: Any) -> tuple[Any, ...]:
+    """Batch indices where the boolean array ``bad`` (the batch shape) is true."""
+    if bad.ndim == 0:
+        return () if not bool(bad) else ((),)
+    idx = [[int(i) for i in list(xp.reshape(ax, (-1,)))] for ax in xp.nonzero(bad)]
+    if len(idx) == 1:
+        return tuple(idx[0])
+    return tuple(zip(*idx, strict=True))
+
+
+def nonfinite_members(x: Any, xp: Any) -> Any | None:
+    """``None`` if ``x (..., m, k)`` is finite, otherwise the boolean batch mask of its
+    members with a NaN or Inf."""
+    if math.prod(x.shape) == 0 or bool(xp.all(xp.isfinite(x))):
+        return None
+    return xp.logical_not(xp.all(xp.isfinite(x), axis=(-2, -1)))
+
+
+def _guarded(kind: str, factor: Any, x: Any, xp: Any) -> tuple[Any, ...]:
+    """``factor(x)`` (a QR or SVD) of a stack that may hold non-finite members.
+
+    The cheap check is on the result's small factor (``R`` or ``s``, index 1), which is
+    non-finite exactly when a member's input is (or the decomposition broke down); only
+    then is the input scanned for the members at fault.  By default the error names
+    them; inside :func:`isolating_members` the bad members are replaced by zero matrices
+    and factored again (every path factors the members of a stack independently, so the
+    others come out exactly as without them), and their outputs are set to NaN.
+    """
+    try:
+        out = factor(x)
+        failure = None if bool(xp.all(xp.isfinite(out[1]))) else "non-finite factors"
+    except LinAlgBreakdown as exc:
+        out, failure = None, str(exc)
+    if failure is None:
+        return out
+    bad = nonfinite_members(x, xp)
+    if bad is None:
+        msg = failure if out is None else f"{kind} of a {tuple(x.shape)} array gave {failure} from finite input"
+        raise LinAlgBreakdown(msg)
+    members = member_indices(bad, xp) if bad.ndim else ()
+    if not _ISOLATE_MEMBERS.get() or bad.ndim == 0 or bool(xp.all(bad)):
+        where = f" in batch members {list(members)}" if members else ""
+        msg = f"{kind} of a {tuple(x.shape)} array failed: non-finite input{where}"
+        raise LinAlgBreakdown(msg, members)
+    mask = bad[..., None, None]
+    out = factor(xp.where(mask, xp.zeros_like(x), x))
+    nan = float("nan")
+    return tuple(xp.where(mask if y.ndim == x.ndim else bad[..., None], xp.full_like(y, nan), y) for y in out)
 
 
 @dataclass
@@ -450,6 +523,10 @@ def thin_qr(x: Any, xp: Any, counters: Counters | None = None) -> tuple[Any, Any
         Upper triangular with ``R[..., i, i] >= 0`` (real), ``x = Q @ R``.
     """
     _record(counters, "qr", x, xp)
+    return _guarded("thin QR", lambda y: _thin_qr(y, xp, counters), x, xp)
+
+
+def _thin_qr(x: Any, xp: Any, counters: Counters | None) -> tuple[Any, Any]:
     route = _kernel_route(x, xp, "qr")
     if route is not None:
         import lowrank_kernels
@@ -495,6 +572,10 @@ def thin_svd(x: Any, xp: Any, counters: Counters | None = None) -> tuple[Any, An
         returns the same factors for distinct singular values.
     """
     _record(counters, "svd", x, xp)
+    return _guarded("SVD", lambda y: _thin_svd(y, xp, counters), x, xp)
+
+
+def _thin_svd(x: Any, xp: Any, counters: Counters | None) -> tuple[Any, Any, Any]:
     route = _kernel_route(x, xp, "svd")
     if route is not None:
         import lowrank_kernels

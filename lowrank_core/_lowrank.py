@@ -11,8 +11,7 @@ from ._namespace import (
     conj_transpose,
     device_of,
     eye_like,
-    is_floating_dtype,
-    namespace_of,
+    namespace_of_named,
     real_dtype,
 )
 
@@ -66,7 +65,10 @@ class LowRank:
     __slots__ = ("S", "U", "V", "xp")
 
     def __init__(self, U: Any, S: Any, V: Any, *, check: bool = True) -> None:
-        xp = namespace_of(U, S, V)
+        if not isinstance(check, bool):
+            msg = f"`check` must be True or False; got {check!r} of type {type(check).__name__}."
+            raise TypeError(msg)
+        xp = namespace_of_named(U=U, S=S, V=V)
         if check:
             _validate_factors(U, S, V, xp)
         self.U = U
@@ -125,14 +127,16 @@ class LowRank:
             ``U (..., m, rank)``, diagonal ``S (..., rank, rank)`` with the leading
             singular values in descending order, ``V (..., n, rank)``.
         """
-        xp = namespace_of(A)
-        if not is_floating_dtype(A.dtype, xp):
-            msg = f"`A` must have a floating dtype; got {A.dtype}. Convert it with xp.astype first."
-            raise TypeError(msg)
+        xp = namespace_of_named(A=A)
+        check_dtype(A, "A", xp)
         if A.ndim < 2:
             msg = f"`A` must have at least 2 dimensions (..., m, n); got shape {tuple(A.shape)}."
             raise ValueError(msg)
+        check_has_data(A, "A")
         _check_rank(rank, A.shape[-2], A.shape[-1], "rank")
+        if math.prod(A.shape) and not bool(xp.all(xp.isfinite(A))):
+            msg = "`A` must be finite; got NaN or Inf entries. Replace or remove them before the SVD."
+            raise ValueError(msg)
         u, s, v = _linalg.thin_svd(A, xp)
         u, s, v = u[..., :rank], s[..., :rank], v[..., :rank]
         S = diag_embed(xp.astype(s, A.dtype), xp)
@@ -155,11 +159,21 @@ class LowRank:
         """Singular values of ``Y`` (those of ``S``), shape ``(..., r)``, descending."""
         return self.xp.linalg.svdvals(self.S)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, Any, Any]]:
+        # The namespace is a module, which does not pickle: it is found again from the
+        # factors when the state is rebuilt (in another process, or by deepcopy).
+        return _rebuild, (self.U, self.S, self.V)
+
     def __repr__(self) -> str:
         return (
             f"LowRank(shape={self.shape}, rank={self.rank}, dtype={self.dtype}, "
             f"namespace={getattr(self.xp, '__name__', self.xp)})"
         )
+
+
+def _rebuild(U: Any, S: Any, V: Any) -> LowRank:
+    """Unpickle a :class:`LowRank` (factors already validated when it was built)."""
+    return LowRank._trusted(U, S, V, namespace_of_named(U=U, S=S, V=V))
 
 
 def diag_embed(s: Any, xp: Any) -> Any:
@@ -169,9 +183,32 @@ def diag_embed(s: Any, xp: Any) -> Any:
     return s[..., :, None] * eye
 
 
+#: The dtypes of states and factors (the dtypes the decompositions support everywhere).
+SUPPORTED_DTYPES = ("float32", "float64", "complex64", "complex128")
+
+
+def check_dtype(x: Any, name: str, xp: Any) -> None:
+    """Raise ``TypeError`` naming ``name`` unless ``x`` has one of :data:`SUPPORTED_DTYPES`."""
+    if not any(x.dtype == getattr(xp, d) for d in SUPPORTED_DTYPES):
+        msg = (
+            f"`{name}` must have dtype float32, float64, complex64 or complex128; got {x.dtype}. "
+            "Cast it with xp.astype(..., xp.float64) (or another of these) first."
+        )
+        raise TypeError(msg)
+
+
+def check_has_data(x: Any, name: str) -> None:
+    """Refuse arrays without data (PyTorch meta tensors): nothing can be computed on them."""
+    if getattr(x, "is_meta", False):
+        msg = f"`{name}` is a PyTorch meta tensor (shape {tuple(x.shape)}, no data); move it to a real device first."
+        raise TypeError(msg)
+
+
 def _check_rank(rank: Any, m: int, n: int, name: str) -> None:
     if isinstance(rank, bool) or not isinstance(rank, int):
         try:
+            if isinstance(rank, bool):
+                raise TypeError
             rank = operator.index(rank)
         except TypeError:
             msg = f"`{name}` must be an integer; got {rank!r} of type {type(rank).__name__}."
@@ -189,12 +226,8 @@ def _validate_factors(U: Any, S: Any, V: Any, xp: Any) -> None:
         if x.ndim < 2:
             msg = f"`{name}` must have at least 2 dimensions; got shape {tuple(x.shape)}."
             raise ValueError(msg)
-        if not is_floating_dtype(x.dtype, xp):
-            msg = (
-                f"`{name}` must have a floating dtype (float32, float64, complex64, "
-                f"complex128); got {x.dtype}."
-            )
-            raise TypeError(msg)
+        check_dtype(x, name, xp)
+        check_has_data(x, name)
     if not (U.dtype == S.dtype == V.dtype):
         msg = (
             f"`U`, `S` and `V` must share one dtype; got {U.dtype}, {S.dtype}, {V.dtype}. "

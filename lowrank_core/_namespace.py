@@ -11,12 +11,14 @@ from typing import Any
 import array_api_compat
 
 __all__ = [
+    "check_array",
     "conj_transpose",
     "device_of",
     "eye_like",
     "is_complex_dtype",
     "is_floating_dtype",
     "namespace_of",
+    "namespace_of_named",
     "real_dtype",
 ]
 
@@ -38,6 +40,43 @@ def namespace_of(*arrays: Any) -> Any:
             "Pass arrays of one array-API library (NumPy, CuPy, PyTorch, JAX, ...)."
         )
         raise TypeError(msg) from exc
+
+
+def _kind(x: Any) -> str:
+    return f"{type(x).__module__}.{type(x).__qualname__}"
+
+
+def check_array(x: Any, name: str) -> None:
+    """Raise ``TypeError`` naming ``name`` unless ``x`` is an array of an array-API library.
+
+    Lists, tuples, scalars and ``None`` are refused rather than converted: converting
+    would copy the data to NumPy, whatever library the caller works in.
+    """
+    if not array_api_compat.is_array_api_obj(x) or isinstance(x, (bool, int, float, complex)):
+        msg = (
+            f"`{name}` must be an array (NumPy, CuPy, PyTorch, JAX, Dask, ...); got {_kind(x)}. "
+            "Convert it with your array library first, e.g. numpy.asarray(...)."
+        )
+        raise TypeError(msg)
+
+
+def namespace_of_named(**arrays: Any) -> Any:
+    """The namespace shared by the keyword ``arrays``; errors name the arguments.
+
+    Raises ``TypeError`` naming an argument that is not an array, or the arguments and
+    their libraries when they come from different libraries.
+    """
+    for name, x in arrays.items():
+        check_array(x, name)
+    try:
+        return array_api_compat.array_namespace(*arrays.values())
+    except TypeError:
+        kinds = ", ".join(f"`{n}` is {_kind(x)}" for n, x in arrays.items())
+        msg = (
+            f"{', '.join(f'`{n}`' for n in arrays)} must come from one array library; {kinds}. "
+            "Convert them to one library (and device) first."
+        )
+        raise TypeError(msg) from None
 
 
 def device_of(x: Any) -> Any:

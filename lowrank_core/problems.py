@@ -35,6 +35,10 @@ True
 
 from __future__ import annotations
 
+import copy
+import functools
+import importlib
+import inspect
 import math
 import operator
 from collections import OrderedDict
@@ -314,6 +318,41 @@ class _IVP:
         return self._solve(t, dense=False).y[:, -1]
 
 
+# ====================================================================== pickling
+def _xp_by_name(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with a namespace module ``xp`` replaced by its import name."""
+    xp = kwargs.get("xp")
+    if xp is not None and not isinstance(xp, str):
+        kwargs = {**kwargs, "xp": ("module", xp.__name__)}
+    return kwargs
+
+
+def _rebuild_problem(constructor: str, kwargs: dict[str, Any]) -> ReferenceProblem:
+    """Unpickle a problem of this module: call its constructor again (seeded, so the
+    operators, initial value and reference come out the same; caches start empty)."""
+    xp = kwargs.get("xp")
+    if isinstance(xp, tuple) and xp[:1] == ("module",):
+        kwargs = {**kwargs, "xp": importlib.import_module(xp[1])}
+    return globals()[constructor](**kwargs)
+
+
+def _recorded(constructor: Callable[..., Any]) -> Callable[..., Any]:
+    """Record how a problem was built on the result, so that it pickles by rebuilding:
+    its reference solutions and right-hand sides are closures, which do not pickle."""
+
+    @functools.wraps(constructor)
+    def build(*args: Any, **kwargs: Any) -> Any:
+        arguments = dict(inspect.signature(constructor).bind(*args, **kwargs).arguments)
+        if isinstance(arguments.get("seed"), np.random.Generator):
+            # the constructor advances the generator: rebuild from its state before
+            arguments["seed"] = copy.deepcopy(arguments["seed"])
+        problem = constructor(*args, **kwargs)
+        object.__setattr__(problem, "_recipe", (constructor.__name__, _xp_by_name(arguments)))
+        return problem
+
+    return build
+
+
 # ====================================================================== container
 @dataclass(frozen=True, eq=False)
 class ReferenceProblem:
@@ -356,6 +395,14 @@ class ReferenceProblem:
     norm_preserving: bool
     notes: str = ""
     suggested_dt: float | None = None
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # A problem of this module pickles as the call that built it (its callables are
+        # closures); one assembled by hand pickles field by field.
+        recipe = self.__dict__.get("_recipe")
+        if recipe is None:
+            return object.__reduce_ex__(self, protocol)
+        return _rebuild_problem, recipe
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -623,6 +670,7 @@ class RiccatiODE(AbstractMatrixODE):
 
 
 # ====================================================================== factories
+@_recorded
 def prescribed_path(
     N: int = 100,
     r: int = 8,
@@ -780,6 +828,7 @@ def _dirichlet_laplacian(size: int) -> np.ndarray:
     return (np.diag(-2.0 * np.ones(size)) + np.diag(np.ones(size - 1), 1) + np.diag(np.ones(size - 1), -1)) / dx**2
 
 
+@_recorded
 def heat_lyapunov(
     size: int = 64,
     r: int = 8,
@@ -870,6 +919,7 @@ def heat_lyapunov(
     )
 
 
+@_recorded
 def schrodinger(
     N: int = 100,
     r: int = 8,
@@ -964,6 +1014,7 @@ def _finite_volume_operator(m: int, lam: float) -> np.ndarray:
     return (m + 1) ** 2 * A - lam * np.eye(m)
 
 
+@_recorded
 def riccati(
     m: int = 100,
     r: int = 20,
@@ -1078,6 +1129,7 @@ def riccati(
     return _stiff_symmetric("riccati", problem, ref, r, to_xp, float(np.max(np.abs(a))), t_end, description)
 
 
+@_recorded
 def quadratic_flow(
     m: int = 60,
     n: int = 40,

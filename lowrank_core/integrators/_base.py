@@ -221,6 +221,19 @@ class AbstractRankAdaptive(AbstractIntegrator):
         super().__init__(substep=substep)
         self.truncation = Truncation(tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank)
 
+    def init(self, problem: AbstractMatrixODE, t0: float, Y0: LowRank) -> Any:
+        """As :meth:`AbstractIntegrator.init`, and the rank bounds must fit ``Y0``'s shape:
+        ``min_rank <= min(m, n)`` (a larger ``max_rank`` only caps nothing)."""
+        state = super().init(problem, t0, Y0)
+        m, n = Y0.shape[-2:]
+        if self.truncation.min_rank > min(m, n):
+            msg = (
+                f"`min_rank` = {self.truncation.min_rank} exceeds min(m, n) = {min(m, n)} for a state of shape "
+                f"{Y0.shape}; no rank-{self.truncation.min_rank} matrix of that shape exists. Lower min_rank."
+            )
+            raise ValueError(msg)
+        return state
+
     def __repr__(self) -> str:
         t = self.truncation
         return (

@@ -29,7 +29,7 @@ integrators robust to small singular values.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .._lowrank import LowRank
@@ -86,6 +86,16 @@ class LowRankParam:
     state: dict = field(default_factory=dict)
     step: int = 0
     xp: Any = None
+
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict[str, Any]:
+        # The namespace is a module, which does not pickle; it is found again from U.
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "xp"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "xp", namespace_of(state["U"]))
 
     # ------------------------------------------------------------------ views
     @property
