@@ -10,6 +10,9 @@ contenders the rule chooses between, on shapes on both sides of its threshold:
   CholeskyQR2 with its rows split across our threads against the same kernel on the
   calling thread, both with BLAS pinned to one thread, Householder, ``numpy.linalg.qr``
   and ``batched_qr``'s default, behind ``QR_ROWS_PARALLEL_MIN_WORK``;
+* ``svd_single``: one real SVD, square cores and tall blocks, idle and with two
+  CPU-bound processes: ``batched_svd`` against ``numpy.linalg.svd``, behind
+  ``lowrank_core._linalg.KERNEL_SVD_TALL_RATIO`` (run it like ``qr_rows``);
 * ``qr_complex128``: the complex Householder kernel against ``numpy.linalg.qr``, behind the
   seam's rule that keeps few complex128 blocks with ``k >= 16`` on LAPACK
   (``lowrank_core._linalg.KERNEL_QR_C128_MIN_BATCH``);
@@ -28,7 +31,7 @@ bench/rule_checks.py [--rules svd_complex ...]`` (``--rules`` reruns those rules
 keeps the other rules' last rows in the file).  ``qr_rows`` compares against the BLAS as
 a user has it (threaded, the pinned contenders pin it themselves), so run it apart::
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/rule_checks.py --rules qr_rows
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/rule_checks.py --rules qr_rows svd_single
 
 (the workplace's ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` slow current OpenBLAS).
 """
@@ -192,6 +195,33 @@ def qr_single_rows(repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
+SVD_SINGLE = [(8, 8), (16, 16), (40, 40), (200, 16), (1000, 20), (1000, 40), (4000, 40), (100000, 32)]
+
+
+def svd_single_rows(repeat: int) -> list[dict[str, Any]]:
+    from contention import background_load  # bench/contention.py, beside this script
+
+    from lowrank_core._linalg import KERNEL_SVD_TALL_RATIO
+
+    rows: list[dict[str, Any]] = []
+    for load in (0, 2):
+        with background_load(load, settle=2.0):
+            for m, k in SVD_SINGLE:
+                a = _matrices((1, m, k), "float64")[0]
+                res = _compare(
+                    {
+                        "numpy": lambda a=a: np.linalg.svd(a, full_matrices=False),
+                        "kernel": lambda a=a: lk.batched_svd(a),
+                    },
+                    repeat,
+                    "numpy",
+                )
+                auto = "kernel" if m >= KERNEL_SVD_TALL_RATIO * k else "numpy"
+                row = {"rule": "svd_single", "dtype": "float64", "shape": (m, k), "auto": auto, "load": load}
+                _report(rows, {**row, **res})
+    return rows
+
+
 def qr_complex_rows(repeat: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for shape in QR_C128:
@@ -276,6 +306,7 @@ def matmul_rows(repeat: int) -> list[dict[str, Any]]:
 RULES: dict[str, Callable[[int], list[dict[str, Any]]]] = {
     "qr": qr_rows,
     "qr_rows": qr_single_rows,
+    "svd_single": svd_single_rows,
     "qr_complex128": qr_complex_rows,
     "svd": svd_rows,
     "svd_complex": svd_complex_rows,

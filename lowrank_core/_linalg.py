@@ -26,8 +26,10 @@ Which path runs (the *size rule*, see ``docs/kernels.md``):
     ``m * 2r * itemsize > 32 KiB`` runs in ``cupy.linalg``;
   - preferences (measured on the CPU with ``bench/rule_checks.py``; applied to CuPy
     arrays too, where they are unmeasured): an SVD needs a stack of at least
-    ``KERNEL_SVD_MIN_BATCH`` matrices (a single small SVD is faster through LAPACK
-    ``gesdd`` directly), and complex128 thin QRs of fewer than
+    ``KERNEL_SVD_MIN_BATCH`` matrices, except on the CPU a tall one,
+    ``m >= KERNEL_SVD_TALL_RATIO * k`` (a single square core is as fast or faster through
+    LAPACK ``gesdd`` directly; a tall one is faster reduced by the kernels' QR first,
+    much more so on a busy machine), and complex128 thin QRs of fewer than
     ``KERNEL_QR_C128_MIN_BATCH`` matrices with ``k >= 16`` and ``m k <= 65536`` stay on
     LAPACK, where the complex Householder kernel was slower.
 
@@ -78,6 +80,7 @@ from ._namespace import conj_transpose, is_complex_dtype
 __all__ = [
     "KERNEL_QR_C128_MIN_BATCH",
     "KERNEL_SVD_MIN_BATCH",
+    "KERNEL_SVD_TALL_RATIO",
     "LINALG_PATHS",
     "Counters",
     "LinAlgBreakdown",
@@ -95,8 +98,14 @@ __all__ = [
 
 #: Accepted values of ``linalg=`` / :func:`use_linalg`.
 LINALG_PATHS = ("auto", "kernels", "xp")
-#: Under ``"auto"``, SVDs go to the kernels only for stacks of at least this many matrices.
+#: Under ``"auto"``, SVDs go to the kernels only for stacks of at least this many
+#: matrices, or on the CPU for tall matrices (``m >= KERNEL_SVD_TALL_RATIO * k``).
 KERNEL_SVD_MIN_BATCH = 2
+#: A single SVD this tall goes to the kernels (QR, then the small SVD): 1.2-2.2x faster
+#: than ``gesdd`` idle from 200 x 16 to 100000 x 32, 1.3-5.7x with two CPU-bound
+#: processes; single square cores were level or up to 15 % slower in the kernels
+#: (``bench/rule_checks.py``, rule ``svd_single``).
+KERNEL_SVD_TALL_RATIO = 2
 #: Under ``"auto"``, complex128 thin QRs with ``k >= 16`` and ``m k <= 65536`` go to the
 #: kernels only for stacks of at least this many matrices.
 KERNEL_QR_C128_MIN_BATCH = 16
@@ -325,6 +334,12 @@ def _cuda_usable() -> bool:
     return lowrank_kernels.has_cuda()
 
 
+def _tall(x: Any) -> bool:
+    """``m >= KERNEL_SVD_TALL_RATIO * k``: the kernels reduce such an SVD by a QR first."""
+    m, k = x.shape[-2:]
+    return m >= KERNEL_SVD_TALL_RATIO * k
+
+
 def _qr_c128_small(x: Any) -> bool:
     """A complex128 QR for which LAPACK beats the kernels (see the module docstring)."""
     m, k = x.shape[-2], x.shape[-1]
@@ -385,7 +400,7 @@ def _kernel_route(x: Any, xp: Any, op: str) -> tuple[Any, Any] | None:
     if reason is not None:
         refuse(reason)
         return None
-    if not forced and op == "svd" and _batch_size(x) < KERNEL_SVD_MIN_BATCH:
+    if not forced and op == "svd" and _batch_size(x) < KERNEL_SVD_MIN_BATCH and not (device == "cpu" and _tall(x)):
         return None
     if not forced and op == "qr" and _qr_c128_small(x):
         return None
