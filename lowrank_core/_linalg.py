@@ -114,8 +114,11 @@ _LINALG_PATH: contextvars.ContextVar[str] = contextvars.ContextVar("lowrank_core
 
 
 def _check_path(path: Any) -> str:
+    if not isinstance(path, str):
+        msg = f"`linalg` must be one of {LINALG_PATHS} (a string); got {path!r} of type {type(path).__name__}."
+        raise TypeError(msg)
     if path not in LINALG_PATHS:
-        msg = f"argument 'linalg' must be one of {LINALG_PATHS}, got {path!r}."
+        msg = f"`linalg` must be one of {LINALG_PATHS}; got {path!r}."
         raise ValueError(msg)
     return path
 

@@ -25,11 +25,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import array_api_compat
+
 from ._linalg import matmul as mm
 from ._linalg import matmul_conj as mm_conj
 from ._linalg import matmul_h as mm_h
-from ._lowrank import LowRank
-from ._namespace import conj_transpose, is_complex_dtype, namespace_of
+from ._lowrank import LowRank, check_dtype, check_has_data
+from ._namespace import (
+    check_array,
+    conj_transpose,
+    device_of,
+    is_complex_dtype,
+    namespace_of,
+    namespace_of_named,
+)
 
 __all__ = [
     "AbstractMatrixODE",
@@ -141,15 +150,167 @@ class AbstractMatrixODE:
         return mm(conj_transpose(U, Y.xp), self.F_V(t, Y, V), Y.xp)
 
 
-def _check_returned(F: Any, expected_shape: tuple, dtype: Any, who: str) -> None:
-    if tuple(F.shape) != tuple(expected_shape):
-        msg = f"`{who}` returned an array of shape {tuple(F.shape)}; expected {tuple(expected_shape)}."
+# ---------------------------------------------------------------------- argument checks
+# The operators and the arrays user callables return are checked against the state by
+# the user's names (`A`, `terms[0][1]`, `A(t)`, `f`), before any product is formed: the
+# products themselves would fail with messages about internal names or gufunc core
+# dimensions, or silently promote to another dtype.
+
+
+def _kind(x: Any) -> str:
+    return f"{type(x).__module__}.{type(x).__qualname__}"
+
+
+def _library(xp: Any) -> str:
+    return getattr(xp, "__name__", repr(xp))
+
+
+def _at(t: Any) -> str:
+    return "" if t is None else f" at t = {t:g}"
+
+
+def _broadcasts_to(batch: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether a batch shape ``batch`` broadcasts to ``target`` (and not beyond it)."""
+    if len(batch) > len(target):
+        return False
+    return all(b in (1, t) for b, t in zip(reversed(batch), reversed(target), strict=False))
+
+
+#: (library, operator dtype, state dtype) -> whether ``operator @ state`` has the state's dtype.
+_PRODUCT_KEEPS_DTYPE: dict[tuple[str, str, str], bool] = {}
+
+
+def _product_keeps_dtype(op_dtype: Any, state_dtype: Any, xp: Any, device: Any) -> bool:
+    """Whether the product of an ``op_dtype`` operator with a ``state_dtype`` matrix has the
+    state's dtype in this library (NumPy promotes float32 @ float64 to float64; PyTorch
+    refuses mixed dtypes).  Tried once per library and pair of dtypes on 1 x 1 arrays."""
+    if op_dtype == state_dtype:
+        return True
+    key = (_library(xp), str(op_dtype), str(state_dtype))
+    ok = _PRODUCT_KEEPS_DTYPE.get(key)
+    if ok is None:
+        try:
+            a = xp.zeros((1, 1), dtype=op_dtype, device=device)
+            b = xp.zeros((1, 1), dtype=state_dtype, device=device)
+            ok = bool((a @ b).dtype == state_dtype)
+        except Exception:  # any refusal by the library means "no"
+            ok = False
+        _PRODUCT_KEEPS_DTYPE[key] = ok
+    return ok
+
+
+def _check_operator(x: Any, name: str, *, square: bool) -> None:
+    """At construction: ``x`` is an array (not a list), a matrix or stack, of a supported dtype."""
+    check_array(x, name)
+    xp = namespace_of(x)
+    if x.ndim < 2:
+        msg = f"`{name}` must be a matrix or a stack of matrices (..., rows, cols); got shape {tuple(x.shape)}."
         raise ValueError(msg)
-    if F.dtype != dtype:
+    check_dtype(x, name, xp)
+    check_has_data(x, name)
+    if square and x.shape[-1] != x.shape[-2]:
+        msg = f"`{name}` must be square, of shape (..., k, k); got shape {tuple(x.shape)}."
+        raise ValueError(msg)
+
+
+def _check_against_state(x: Any, name: str, core: tuple[int, int], Y0: LowRank) -> None:
+    """``x`` (an operator or a dense/LowRank inhomogeneity) fits the state ``Y0``: same
+    library and device, core shape ``core``, a batch shape that broadcasts to the
+    state's, and products that stay in the state's dtype."""
+    arr = x.U if isinstance(x, LowRank) else x
+    namespace_of_named(**{name: arr, "Y0": Y0.U})
+    xp = Y0.xp
+    if device_of(arr) != Y0.device:
         msg = (
-            f"`{who}` returned dtype {F.dtype} for a state of dtype {dtype}; return the "
-            "state's dtype (cast constants with xp.astype, or start from a complex state "
-            "for a complex right-hand side)."
+            f"`{name}` must be on the state's device {Y0.device}; got device {device_of(arr)}. "
+            "Move it to the state's device first."
+        )
+        raise ValueError(msg)
+    shape = tuple(x.shape)
+    if shape[-2:] != tuple(core):
+        msg = f"`{name}` must have shape (..., {core[0]}, {core[1]}) for a state of shape {Y0.shape}; got {shape}."
+        raise ValueError(msg)
+    if not _broadcasts_to(shape[:-2], Y0.batch_shape):
+        if Y0.batch_shape:
+            want = f"a batch shape that broadcasts to the state's batch shape {Y0.batch_shape}"
+        else:
+            want = f"no batch dimensions (the state is one matrix of shape {Y0.shape})"
+        msg = (
+            f"`{name}` must have {want}; got shape {shape} (batch shape {shape[:-2]}). "
+            "Give it the state's batch shape, or none."
+        )
+        raise ValueError(msg)
+    if is_complex_dtype(x.dtype, xp) and not is_complex_dtype(Y0.dtype, xp):
+        msg = (
+            f"`{name}` must be real for a real state ({Y0.dtype}); got complex dtype {x.dtype}. "
+            "Start from a complex state."
+        )
+        raise TypeError(msg)
+    if not _product_keeps_dtype(x.dtype, Y0.dtype, xp, Y0.device):
+        msg = (
+            f"`{name}` must have a dtype whose products with the state keep the state's dtype {Y0.dtype}; "
+            f"got {x.dtype}. Cast it with xp.astype({name}, {Y0.dtype}) (or start from a state "
+            f"of dtype {x.dtype})."
+        )
+        raise TypeError(msg)
+
+
+def _check_returned(
+    F: Any, name: str, shape: tuple, dtype: Any, xp: Any, *, t: Any = None, exact: bool = True, lowrank: bool = False
+) -> None:
+    """Validate what a user callable returned for a state of ``shape`` and ``dtype``.
+
+    ``exact``: the array must have the state's shape and dtype (``f``, ``dA(t)``);
+    otherwise its core shape must be the state's, its batch shape must broadcast to the
+    state's, and its products with the state must keep the state's dtype (``A(t)``,
+    ``C(t)``, which enter the right-hand side only through products).  ``lowrank``: a
+    :class:`LowRank` is accepted as well.
+    """
+    shape = tuple(shape)
+    arr = F.U if lowrank and isinstance(F, LowRank) else F
+    try:
+        ok = array_api_compat.is_array_api_obj(arr) and not isinstance(arr, (bool, int, float, complex))
+        same = ok and array_api_compat.array_namespace(arr) is xp
+    except TypeError:
+        ok = same = False
+    if not same:
+        what = "an array or a LowRank" if lowrank else "an array"
+        msg = (
+            f"`{name}` must return {what} of the state's array library ({_library(xp)}) of shape {shape}; "
+            f"got {_kind(arr)}{_at(t)}. Build the result with that library, e.g. xp.asarray(...)."
+        )
+        raise TypeError(msg)
+    got = tuple(F.shape)
+    if exact:
+        if got != shape:
+            msg = f"`{name}` returned an array of shape {got}{_at(t)}; it must return the state's shape {shape}."
+            raise ValueError(msg)
+        if F.dtype != dtype:
+            msg = (
+                f"`{name}` returned dtype {F.dtype} for a state of dtype {dtype}{_at(t)}; it must return the "
+                "state's dtype (cast constants with xp.astype, or start from a complex state for a complex "
+                "right-hand side)."
+            )
+            raise TypeError(msg)
+        return
+    if got[-2:] != shape[-2:] or not _broadcasts_to(got[:-2], shape[:-2]):
+        if shape[:-2]:
+            want = f"(..., {shape[-2]}, {shape[-1]}) with a batch shape that broadcasts to the state's {shape[:-2]}"
+        else:
+            want = f"{shape} (the state's shape)"
+        msg = f"`{name}` must return an array of shape {want}; got shape {got}{_at(t)}."
+        raise ValueError(msg)
+    device = device_of(arr)
+    if is_complex_dtype(F.dtype, xp) and not is_complex_dtype(dtype, xp):
+        msg = (
+            f"`{name}` must return real arrays for a real state ({dtype}); got complex dtype {F.dtype}{_at(t)}. "
+            "Start from a complex state."
+        )
+        raise TypeError(msg)
+    if not _product_keeps_dtype(F.dtype, dtype, xp, device):
+        msg = (
+            f"`{name}` must return arrays whose products with the state keep the state's dtype {dtype}; "
+            f"got dtype {F.dtype}{_at(t)}. Return {dtype} arrays (xp.astype)."
         )
         raise TypeError(msg)
 
@@ -180,7 +341,7 @@ class MatrixODE(AbstractMatrixODE):
     def evaluate(self, t: float, Y: LowRank) -> RHSValue:
         dense = Y.to_dense()
         F = self.f(t, dense)
-        _check_returned(F, dense.shape, dense.dtype, "f")
+        _check_returned(F, "f", dense.shape, dense.dtype, Y.xp, t=t)
         return DenseValue(F, Y.xp)
 
     def F_V(self, t: float, Y: LowRank, V: Any) -> Any:  # noqa: N802
@@ -220,16 +381,26 @@ class MatrixPath(AbstractMatrixODE):
         self.A = A
         self.dA = dA
         self._cache: dict[float, Any] = {}
+        # (shape, a 0-d array of the state's library, dtype and device) of the state last
+        # passed to check_state: what every A(t) is checked against.
+        self._state: tuple[tuple[int, ...], Any] | None = None
 
     def _value(self, t: float) -> Any:
         if t not in self._cache:
+            value = self.A(t)
+            if self._state is not None:
+                shape, like = self._state
+                _check_returned(value, "A(t)", shape, like.dtype, namespace_of(like), t=t, exact=False)
+            else:
+                check_array(value, "A(t)")
             if len(self._cache) >= 3:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[t] = self.A(t)
+            self._cache[t] = value
         return self._cache[t]
 
     def check_state(self, Y0: LowRank) -> None:
         self._cache.clear()
+        self._state = (tuple(Y0.shape), Y0.xp.zeros((), dtype=Y0.dtype, device=Y0.device))
 
     def increment(self, t0: float, t1: float, xp: Any) -> RHSValue:
         a0, a1 = self._value(t0), self._value(t1)
@@ -243,7 +414,7 @@ class MatrixPath(AbstractMatrixODE):
             )
             raise ValueError(msg)
         F = self.dA(t)
-        _check_returned(F, Y.shape, Y.dtype, "dA")
+        _check_returned(F, "dA(t)", Y.shape, Y.dtype, Y.xp, t=t)
         return DenseValue(F, Y.xp)
 
     def F_V(self, t: float, Y: LowRank, V: Any) -> Any:  # noqa: N802
@@ -283,14 +454,42 @@ class LinearMatrixODE(AbstractMatrixODE):
     """
 
     def __init__(self, A: Any, B: Any, C: Any = None, *, terms: Any = ()) -> None:
+        for mat, name in ((A, "A"), (B, "B")):
+            if mat is not None:
+                _check_operator(mat, name, square=True)
+        if isinstance(terms, (str, bytes)) or not hasattr(terms, "__iter__"):
+            msg = (
+                f"`terms` must be a sequence of pairs (A_j, B_j) of arrays; got {_kind(terms)}. "
+                "Pass e.g. terms=[(A1, B1)]."
+            )
+            raise TypeError(msg)
         pairs = [(A, B, "A", "B")]
         for j, term in enumerate(terms):
-            try:
-                Aj, Bj = term
-            except (TypeError, ValueError):
-                msg = f"`terms[{j}]` must be a pair (A_j, B_j); got {term!r}."
-                raise ValueError(msg) from None
+            if (
+                isinstance(term, (str, bytes))
+                or not hasattr(term, "__iter__")
+                or array_api_compat.is_array_api_obj(term)
+            ):
+                msg = f"`terms[{j}]` must be a pair (A_j, B_j) of arrays; got {_kind(term)}."
+                raise TypeError(msg)
+            term = tuple(term)
+            if len(term) != 2:
+                msg = f"`terms[{j}]` must be a pair (A_j, B_j); got {len(term)} items."
+                raise ValueError(msg)
+            Aj, Bj = term
+            for k, mat in enumerate(term):
+                _check_operator(mat, f"terms[{j}][{k}]", square=True)
             pairs.append((Aj, Bj, f"terms[{j}][0]", f"terms[{j}][1]"))
+        if C is not None and not (callable(C) or isinstance(C, LowRank)):
+            try:
+                check_array(C, "C")
+            except TypeError:
+                msg = (
+                    "`C` must be an array (..., m, n), a LowRank, a callable C(t) returning either, or None; "
+                    f"got {_kind(C)}. Convert it with your array library first, e.g. numpy.asarray(...)."
+                )
+                raise TypeError(msg) from None
+            _check_operator(C, "C", square=False)
         if all(a is None and b is None for a, b, _, _ in pairs) and C is None:
             msg = "`A`, `B` and `C` are all None; the right-hand side would be zero."
             raise ValueError(msg)
@@ -306,37 +505,21 @@ class LinearMatrixODE(AbstractMatrixODE):
 
     def check_state(self, Y0: LowRank) -> None:
         m, n = Y0.shape[-2:]
-        xp = Y0.xp
         for left, right, na, nb in self._kron:
             for mat, name, size in ((left, na, m), (right, nb, n)):
-                if mat is None:
-                    continue
-                namespace_of(mat, Y0.U)
-                if tuple(mat.shape[-2:]) != (size, size):
-                    msg = (
-                        f"`{name}` must have shape (..., {size}, {size}) for a state of shape {Y0.shape}; "
-                        f"got {tuple(mat.shape)}."
-                    )
-                    raise ValueError(msg)
-                if is_complex_dtype(mat.dtype, xp) and not is_complex_dtype(Y0.dtype, xp):
-                    msg = (
-                        f"`{name}` is complex ({mat.dtype}) but the state is real ({Y0.dtype}); "
-                        "start from a complex state."
-                    )
-                    raise TypeError(msg)
+                if mat is not None:
+                    _check_against_state(mat, name, (size, size), Y0)
         C = self.C
         if C is not None and not callable(C):
-            namespace_of(C.U if isinstance(C, LowRank) else C, Y0.U)
-            if tuple(C.shape[-2:]) != (m, n):
-                msg = f"`C` must have shape (..., {m}, {n}); got {tuple(C.shape)}."
-                raise ValueError(msg)
-            if is_complex_dtype(C.dtype, xp) and not is_complex_dtype(Y0.dtype, xp):
-                msg = f"`C` is complex ({C.dtype}) but the state is real ({Y0.dtype}); start from a complex state."
-                raise TypeError(msg)
+            _check_against_state(C, "C", (m, n), Y0)
 
-    def _C(self, t: float) -> Any:
+    def _C(self, t: float, Y: LowRank) -> Any:
         C = self.C
-        return C(t) if callable(C) else C
+        if not callable(C):
+            return C
+        value = C(t)
+        _check_returned(value, "C(t)", Y.shape, Y.dtype, Y.xp, t=t, exact=False, lowrank=True)
+        return value
 
     # Products go through ``_linalg.matmul`` (``mm``): large NumPy stacks are split
     # across threads there.  ``mm_h`` / ``mm_conj`` apply the conjugate transpose /
@@ -352,7 +535,7 @@ class LinearMatrixODE(AbstractMatrixODE):
             if left is not None:
                 term = mm(left, term, xp)
             out = term if out is None else out + term
-        C = self._C(t)
+        C = self._C(t, Y)
         if C is not None:
             if isinstance(C, LowRank):
                 cw = mm(C.U, mm(C.S, mm(conj_transpose(C.V, xp), W, xp), xp), xp)
@@ -373,7 +556,7 @@ class LinearMatrixODE(AbstractMatrixODE):
                 # (Y B^T)^H = conj(B) Y^H.
                 term = mm_conj(right, term, xp)
             out = term if out is None else out + term
-        C = self._C(t)
+        C = self._C(t, Y)
         if C is not None:
             if isinstance(C, LowRank):
                 cw = mm(C.V, mm(conj_transpose(C.S, xp), mm(conj_transpose(C.U, xp), W, xp), xp), xp)
@@ -393,7 +576,7 @@ class LinearMatrixODE(AbstractMatrixODE):
             rhs = VhZ if right is None else mm(Vh, mm(xp.matrix_transpose(right), Z, xp), xp)
             term = mm(lhs, mm(Y.S, rhs, xp), xp)
             out = term if out is None else out + term
-        C = self._C(t)
+        C = self._C(t, Y)
         if C is not None:
             if isinstance(C, LowRank):
                 cw = mm(mm(WH, C.U, xp), mm(C.S, mm(conj_transpose(C.V, xp), Z, xp), xp), xp)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
 from ._linalg import matmul
 from ._lowrank import LowRank, diag_embed
@@ -29,11 +30,13 @@ __all__ = ["Truncation"]
 def _check_nonneg_float(value: Any, name: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float)):
         try:
-            value = float(value)
+            if isinstance(value, (bool, str, bytes)) or getattr(value, "dtype", np.float64).kind == "b":
+                raise TypeError
+            value = float(value)  # NumPy / 0-d array scalars
         except (TypeError, ValueError):
-            msg = f"`{name}` must be a non-negative float or None; got {value!r}."
+            msg = f"`{name}` must be a non-negative float or None; got {value!r} of type {type(value).__name__}."
             raise TypeError(msg) from None
     value = float(value)
     if not math.isfinite(value) or value < 0:

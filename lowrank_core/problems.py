@@ -52,8 +52,15 @@ import scipy.sparse
 from scipy.integrate import solve_ivp
 
 from ._lowrank import LowRank
-from ._namespace import conj_transpose, is_complex_dtype, namespace_of
-from ._problem import AbstractMatrixODE, LinearMatrixODE, MatrixODE, MatrixPath
+from ._namespace import check_array, conj_transpose, namespace_of, namespace_of_named
+from ._problem import (
+    AbstractMatrixODE,
+    LinearMatrixODE,
+    MatrixODE,
+    MatrixPath,
+    _check_against_state,
+    _check_operator,
+)
 
 __all__ = [
     "PROBLEMS",
@@ -155,10 +162,12 @@ class _Backend:
 
 
 def _time(t: Any, name: str = "t") -> float:
-    if isinstance(t, bool):
-        msg = f"`{name}` must be a real number; got a bool."
+    if isinstance(t, (bool, np.bool_)):
+        msg = f"`{name}` must be a real number, not a bool; got {t!r}."
         raise TypeError(msg)
     try:
+        if isinstance(t, (str, bytes)):  # float("0.5") would parse it
+            raise TypeError
         value = float(t)
     except (TypeError, ValueError):
         msg = f"`{name}` must be a real number; got {t!r} of type {type(t).__name__}."
@@ -170,8 +179,8 @@ def _time(t: Any, name: str = "t") -> float:
 
 
 def _int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool):
-        msg = f"`{name}` must be an integer; got a bool."
+    if isinstance(value, (bool, np.bool_)):
+        msg = f"`{name}` must be an integer, not a bool; got {value!r}."
         raise TypeError(msg)
     try:
         value = operator.index(value)
@@ -186,7 +195,7 @@ def _int(value: Any, name: str, minimum: int) -> int:
 
 def _real(value: Any, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        msg = f"`{name}` must be a real number; got {value!r} of type {type(value).__name__}."
+        msg = f"`{name}` must be a real number (not a bool or a string); got {value!r} of type {type(value).__name__}."
         raise TypeError(msg)
     value = float(value)
     if not math.isfinite(value):
@@ -235,6 +244,27 @@ def _sym(X: np.ndarray) -> np.ndarray:
 
 def _fro(x: Any, xp: Any) -> float:
     return float(xp.sqrt(xp.sum(xp.abs(x) ** 2)))
+
+
+def _dense_like(Y: Any, like: Any, *, lowrank: bool = True) -> tuple[Any, Any]:
+    """``Y`` as a dense array (``Y.to_dense()`` for a LowRank) and the namespace it shares
+    with the problem's array ``like``; refuses, naming `Y`, a non-array, an array of
+    another library or of another shape than ``like``."""
+    if lowrank and isinstance(Y, LowRank):
+        dense = Y.to_dense()
+    else:
+        try:
+            check_array(Y, "Y")
+        except TypeError:
+            what = "a LowRank or an array" if lowrank else "an array"
+            msg = f"`Y` must be {what} of shape {tuple(like.shape)}; got {type(Y).__module__}.{type(Y).__name__}."
+            raise TypeError(msg) from None
+        dense = Y
+    xp = namespace_of_named(Y=dense, **{"the problem's arrays": like})
+    if tuple(dense.shape) != tuple(like.shape):
+        msg = f"`Y` must have shape {tuple(like.shape)} (that of the reference); got {tuple(dense.shape)}."
+        raise ValueError(msg)
+    return dense, xp
 
 
 def _symmetric_lowrank(X: np.ndarray, r: int, to_xp: _Backend) -> LowRank:
@@ -425,12 +455,8 @@ class ReferenceProblem:
             The relative error (the absolute error if ``X(t) = 0``), computed in the
             namespace of ``Y``.
         """
-        dense = Y.to_dense() if isinstance(Y, LowRank) else Y
         ref = self.reference(t)
-        xp = namespace_of(dense, ref)
-        if tuple(dense.shape) != tuple(ref.shape):
-            msg = f"`Y` must have shape {tuple(ref.shape)} (that of the reference); got {tuple(dense.shape)}."
-            raise ValueError(msg)
+        dense, xp = _dense_like(Y, ref)
         num = _fro(dense - ref, xp)
         den = _fro(ref, xp)
         return num / den if den > 0 else num
@@ -490,7 +516,7 @@ class SchrodingerProblem(ReferenceProblem):
 
     def hamiltonian(self, Y: Any) -> Any:
         """Dense ``H[Y] = D Y + Y D^T + Vc Y Vc^T`` for a dense ``Y`` of shape ``(N, N)``."""
-        xp = namespace_of(Y, self.D)
+        _, xp = _dense_like(Y, self.D, lowrank=False)
         DT = xp.matrix_transpose(self.D)
         VcT = xp.matrix_transpose(self.Vc)
         return self.D @ Y + Y @ DT + self.Vc @ (Y @ VcT)
@@ -510,9 +536,12 @@ class SchrodingerProblem(ReferenceProblem):
         float
         """
         if not isinstance(Y, LowRank):
-            xp = namespace_of(Y, self.D)
+            _, xp = _dense_like(Y, self.D, lowrank=False)
             return float(xp.sum(xp.real(xp.conj(Y) * self.hamiltonian(Y))))
-        xp = namespace_of(Y.U, self.D)
+        xp = namespace_of_named(Y=Y.U, **{"the problem's arrays": self.D})
+        if tuple(Y.shape) != tuple(self.D.shape):
+            msg = f"`Y` must have shape {tuple(self.D.shape)}; got {tuple(Y.shape)}."
+            raise ValueError(msg)
         U, S, V = Y.U, Y.S, Y.V
         UH, VH = conj_transpose(U, xp), conj_transpose(V, xp)
         DT, VcT = xp.matrix_transpose(self.D), xp.matrix_transpose(self.Vc)
@@ -542,11 +571,7 @@ class QuadraticProblem(ReferenceProblem):
 
     def loss(self, Y: Any) -> float:
         """``L(Y) = ||Y - B||_F^2 / 2`` for a :class:`~lowrank_core.LowRank` or a dense ``(m, n)`` array."""
-        dense = Y.to_dense() if isinstance(Y, LowRank) else Y
-        xp = namespace_of(dense, self.B)
-        if tuple(dense.shape) != tuple(self.B.shape):
-            msg = f"`Y` must have shape {tuple(self.B.shape)}; got {tuple(dense.shape)}."
-            raise ValueError(msg)
+        dense, xp = _dense_like(Y, self.B)
         return 0.5 * _fro(dense - self.B, xp) ** 2
 
 
@@ -583,12 +608,18 @@ class RiccatiODE(AbstractMatrixODE):
             msg = "`A` must be an array of shape (..., m, m); got None."
             raise TypeError(msg)
         for name, mat in (("A", A), ("D", D)):
-            if mat is not None and (getattr(mat, "ndim", 0) < 2 or mat.shape[-1] != mat.shape[-2]):
-                msg = f"`{name}` must be a square array of shape (..., m, m); got {getattr(mat, 'shape', type(mat))}."
-                raise ValueError(msg)
-        if C is not None and not isinstance(C, LowRank) and getattr(C, "ndim", 0) < 2:
-            msg = f"`C` must be an array of shape (..., m, m), a LowRank or None; got {type(C).__name__}."
-            raise TypeError(msg)
+            if mat is not None:
+                _check_operator(mat, name, square=True)
+        if C is not None and not isinstance(C, LowRank):
+            try:
+                check_array(C, "C")
+            except TypeError:
+                msg = (
+                    f"`C` must be an array of shape (..., m, m), a LowRank or None; got {type(C).__name__}. "
+                    "Convert it with your array library first."
+                )
+                raise TypeError(msg) from None
+            _check_operator(C, "C", square=True)
         self.A, self.C, self.D = A, C, D
         xp = namespace_of(A)
         self._AH = conj_transpose(A, xp)
@@ -599,24 +630,9 @@ class RiccatiODE(AbstractMatrixODE):
         if m != n:
             msg = f"a Riccati equation needs a square state; got shape {Y0.shape}."
             raise ValueError(msg)
-        xp = Y0.xp
-        for name, mat in (("A", self.A), ("D", self.D)):
-            if mat is None:
-                continue
-            namespace_of(mat, Y0.U)
-            if tuple(mat.shape[-2:]) != (m, m):
-                msg = (
-                    f"`{name}` must have shape (..., {m}, {m}) for a state of shape {Y0.shape}; got {tuple(mat.shape)}."
-                )
-                raise ValueError(msg)
-            if is_complex_dtype(mat.dtype, xp) and not is_complex_dtype(Y0.dtype, xp):
-                msg = (
-                    f"`{name}` is complex ({mat.dtype}) but the state is real ({Y0.dtype}); start from a complex state."
-                )
-                raise TypeError(msg)
-        if self.C is not None and tuple(self.C.shape[-2:]) != (m, m):
-            msg = f"`C` must have shape (..., {m}, {m}); got {tuple(self.C.shape)}."
-            raise ValueError(msg)
+        for name, mat in (("A", self.A), ("C", self.C), ("D", self.D)):
+            if mat is not None:
+                _check_against_state(mat, name, (m, m), Y0)
 
     def _DU(self, U: Any) -> Any:
         return U if self.D is None else self.D @ U
@@ -1189,7 +1205,10 @@ def quadratic_flow(
             msg = f"`spectrum` must be a sequence of non-negative real numbers; got {spectrum!r}."
             raise TypeError(msg)
         try:
-            values = [float(s) for s in spectrum]
+            items = list(spectrum)
+            if any(isinstance(s, (bool, np.bool_, str, bytes)) for s in items):
+                raise TypeError
+            values = [float(s) for s in items]
         except (TypeError, ValueError):
             msg = f"`spectrum` must be a sequence of non-negative real numbers; got {spectrum!r}."
             raise TypeError(msg) from None
@@ -1284,6 +1303,6 @@ def get(name: str, **kwargs: Any) -> ReferenceProblem:
     try:
         factory = PROBLEMS[name]
     except KeyError:
-        msg = f"unknown problem name {name!r}; choose one of {sorted(PROBLEMS)}."
+        msg = f"unknown problem name {name!r}: `name` must be one of {sorted(PROBLEMS)}; got {name!r}."
         raise ValueError(msg) from None
     return factory(**kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import math
+import operator
 import os
 import threading
 from collections.abc import Iterator
@@ -53,12 +54,15 @@ def _is_cuda_array(a: Any) -> bool:
     return hasattr(a, "__cuda_array_interface__") or type(a).__module__.startswith("numba.cuda")
 
 
-def _check_dtype(fn: str, dtype: Any) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt.type not in _DTYPES:
+def _check_dtype(fn: str, dtype: Any, name: str = "a") -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.type not in _DTYPES:
         msg = (
-            f"{fn}: argument 'a' has dtype {dt}; pass float32, float64, complex64 or complex128 "
-            "(for example a.astype(numpy.float64))."
+            f"{fn}: `{name}` must have dtype float32, float64, complex64 or complex128; got dtype {dtype}. "
+            f"Cast it first (for example {name}.astype(numpy.float64))."
         )
         raise TypeError(msg)
     return dt
@@ -66,14 +70,67 @@ def _check_dtype(fn: str, dtype: Any) -> np.dtype:
 
 def _check_shape(fn: str, shape: tuple[int, ...], *, thin: bool) -> None:
     if len(shape) < 2:
-        msg = f"{fn}: argument 'a' must have at least 2 dimensions (..., m, k); got shape {shape}."
+        msg = f"{fn}: `a` must have at least 2 dimensions (..., m, k); got shape {shape}."
         raise ValueError(msg)
     if thin and shape[-2] < shape[-1]:
         msg = (
-            f"{fn}: thin QR needs m >= k, got shape {shape} (m={shape[-2]}, k={shape[-1]}); "
-            "factor the conjugate transpose, or use numpy.linalg.qr for wide matrices."
+            f"{fn}: `a` must have m >= k for the thin QR; got shape {shape} (m={shape[-2]}, k={shape[-1]}). "
+            "Factor the conjugate transpose, or use numpy.linalg.qr for wide matrices."
         )
         raise ValueError(msg)
+
+
+def _check_algorithm(fn: str, algorithm: Any, choices: tuple[str, ...]) -> None:
+    if not isinstance(algorithm, str):
+        msg = (
+            f"{fn}: `algorithm` must be one of {choices} (a string); got {algorithm!r} of type "
+            f"{type(algorithm).__name__}."
+        )
+        raise TypeError(msg)
+    if algorithm not in choices:
+        msg = f"{fn}: `algorithm` must be one of {choices}; got {algorithm!r}."
+        raise ValueError(msg)
+
+
+def _shape_argument(fn: str, shape: Any, name: str) -> tuple[int, ...]:
+    """A shape ``(..., rows, cols)``: a sequence of at least two non-negative ints (not bools)."""
+    if type(shape) is tuple and len(shape) >= 2 and all(type(n) is int and n >= 0 for n in shape):
+        return shape  # the common case, checked cheaply (the size rules run per product)
+    try:
+        if isinstance(shape, (str, bytes)):
+            raise TypeError
+        items = tuple(shape)
+        if any(isinstance(n, (bool, np.bool_)) for n in items):
+            raise TypeError
+        items = tuple(operator.index(n) for n in items)
+    except TypeError:
+        msg = f"{fn}: `{name}` must be a tuple of ints (..., rows, cols); got {shape!r}."
+        raise TypeError(msg) from None
+    if len(items) < 2:
+        msg = f"{fn}: `{name}` must have at least 2 entries (..., rows, cols); got {items}."
+        raise ValueError(msg)
+    if any(n < 0 for n in items):
+        msg = f"{fn}: `{name}` must not have negative sizes; got {items}."
+        raise ValueError(msg)
+    return items
+
+
+def _dtype_argument(fn: str, dtype: Any) -> np.dtype:
+    """A NumPy dtype (or its name, or another library's dtype named like one) of the four."""
+    if dtype is None:
+        dt = None
+    else:
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            try:
+                dt = np.dtype(str(dtype).rsplit(".", 1)[-1])  # torch.float64, cupy's dtypes
+            except TypeError:
+                dt = None
+    if dt is None or dt.type not in _DTYPES:
+        msg = f"{fn}: `dtype` must be float32, float64, complex64 or complex128; got {dtype!r}."
+        raise TypeError(msg)
+    return dt
 
 
 def _cuda_result(fn: str, a: Any, algorithm: str, choices: tuple[str, ...], *, thin: bool, out: Any) -> Any:
@@ -82,9 +139,7 @@ def _cuda_result(fn: str, a: Any, algorithm: str, choices: tuple[str, ...], *, t
     Returns the CUDA kernel's outputs, or ``None`` when ``a`` is not a CUDA array (the
     caller then runs the CPU path).
     """
-    if algorithm not in choices:
-        msg = f"{fn}: argument 'algorithm' must be one of {choices}, got {algorithm!r}."
-        raise ValueError(msg)
+    _check_algorithm(fn, algorithm, choices)
     if not _is_cuda_array(a):
         return None
     _check_dtype(fn, a.dtype)
@@ -97,7 +152,7 @@ def _cuda_result(fn: str, a: Any, algorithm: str, choices: tuple[str, ...], *, t
 def _cpu_input(fn: str, a: Any, *, thin: bool) -> np.ndarray:
     if not isinstance(a, np.ndarray):
         msg = (
-            f"{fn}: argument 'a' must be a numpy.ndarray (CPU) or a CUDA array such as a CuPy array; "
+            f"{fn}: `a` must be a numpy.ndarray (CPU) or a CUDA array such as a CuPy array; "
             f"got {type(a).__module__}.{type(a).__name__}. Convert other CPU arrays with numpy.from_dlpack."
         )
         raise TypeError(msg)
@@ -124,7 +179,7 @@ def _outputs(fn: str, out: Any, specs: list[tuple[str, tuple[int, ...], np.dtype
         return [np.empty(shape, dtype=dt) for _, shape, dt in specs]
     if not isinstance(out, (tuple, list)) or len(out) != len(specs):
         names = ", ".join(name for name, _, _ in specs)
-        msg = f"{fn}: argument 'out' must be a tuple ({names}) of preallocated arrays; got {type(out).__name__}."
+        msg = f"{fn}: `out` must be a tuple ({names}) of preallocated arrays; got {type(out).__name__}."
         raise TypeError(msg)
     for arr, (name, shape, dt) in zip(out, specs, strict=True):
         if not isinstance(arr, np.ndarray):
@@ -258,7 +313,15 @@ def qr_algorithm(shape: tuple[int, ...], dtype: Any = np.float64) -> str:
       calling thread and never enters a parallel region;
     * ``"householder"`` for complex dtypes, where the CholeskyQR2 loops were slower, and
       for real calls of less than ``QR_HOUSEHOLDER_MAX_WORK`` (``B m k^2``).
+
+    ``shape`` must be a tuple of at least two non-negative ints and ``dtype`` one of the
+    four kernel dtypes (``TypeError`` / ``ValueError`` naming the argument otherwise).
     """
+    fn = "qr_algorithm"
+    return _qr_algorithm(_shape_argument(fn, shape, "shape"), _dtype_argument(fn, dtype))
+
+
+def _qr_algorithm(shape: tuple[int, ...], dtype: Any) -> str:
     m, k = shape[-2], shape[-1]
     work = math.prod(shape[:-2]) * m * k * k
     return "cholqr2" if np.dtype(dtype).kind == "f" and work >= QR_HOUSEHOLDER_MAX_WORK else "householder"
@@ -294,7 +357,15 @@ def svd_algorithm(shape: tuple[int, ...], dtype: Any = np.float64) -> str:
     fallback); the chosen algorithm then works on the ``k x k`` factors ``R``, and
     ``U = Q U_R`` is one ``gemm`` per matrix.  Other tall inputs get a Householder QR
     per matrix inside the SVD kernel.
+
+    ``shape`` must be a tuple of at least two non-negative ints and ``dtype`` one of the
+    four kernel dtypes (``TypeError`` / ``ValueError`` naming the argument otherwise).
     """
+    fn = "svd_algorithm"
+    return _svd_algorithm(_shape_argument(fn, shape, "shape"), _dtype_argument(fn, dtype))
+
+
+def _svd_algorithm(shape: tuple[int, ...], dtype: Any) -> str:
     limit = SVD_JACOBI_MAX_K_COMPLEX if np.dtype(dtype).kind == "c" else SVD_JACOBI_MAX_K
     return "jacobi" if min(shape[-2], shape[-1]) <= limit else "lapack"
 
@@ -358,7 +429,7 @@ def batched_qr(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[Any
     q3 = q.reshape(nb, m, k)
     r3 = r.reshape(nb, k, k)
     wp = _work_proto(dt)
-    choice = qr_algorithm(x.shape, dt) if algorithm == "auto" else algorithm
+    choice = _qr_algorithm(x.shape, dt) if algorithm == "auto" else algorithm
     if choice == "householder":
         driver, nchunks = _driver("qr", nb, m, k)
         driver(x3, q3, r3, _cpu.QR_HOUSEHOLDER, nchunks, wp)
@@ -454,7 +525,7 @@ def batched_svd(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[An
         return u, s, v
     from . import _cpu
 
-    choice = svd_algorithm(x.shape, dt) if algorithm == "auto" else algorithm
+    choice = _svd_algorithm(x.shape, dt) if algorithm == "auto" else algorithm
     code = _cpu.SVD_JACOBI if choice == "jacobi" else _cpu.SVD_LAPACK
     x3, u3, s2, v3 = x.reshape(nb, m, k), u.reshape(nb, m, k), s.reshape(nb, k), v.reshape(nb, k, k)
     wp = _work_proto(dt)
@@ -511,7 +582,28 @@ def matmul_uses_kernel(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> bo
         ``True`` when ``B m n p >= MATMUL_MIN_WORK``, ``MATMUL_MIN_PRODUCT <= m n p`` and
         ``m n p`` is below the size at which the BLAS threads a single ``gemm`` (there
         ``numpy.matmul`` uses it), and Numba runs more than one thread.
+
+    Raises
+    ------
+    TypeError
+        A shape that is not a tuple of ints.
+    ValueError
+        Shapes with fewer than two entries, negative sizes, or that do not multiply
+        (``n`` differs, or the batch shapes differ).
     """
+    fn = "matmul_uses_kernel"
+    a_shape = _shape_argument(fn, a_shape, "a_shape")
+    b_shape = _shape_argument(fn, b_shape, "b_shape")
+    if a_shape[-1] != b_shape[-2] or a_shape[:-2] != b_shape[:-2]:
+        msg = (
+            f"{fn}: `a_shape` and `b_shape` must be (..., m, n) and (..., n, p) with the same batch shape; "
+            f"got {a_shape} and {b_shape}."
+        )
+        raise ValueError(msg)
+    return _matmul_uses_kernel(a_shape, b_shape)
+
+
+def _matmul_uses_kernel(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> bool:
     import numba
 
     m, n, p = a_shape[-2], a_shape[-1], b_shape[-1]
@@ -572,19 +664,22 @@ def batched_matmul(a: Any, b: Any, *, out: Any = None) -> Any:
     fn = "batched_matmul"
     for name, x in (("a", a), ("b", b)):
         if not isinstance(x, np.ndarray):
-            msg = f"{fn}: argument {name!r} must be a numpy.ndarray, got {type(x).__module__}.{type(x).__name__}."
+            msg = (
+                f"{fn}: `{name}` must be a numpy.ndarray; got {type(x).__module__}.{type(x).__name__}. "
+                f"Pass '{name}' as a numpy.ndarray (numpy.asarray({name}))."
+            )
             raise TypeError(msg)
         if x.ndim < 2:
-            msg = f"{fn}: argument {name!r} must have at least 2 dimensions (..., rows, cols); got shape {x.shape}."
+            msg = f"{fn}: `{name}` must have at least 2 dimensions (..., rows, cols); got shape {x.shape}."
             raise ValueError(msg)
     dt = _check_dtype(fn, a.dtype)
     if b.dtype != dt:
-        msg = f"{fn}: arguments 'a' ({a.dtype}) and 'b' ({b.dtype}) must have the same dtype; cast one of them."
+        msg = f"{fn}: `a` and `b` must have the same dtype; got {a.dtype} and {b.dtype}. Cast one of them."
         raise TypeError(msg)
     if a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
         msg = (
-            f"{fn}: shapes {a.shape} and {b.shape} do not match: need (..., m, n) and (..., n, p) with the "
-            "same batch shape (use numpy.matmul to broadcast)."
+            f"{fn}: `a` and `b` must have shapes (..., m, n) and (..., n, p) with the same batch shape; got "
+            f"{a.shape} and {b.shape}, which do not match (use numpy.matmul to broadcast)."
         )
         raise ValueError(msg)
     shape = (*a.shape[:-2], a.shape[-2], b.shape[-1])
@@ -593,7 +688,7 @@ def batched_matmul(a: Any, b: Any, *, out: Any = None) -> Any:
         msg = f"{fn}: out array 'C' overlaps the input 'b'; pass separate memory."
         raise ValueError(msg)
     nb = math.prod(shape[:-2])
-    if not (matmul_uses_kernel(a.shape, b.shape) and dt.isnative) or nb == 0 or 0 in shape[-2:]:
+    if not (_matmul_uses_kernel(a.shape, b.shape) and dt.isnative) or nb == 0 or 0 in shape[-2:]:
         return np.matmul(a, b, out=c)
     import numba
 

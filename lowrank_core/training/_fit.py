@@ -7,7 +7,7 @@ from typing import Any
 
 from .._linalg import Counters
 from .._lowrank import LowRank
-from ._optimizers import AbstractLowRankOptimizer
+from ._optimizers import AbstractLowRankOptimizer, _check_counters, _count, _real_number
 from ._param import LowRankParam
 
 __all__ = ["fit"]
@@ -37,7 +37,7 @@ def fit(
     grad : callable
         ``grad(W) -> G``, the gradient at the dense weight ``W``.
     steps : int
-        Maximal number of optimizer steps.
+        Maximal number of optimizer steps (``>= 0``; an integer, not a bool).
     loss : callable, optional
         ``loss(W) -> float``, recorded before every step and at the end.
     target : float, optional
@@ -51,9 +51,29 @@ def fit(
         ``"loss"`` (one value per step taken plus the final one, if ``loss`` is given)
         and ``"rank"`` (the rank after every step).
     """
+    if not isinstance(optimizer, AbstractLowRankOptimizer):
+        msg = (
+            "`optimizer` must be a low-rank optimizer of lowrank_core.training (such as ABCPSI(lr)); "
+            f"got {type(optimizer).__name__}."
+        )
+        raise TypeError(msg)
+    if not isinstance(start, (LowRank, LowRankParam)):
+        msg = (
+            f"`start` must be a LowRank or a LowRankParam; got {type(start).__name__}. "
+            "Build one with LowRank.from_dense(W, rank)."
+        )
+        raise TypeError(msg)
+    for name, fn in (("grad", grad), ("loss", loss)):
+        if not callable(fn) and not (name == "loss" and fn is None):
+            msg = f"`{name}` must be callable as {name}(W); got {type(fn).__name__}."
+            raise TypeError(msg)
+    steps = _count(steps, "steps", minimum=0)
+    if target is not None:
+        target = _real_number(target, "target")
     if target is not None and loss is None:
         msg = "`target` needs `loss` as well: pass loss=callable(W) -> float."
         raise ValueError(msg)
+    counters = _check_counters(counters)
     param = optimizer.init(start) if isinstance(start, LowRank) else start
     history: dict[str, list] = {"loss": [], "rank": [param.rank]}
     for _ in range(steps):

@@ -27,12 +27,16 @@ optimizer         cycle of phases (gradient used) -> basis change at its end
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from typing import Any, ClassVar
+
+import numpy as np
 
 from .._linalg import Counters
 from .._lowrank import LowRank
 from .._namespace import conj_transpose, device_of, real_dtype
-from .._truncation import Truncation, _check_int, _check_nonneg_float
+from .._truncation import Truncation
 from ..integrators import StepKit
 from ._param import LowRankParam
 
@@ -56,20 +60,85 @@ class _Kit(StepKit):
         super().__init__(None, xp, counters, None)
 
 
+# ---------------------------------------------------------------------- argument checks
+# One rule for every hyperparameter: booleans are not numbers, strings are not parsed,
+# and the message names the argument and what was received.
+
+
+def _real_number(value: Any, name: str) -> float:
+    """A finite real number (int, float or a NumPy real scalar; not a bool, not a string)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        msg = f"`{name}` must be a real number (not a bool or a string); got {value!r} of type {type(value).__name__}."
+        raise TypeError(msg)
+    v = float(value)
+    if not math.isfinite(v):
+        msg = f"`{name}` must be finite; got {value!r}."
+        raise ValueError(msg)
+    return v
+
+
 def _positive(value: Any, name: str) -> float:
-    v = _check_nonneg_float(value, name)
-    if v == 0:
+    v = _real_number(value, name)
+    if v <= 0:
         msg = f"`{name}` must be positive; got {value!r}."
         raise ValueError(msg)
     return v
 
 
 def _unit_interval(value: Any, name: str) -> float:
-    v = _check_nonneg_float(value, name)
-    if v >= 1:
+    v = _real_number(value, name)
+    if not 0 <= v < 1:
         msg = f"`{name}` must lie in [0, 1); got {value!r}."
         raise ValueError(msg)
     return v
+
+
+def _tolerance(value: Any, name: str) -> float | None:
+    """``None`` or a finite non-negative real number."""
+    if value is None:
+        return None
+    v = _real_number(value, name)
+    if v < 0:
+        msg = f"`{name}` must be non-negative (or None); got {value!r}."
+        raise ValueError(msg)
+    return v
+
+
+def _count(value: Any, name: str, *, minimum: int = 1, allow_none: bool = False) -> int | None:
+    """An integer ``>= minimum`` (not a bool, not a float), or ``None`` where allowed."""
+    if value is None and allow_none:
+        return None
+    try:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        none = " or None" if allow_none else ""
+        msg = f"`{name}` must be an integer{none} (not a bool); got {value!r} of type {type(value).__name__}."
+        raise TypeError(msg) from None
+    if value < minimum:
+        msg = f"`{name}` must be at least {minimum}; got {value}."
+        raise ValueError(msg)
+    return value
+
+
+def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str):
+        msg = f"`{name}` must be one of {choices} (a string); got {value!r} of type {type(value).__name__}."
+        raise TypeError(msg)
+    if value not in choices:
+        msg = f"`{name}` must be one of {choices}; got {value!r}."
+        raise ValueError(msg)
+    return value
+
+
+def _check_counters(counters: Any) -> Counters:
+    if counters is None:
+        return Counters()
+    if not isinstance(counters, Counters):
+        msg = f"`counters` must be a lowrank_core.Counters or None; got {type(counters).__name__}."
+        raise TypeError(msg)
+    return counters
 
 
 def _zeros(shape: tuple, like: Any, xp: Any, *, real: bool = False) -> Any:
@@ -159,7 +228,7 @@ class AbstractLowRankOptimizer:
 
     def __init__(self, lr: float, *, basis_update_every: int = 1) -> None:
         self.lr = _positive(lr, "lr")
-        self.basis_update_every = _check_int(basis_update_every, "basis_update_every", allow_none=False)
+        self.basis_update_every = _count(basis_update_every, "basis_update_every")
         self.truncation = Truncation()
 
     # ------------------------------------------------------------------ public API
@@ -228,9 +297,9 @@ class AbstractLowRankOptimizer:
         if not isinstance(param, LowRankParam):
             msg = f"`param` must be a LowRankParam (from `{type(self).__name__}.init`); got {type(param).__name__}."
             raise TypeError(msg)
+        counters = _check_counters(counters)
         phase = self.phase(param)
         g = param.check_grads(grad, {"K": grad_K, "L": grad_L, "S": grad_S}, self.NEEDS[phase])
-        counters = Counters() if counters is None else counters
         counters.rhs_evals += math.prod(param.batch_shape)
         new = self._update(phase, param, g).replace(step=param.step + 1)
         if (param.step + 1) % self.basis_update_every == 0:
@@ -301,7 +370,12 @@ class _RankAdaptive(AbstractLowRankOptimizer):
         max_rank: int | None = None,
     ) -> None:
         super().__init__(lr, basis_update_every=basis_update_every)
-        self.truncation = Truncation(tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank)
+        self.truncation = Truncation(
+            tol=_tolerance(tol, "tol"),
+            rtol=_tolerance(rtol, "rtol"),
+            min_rank=_count(min_rank, "min_rank"),
+            max_rank=_count(max_rank, "max_rank", allow_none=True),
+        )
 
     def _truncated(self, param: LowRankParam, kit: _Kit, left: Any, u: Any, s: Any, v: Any, right: Any, r: int):
         Y1 = kit.truncate(self.truncation, left, u, s, v, right, r)
@@ -542,10 +616,7 @@ class HeavyBall(ParallelBUG):
             lr, basis_update_every=basis_update_every, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank
         )
         self.beta = _unit_interval(beta, "beta")
-        if momentum_transport not in _MOMENTUM_TRANSPORTS:
-            msg = f"`momentum_transport` must be one of {_MOMENTUM_TRANSPORTS}; got {momentum_transport!r}."
-            raise ValueError(msg)
-        self.momentum_transport = momentum_transport
+        self.momentum_transport = _choice(momentum_transport, "momentum_transport", _MOMENTUM_TRANSPORTS)
 
     def _init_state(self, param: LowRankParam) -> dict:
         xp = param.xp
@@ -621,17 +692,16 @@ class Adam(ParallelBUG):
         super().__init__(
             lr, basis_update_every=basis_update_every, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank
         )
-        try:
-            b1, b2 = betas
-        except (TypeError, ValueError):
-            msg = f"`betas` must be a pair (beta1, beta2); got {betas!r}."
-            raise TypeError(msg) from None
-        self.betas = (_unit_interval(b1, "betas[0]"), _unit_interval(b2, "betas[1]"))
-        self.eps = _positive(eps, "eps")
-        if second_moment not in _SECOND_MOMENT_TRANSPORTS:
-            msg = f"`second_moment` must be one of {_SECOND_MOMENT_TRANSPORTS}; got {second_moment!r}."
+        if isinstance(betas, (str, bytes)) or not hasattr(betas, "__iter__"):
+            msg = f"`betas` must be a pair (beta1, beta2) of numbers in [0, 1); got {betas!r}."
+            raise TypeError(msg)
+        betas = tuple(betas)
+        if len(betas) != 2:
+            msg = f"`betas` must be a pair (beta1, beta2); got {len(betas)} values {betas!r}."
             raise ValueError(msg)
-        self.second_moment = second_moment
+        self.betas = (_unit_interval(betas[0], "betas[0]"), _unit_interval(betas[1], "betas[1]"))
+        self.eps = _positive(eps, "eps")
+        self.second_moment = _choice(second_moment, "second_moment", _SECOND_MOMENT_TRANSPORTS)
 
     def _init_state(self, param: LowRankParam) -> dict:
         xp = param.xp

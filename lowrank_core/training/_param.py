@@ -201,7 +201,10 @@ class LowRankParam:
     def _check_array(self, g: Any, name: str, shape: tuple) -> None:
         xp = self.xp
         if not hasattr(g, "shape") or not hasattr(g, "dtype"):
-            msg = f"`{name}` must be an array of the parameter's library; got {type(g).__name__}."
+            msg = (
+                f"`{name}` must be an array of the parameter's library ({getattr(xp, '__name__', xp)}); got "
+                f"{type(g).__module__}.{type(g).__name__}. Convert it with that library first."
+            )
             raise TypeError(msg)
         try:
             g_xp = namespace_of(g)

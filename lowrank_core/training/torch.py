@@ -36,10 +36,13 @@ import torch
 from .._linalg import Counters
 from .._lowrank import LowRank
 from . import OPTIMIZERS, AbstractLowRankOptimizer, LowRankParam
+from ._optimizers import _check_counters, _count
 
 __all__ = ["LowRankLinear", "LowRankOptimizer"]
 
 _FACTORS = ("U", "S", "V", "dK", "dL")
+#: dtypes of the layers' factors (the decompositions need single or double precision)
+_LAYER_DTYPES = (torch.float32, torch.float64)
 
 
 class LowRankLinear(torch.nn.Module):
@@ -80,14 +83,28 @@ class LowRankLinear(torch.nn.Module):
         dtype: Any = None,
     ) -> None:
         super().__init__()
-        dense = torch.nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        if isinstance(rank, bool) or not isinstance(rank, int):
-            msg = f"`rank` must be an integer; got {rank!r}."
-            raise TypeError(msg)
+        in_features = _count(in_features, "in_features")
+        out_features = _count(out_features, "out_features")
+        rank = _count(rank, "rank")
         if not 1 <= rank <= min(in_features, out_features):
             bound = min(in_features, out_features)
             msg = f"`rank` must satisfy 1 <= rank <= min(in_features, out_features) = {bound}; got {rank}."
             raise ValueError(msg)
+        if not isinstance(bias, bool):
+            msg = f"`bias` must be True or False; got {bias!r} of type {type(bias).__name__}."
+            raise TypeError(msg)
+        if dtype is not None and not isinstance(dtype, torch.dtype):
+            msg = f"`dtype` must be a torch.dtype (torch.float32 or torch.float64) or None; got {dtype!r}."
+            raise TypeError(msg)
+        resolved = torch.get_default_dtype() if dtype is None else dtype
+        if resolved not in _LAYER_DTYPES:
+            where = " (the torch default dtype)" if dtype is None else ""
+            msg = (
+                f"`dtype` must be torch.float32 or torch.float64; got {resolved}{where}. The factors need an SVD "
+                "and QR in that precision; pass dtype=torch.float32."
+            )
+            raise TypeError(msg)
+        dense = torch.nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self.in_features, self.out_features = in_features, out_features
         with torch.no_grad():
             u, s, vh = torch.linalg.svd(dense.weight, full_matrices=False)
@@ -206,6 +223,10 @@ class LowRankOptimizer(torch.optim.Optimizer):
         if not isinstance(model, torch.nn.Module):
             msg = f"`model` must be a torch.nn.Module containing LowRankLinear layers; got {type(model).__name__}."
             raise TypeError(msg)
+        if not isinstance(batch_layers, bool):
+            msg = f"`batch_layers` must be True or False; got {batch_layers!r} of type {type(batch_layers).__name__}."
+            raise TypeError(msg)
+        counters = _check_counters(counters)
         if isinstance(method, AbstractLowRankOptimizer):
             if lr is not None or options:
                 msg = "pass `lr` and options either to the optimizer object or here with a method name, not both."
@@ -235,8 +256,8 @@ class LowRankOptimizer(torch.optim.Optimizer):
         if dense:
             groups.append({"params": dense, "lowrank": False})
         super().__init__(groups, {"lr": core.lr})
-        self.batch_layers = bool(batch_layers)
-        self.counters = Counters() if counters is None else counters
+        self.batch_layers = batch_layers
+        self.counters = counters
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()
