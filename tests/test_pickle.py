@@ -45,6 +45,16 @@ def _minus_y(t, Y):
     return -Y
 
 
+class _Path:
+    """A picklable path ``A(t) = (1 + t) A0`` in the state's namespace."""
+
+    def __init__(self, A0):
+        self.A0 = A0
+
+    def __call__(self, t):
+        return (1.0 + t) * self.A0
+
+
 def _state(xp, rng, batch=()):
     U, S, V = random_lowrank_np(rng, 8, 6, [1.0, 0.5, 0.1])
     Y = lowrank_in(xp, (U, S, V), xp.float64)
@@ -116,7 +126,9 @@ def test_problems_round_trip(xp):
     L = xp.asarray(-2 * np.eye(8) + np.eye(8, k=1) + np.eye(8, k=-1))
     R = xp.asarray(-2 * np.eye(6) + np.eye(6, k=1) + np.eye(6, k=-1))
     W = xp.asarray(rng.standard_normal((6, 2)))
-    for problem in (lc.MatrixODE(_minus_y), lc.LinearMatrixODE(L, R, C=Y)):
+    path = lc.MatrixPath(_Path(Y.to_dense()), dA=_Path(Y.to_dense()))
+    path.check_state(Y)
+    for problem in (lc.MatrixODE(_minus_y), lc.LinearMatrixODE(L, R, C=Y), path):
         for copied in _round_trips(problem).values():
             assert type(copied) is type(problem)
             np.testing.assert_array_equal(to_numpy(copied.F_V(0.0, Y, W)), to_numpy(problem.F_V(0.0, Y, W)))
