@@ -27,10 +27,10 @@ from typing import Any
 
 import array_api_compat
 
+from . import _operators
 from ._linalg import matmul as mm
-from ._linalg import matmul_conj as mm_conj
 from ._linalg import matmul_h as mm_h
-from ._lowrank import LowRank, check_dtype, check_has_data
+from ._lowrank import SUPPORTED_DTYPES, LowRank, check_dtype, check_has_data
 from ._namespace import (
     check_array,
     conj_transpose,
@@ -200,7 +200,20 @@ def _product_keeps_dtype(op_dtype: Any, state_dtype: Any, xp: Any, device: Any) 
 
 
 def _check_operator(x: Any, name: str, *, square: bool) -> None:
-    """At construction: ``x`` is an array (not a list), a matrix or stack, of a supported dtype."""
+    """At construction: ``x`` is an array (not a list), a matrix or stack, of a supported
+    dtype; or, for operators (``square``), a SciPy sparse matrix or LinearOperator."""
+    if square and (_operators.is_scipy_sparse(x) or _operators.is_matrix_free(x)):
+        kind = "sparse matrix" if _operators.is_scipy_sparse(x) else "LinearOperator"
+        if str(x.dtype) not in SUPPORTED_DTYPES:
+            msg = (
+                f"`{name}` must have dtype float32, float64, complex64 or complex128; got a {kind} of dtype "
+                f"{x.dtype}. Convert it with .astype(numpy.float64) (or another of these) first."
+            )
+            raise TypeError(msg)
+        if x.shape[0] != x.shape[1]:
+            msg = f"`{name}` must be square, of shape (k, k); got a {kind} of shape {tuple(x.shape)}."
+            raise ValueError(msg)
+        return
     check_array(x, name)
     xp = namespace_of(x)
     if x.ndim < 2:
@@ -253,6 +266,50 @@ def _check_against_state(x: Any, name: str, core: tuple[int, int], Y0: LowRank) 
             f"of dtype {x.dtype})."
         )
         raise TypeError(msg)
+
+
+def _check_operator_against_state(x: Any, name: str, size: int, Y0: LowRank) -> None:
+    """An operator of any supported kind fits the state (a dense one as
+    :func:`_check_against_state`; sparse and matrix-free ones need a NumPy state, the
+    size, a dtype that keeps the state's, and an adjoint)."""
+    if not (_operators.is_scipy_sparse(x) or _operators.is_matrix_free(x)):
+        check_array(x, name)
+        _check_operator(x, name, square=True)
+        _check_against_state(x, name, (size, size), Y0)
+        return
+    import numpy as np
+
+    kind = "sparse matrix" if _operators.is_scipy_sparse(x) else "LinearOperator"
+    if not array_api_compat.is_numpy_array(Y0.U):
+        msg = (
+            f"`{name}` is a SciPy {kind}, which applies to NumPy states only; the state is {_kind(Y0.U)}. "
+            "Use a NumPy state, or give the operator in the state's library."
+        )
+        raise TypeError(msg)
+    if tuple(x.shape) != (size, size):
+        msg = f"`{name}` must have shape ({size}, {size}) for a state of shape {Y0.shape}; got {tuple(x.shape)}."
+        raise ValueError(msg)
+    if x.dtype.kind == "c" and Y0.U.dtype.kind != "c":
+        msg = (
+            f"`{name}` must be real for a real state ({Y0.dtype}); got a complex {kind} ({x.dtype}). "
+            "Start from a complex state."
+        )
+        raise TypeError(msg)
+    if np.result_type(x.dtype, Y0.U.dtype) != Y0.U.dtype:
+        msg = (
+            f"`{name}` must have a dtype whose products with the state keep the state's dtype {Y0.dtype}; "
+            f"got a {kind} of dtype {x.dtype}. Convert it with .astype(numpy.{Y0.dtype}) first."
+        )
+        raise TypeError(msg)
+    if _operators.is_matrix_free(x):
+        try:
+            x.rmatvec(np.zeros(size, dtype=Y0.U.dtype))
+        except NotImplementedError:
+            msg = (
+                f"`{name}` is a LinearOperator without an adjoint; F^H U needs {name}^H. "
+                "Build it with rmatvec= (or rmatmat=), or subclass LinearOperator with _adjoint."
+            )
+            raise ValueError(msg) from None
 
 
 def _check_returned(
@@ -424,6 +481,16 @@ class MatrixPath(AbstractMatrixODE):
         return self.evaluate(t, Y).FH_U(U)
 
 
+def _is_operator_callable(x: Any) -> bool:
+    """A callable ``A(t)`` (not an array, sparse matrix or LinearOperator, which may be callable)."""
+    return (
+        callable(x)
+        and not array_api_compat.is_array_api_obj(x)
+        and not _operators.is_scipy_sparse(x)
+        and not _operators.is_matrix_free(x)
+    )
+
+
 class LinearMatrixODE(AbstractMatrixODE):
     r"""Linear matrix ODE ``dY/dt = A Y + Y B^T + sum_j A_j Y B_j^T + C(t)``.
 
@@ -434,14 +501,23 @@ class LinearMatrixODE(AbstractMatrixODE):
 
     Parameters
     ----------
-    A : array (..., m, m) or None
-        Left operator (``None`` means zero).
-    B : array (..., n, n) or None
-        Right operator, applied as ``Y B^T`` (plain transpose, also for complex ``B``).
+    A : operator (m, m), or None
+        Left operator (``None`` means zero).  An operator is a dense array
+        ``(..., m, m)`` of the state's library; for NumPy states also a ``scipy.sparse``
+        array or matrix or a :class:`scipy.sparse.linalg.LinearOperator` with an adjoint
+        (``rmatvec``/``rmatmat``: ``F^H U`` needs ``A^H``); or a callable ``A(t)``
+        returning any of these, evaluated once per distinct time and checked at every
+        evaluation.  Sparse and matrix-free operators are applied to thin blocks only
+        (``A (U S)``, ``A^H W``), a stack of blocks as one ``m x (B k)`` block: no
+        ``m x m`` or ``m x n`` dense matrix is formed.
+    B : operator (n, n), or None
+        Right operator, applied as ``Y B^T`` (plain transpose, also for complex ``B``);
+        the same kinds as ``A``.
     C : array (..., m, n), LowRank, callable ``C(t)`` returning either, or None
         Inhomogeneity.  A :class:`LowRank` ``C`` keeps every product ``O((m+n) r k)``.
     terms : sequence of (A_j, B_j), optional
-        Additional terms ``A_j Y B_j^T`` (e.g. a potential ``V Y V^T``).
+        Additional terms ``A_j Y B_j^T`` (e.g. a potential ``V Y V^T``), operators of the
+        same kinds.
 
     Examples
     --------
@@ -455,7 +531,7 @@ class LinearMatrixODE(AbstractMatrixODE):
 
     def __init__(self, A: Any, B: Any, C: Any = None, *, terms: Any = ()) -> None:
         for mat, name in ((A, "A"), (B, "B")):
-            if mat is not None:
+            if mat is not None and not _is_operator_callable(mat):
                 _check_operator(mat, name, square=True)
         if isinstance(terms, (str, bytes)) or not hasattr(terms, "__iter__"):
             msg = (
@@ -478,7 +554,8 @@ class LinearMatrixODE(AbstractMatrixODE):
                 raise ValueError(msg)
             Aj, Bj = term
             for k, mat in enumerate(term):
-                _check_operator(mat, f"terms[{j}][{k}]", square=True)
+                if not _is_operator_callable(mat):
+                    _check_operator(mat, f"terms[{j}][{k}]", square=True)
             pairs.append((Aj, Bj, f"terms[{j}][0]", f"terms[{j}][1]"))
         if C is not None and not (callable(C) or isinstance(C, LowRank)):
             try:
@@ -495,20 +572,39 @@ class LinearMatrixODE(AbstractMatrixODE):
             raise ValueError(msg)
         self.A, self.B, self.C = A, B, C
         # A Y + Y B^T is the Kronecker sum (A Y I + I Y B^T): store left/right factors.
+        # Each entry: (left operator or None, right operator or None), wrapped by
+        # lowrank_core._operators (dense, sparse, matrix-free or time-dependent).
         self._kron: list[tuple[Any, Any, str, str]] = []
+
+        def wrap(mat: Any, name: str) -> Any:
+            return _operators.as_operator(mat, name, self._check_value)
+
         if A is not None:
-            self._kron.append((A, None, "A", ""))
+            self._kron.append((wrap(A, "A"), None, "A", ""))
         if B is not None:
-            self._kron.append((None, B, "", "B"))
+            self._kron.append((None, wrap(B, "B"), "", "B"))
         for Aj, Bj, na, nb in pairs[1:]:
-            self._kron.append((Aj, Bj, na, nb))
+            self._kron.append((wrap(Aj, na), wrap(Bj, nb), na, nb))
+
+    @staticmethod
+    def _check_value(value: Any, name: str, t: float, Y: LowRank) -> None:
+        """Check a value ``A(t)`` of a time-dependent operator against the state."""
+        base = name[:-3]  # "A(t)" -> "A"
+        size = Y.shape[-2] if base == "A" or base.endswith("[0]") else Y.shape[-1]
+        try:
+            _check_operator_against_state(value, name, size, Y)
+        except (TypeError, ValueError) as exc:
+            msg = f"{exc} (returned at t = {t:g})"
+            raise type(exc)(msg) from None
 
     def check_state(self, Y0: LowRank) -> None:
         m, n = Y0.shape[-2:]
         for left, right, na, nb in self._kron:
-            for mat, name, size in ((left, na, m), (right, nb, n)):
-                if mat is not None:
-                    _check_against_state(mat, name, (size, size), Y0)
+            for op, name, size in ((left, na, m), (right, nb, n)):
+                if isinstance(op, _operators._TimeDependent):
+                    op.clear()
+                elif op is not None:
+                    _check_operator_against_state(op.a, name, size, Y0)
         C = self.C
         if C is not None and not callable(C):
             _check_against_state(C, "C", (m, n), Y0)
@@ -530,10 +626,11 @@ class LinearMatrixODE(AbstractMatrixODE):
         VhW = mm(Vh, W, xp)  # (r, k)
         out = None
         for left, right, _, _ in self._kron:
-            coeff = VhW if right is None else mm(Vh, mm(xp.matrix_transpose(right), W, xp), xp)
+            # (Y B^T) W = U S V^H (B^T W)
+            coeff = VhW if right is None else mm(Vh, _operators.at(right, t, Y).apply_t(W, xp), xp)
             term = mm(Y.U, mm(Y.S, coeff, xp), xp)
             if left is not None:
-                term = mm(left, term, xp)
+                term = _operators.at(left, t, Y).apply(term, xp)
             out = term if out is None else out + term
         C = self._C(t, Y)
         if C is not None:
@@ -550,11 +647,11 @@ class LinearMatrixODE(AbstractMatrixODE):
         SH = conj_transpose(Y.S, xp)
         Uh = conj_transpose(Y.U, xp)
         for left, right, _, _ in self._kron:
-            lw = W if left is None else mm_h(left, W, xp)
+            lw = W if left is None else _operators.at(left, t, Y).apply_h(W, xp)
             term = mm(Y.V, mm(SH, mm(Uh, lw, xp), xp), xp)
             if right is not None:
                 # (Y B^T)^H = conj(B) Y^H.
-                term = mm_conj(right, term, xp)
+                term = _operators.at(right, t, Y).apply_conj(term, xp)
             out = term if out is None else out + term
         C = self._C(t, Y)
         if C is not None:
@@ -572,8 +669,10 @@ class LinearMatrixODE(AbstractMatrixODE):
         VhZ = mm(Vh, Z, xp)
         out = None
         for left, right, _, _ in self._kron:
-            lhs = mm(WH, Y.U, xp) if left is None else mm(mm(WH, left, xp), Y.U, xp)
-            rhs = VhZ if right is None else mm(Vh, mm(xp.matrix_transpose(right), Z, xp), xp)
+            # W^H A U = (A^H W)^H U
+            lw = W if left is None else _operators.at(left, t, Y).apply_h(W, xp)
+            lhs = mm(conj_transpose(lw, xp), Y.U, xp)
+            rhs = VhZ if right is None else mm(Vh, _operators.at(right, t, Y).apply_t(Z, xp), xp)
             term = mm(lhs, mm(Y.S, rhs, xp), xp)
             out = term if out is None else out + term
         C = self._C(t, Y)

@@ -1,0 +1,211 @@
+r"""Operators of :class:`~lowrank_core.LinearMatrixODE`: dense, sparse, matrix-free, time-dependent.
+
+Every operator ``A (k, k)`` of a linear right-hand side is only ever applied to thin
+blocks ``X (..., k, c)`` with ``c`` of the order of the rank, in four forms:
+
+* ``A X``, ``A^H X`` (left operators: ``F V`` and ``F^H U``),
+* ``A^T X``, ``conj(A) X`` (right operators, applied as ``Y B^T``).
+
+:func:`as_operator` wraps what the user passed into an object with these four products:
+
+* a dense array of the state's library (a matrix or a stack of matrices), applied with
+  the library's products (``_linalg.matmul``, no copies of the operator);
+* a SciPy sparse array or matrix (``scipy.sparse``, any format), applied to NumPy
+  states; its transpose and conjugate transpose are formed once (same storage cost);
+* a :class:`scipy.sparse.linalg.LinearOperator` with ``matvec``/``matmat`` and
+  ``rmatvec``/``rmatmat`` (the adjoint is needed for ``F^H U``), applied to NumPy
+  states;
+* a callable ``A(t)`` returning any of these: evaluated once per distinct time (the
+  last value is kept) and checked against the state at every evaluation.
+
+A stacked state ``X (B, k, c)`` meets a 2-D sparse or matrix-free operator as one
+``k x (B c)`` block, so each product is one sparse/operator call.  No ``m x m`` or
+``m x n`` dense matrix is ever formed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import array_api_compat
+
+from ._linalg import matmul as mm
+from ._linalg import matmul_conj as mm_conj
+from ._linalg import matmul_h as mm_h
+
+__all__ = ["as_operator", "at", "is_matrix_free", "is_scipy_sparse"]
+
+
+def is_scipy_sparse(x: Any) -> bool:
+    """A ``scipy.sparse`` array or matrix (SciPy is imported only if already loaded)."""
+    import sys
+
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and bool(sparse.issparse(x))
+
+
+def is_matrix_free(x: Any) -> bool:
+    """A :class:`scipy.sparse.linalg.LinearOperator`."""
+    import sys
+
+    spla = sys.modules.get("scipy.sparse.linalg")
+    return spla is not None and isinstance(x, spla.LinearOperator)
+
+
+class _Dense:
+    """A dense array operator of the state's library."""
+
+    kind = "dense array"
+
+    def __init__(self, a: Any) -> None:
+        self.a = a
+        self.shape = tuple(a.shape)
+        self.dtype = a.dtype
+
+    def apply(self, x: Any, xp: Any) -> Any:
+        return mm(self.a, x, xp)
+
+    def apply_h(self, x: Any, xp: Any) -> Any:
+        return mm_h(self.a, x, xp)
+
+    def apply_t(self, x: Any, xp: Any) -> Any:
+        return mm(xp.matrix_transpose(self.a), x, xp)
+
+    def apply_conj(self, x: Any, xp: Any) -> Any:
+        return mm_conj(self.a, x, xp)
+
+
+def _as_columns(x: Any, xp: Any) -> tuple[Any, Callable[[Any], Any]]:
+    """``x (..., k, c)`` as one ``(k, B c)`` block, and the map back to ``(..., rows, c)``."""
+    if x.ndim == 2:
+        return x, lambda y: y
+    batch, (k, c) = tuple(x.shape[:-2]), tuple(x.shape[-2:])
+    nb = 1
+    for b in batch:
+        nb *= b
+    cols = xp.reshape(xp.permute_dims(xp.reshape(x, (nb, k, c)), (1, 0, 2)), (k, nb * c))
+
+    def back(y: Any) -> Any:
+        rows = y.shape[0]
+        return xp.reshape(xp.permute_dims(xp.reshape(y, (rows, nb, c)), (1, 0, 2)), (*batch, rows, c))
+
+    return cols, back
+
+
+class _Sparse:
+    """A SciPy sparse operator (NumPy states)."""
+
+    kind = "scipy.sparse operator"
+
+    def __init__(self, a: Any) -> None:
+        self.a = a.tocsr() if a.format not in ("csr", "csc", "bsr") else a
+        self.shape = tuple(a.shape)
+        self.dtype = a.dtype
+        self.complex = a.dtype.kind == "c"
+        self._t = self.a.T
+        self._h = self.a.conj().T if self.complex else self._t
+        self._c = self.a.conj() if self.complex else self.a
+
+    def _apply(self, op: Any, x: Any, xp: Any) -> Any:
+        cols, back = _as_columns(x, xp)
+        return back(xp.asarray(op @ cols))
+
+    def apply(self, x: Any, xp: Any) -> Any:
+        return self._apply(self.a, x, xp)
+
+    def apply_h(self, x: Any, xp: Any) -> Any:
+        return self._apply(self._h, x, xp)
+
+    def apply_t(self, x: Any, xp: Any) -> Any:
+        return self._apply(self._t, x, xp)
+
+    def apply_conj(self, x: Any, xp: Any) -> Any:
+        return self._apply(self._c, x, xp)
+
+
+class _MatrixFree:
+    """A :class:`scipy.sparse.linalg.LinearOperator` (NumPy states)."""
+
+    kind = "LinearOperator"
+
+    def __init__(self, a: Any) -> None:
+        self.a = a
+        self.shape = tuple(a.shape)
+        self.dtype = a.dtype
+        self.complex = a.dtype.kind == "c"
+
+    def apply(self, x: Any, xp: Any) -> Any:
+        cols, back = _as_columns(x, xp)
+        return back(xp.asarray(self.a.matmat(cols)))
+
+    def apply_h(self, x: Any, xp: Any) -> Any:
+        cols, back = _as_columns(x, xp)
+        return back(xp.asarray(self.a.rmatmat(cols)))
+
+    def apply_t(self, x: Any, xp: Any) -> Any:
+        # A^T X = conj(A^H conj(X))
+        if not self.complex:
+            return self.apply_h(x, xp)
+        return xp.conj(self.apply_h(xp.conj(x), xp))
+
+    def apply_conj(self, x: Any, xp: Any) -> Any:
+        if not self.complex:
+            return self.apply(x, xp)
+        return xp.conj(self.apply(xp.conj(x), xp))
+
+
+def _wrap(a: Any) -> Any:
+    if is_scipy_sparse(a):
+        return _Sparse(a)
+    if is_matrix_free(a):
+        return _MatrixFree(a)
+    return _Dense(a)
+
+
+#: Values ``A(t)`` kept per time-dependent operator: a step's substeps evaluate at most
+#: three times (start, midpoint, end), and the next step starts at the last.
+_CACHED_TIMES = 4
+
+
+class _TimeDependent:
+    """``A(t)``: evaluated, checked and wrapped once per distinct time (the values of the
+    last ``_CACHED_TIMES`` times are kept)."""
+
+    kind = "callable A(t)"
+
+    def __init__(self, fn: Callable[[float], Any], name: str, check: Callable[[Any, str, Any, Any], None]) -> None:
+        self.fn = fn
+        self.name = name
+        self.check = check
+        self._cache: dict[float, Any] = {}
+
+    def at(self, t: float, Y: Any) -> Any:
+        op = self._cache.get(t)
+        if op is None:
+            value = self.fn(t)
+            self.check(value, f"{self.name}(t)", t, Y)
+            if len(self._cache) >= _CACHED_TIMES:
+                self._cache.pop(next(iter(self._cache)))
+            op = self._cache[t] = _wrap(value)
+        return op
+
+    def clear(self) -> None:
+        """Forget the cached values (a new solve may bring a state of another shape)."""
+        self._cache.clear()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"fn": self.fn, "name": self.name, "check": self.check, "_cache": {}}
+
+
+def as_operator(a: Any, name: str, check: Callable[[Any, str, Any, Any], None]) -> Any:
+    """The operator object for ``a`` (see the module docstring); ``check(value, name, t, Y)``
+    validates a value ``A(t)`` of a callable against the current state ``Y``."""
+    if callable(a) and not (array_api_compat.is_array_api_obj(a) or is_scipy_sparse(a) or is_matrix_free(a)):
+        return _TimeDependent(a, name, check)
+    return _wrap(a)
+
+
+def at(op: Any, t: float, Y: Any) -> Any:
+    """The operator at time ``t`` (itself unless it is time-dependent)."""
+    return op.at(t, Y) if isinstance(op, _TimeDependent) else op
