@@ -16,7 +16,11 @@ blocks ``X (..., k, c)`` with ``c`` of the order of the rank, in four forms:
   ``rmatvec``/``rmatmat`` (the adjoint is needed for ``F^H U``), applied to NumPy
   states;
 * a callable ``A(t)`` returning any of these: evaluated once per distinct time (the
-  last value is kept) and checked against the state at every evaluation.
+  values of the last few times are kept) and checked against the state at every
+  evaluation;
+* a callable ``A(t, Y)`` of the evaluation point (a state-dependent linear operator,
+  e.g. the field of a Vlasov-Poisson problem from the density of ``Y``): evaluated once
+  per evaluation point.
 
 A stacked state ``X (B, k, c)`` meets a 2-D sparse or matrix-free operator as one
 ``k x (B c)`` block, so each product is one sparse/operator call.  No ``m x m`` or
@@ -198,11 +202,51 @@ class _TimeDependent:
         return {"fn": self.fn, "name": self.name, "check": self.check, "_cache": {}}
 
 
+class _StateDependent(_TimeDependent):
+    """``A(t, Y)``: a linear operator whose coefficients depend on the evaluation point
+    (moments of ``Y``, a field from a Poisson solve): evaluated, checked and wrapped
+    once per evaluation point ``(t, Y)`` (the last ``_CACHED_TIMES`` points are kept,
+    each with its ``Y``, so that identities stay unique)."""
+
+    kind = "callable A(t, Y)"
+
+    def at(self, t: float, Y: Any) -> Any:
+        key = (t, id(Y))
+        hit = self._cache.get(key)
+        if hit is None:
+            value = self.fn(t, Y)
+            self.check(value, f"{self.name}(t, Y)", t, Y)
+            if len(self._cache) >= _CACHED_TIMES:
+                self._cache.pop(next(iter(self._cache)))
+            hit = self._cache[key] = (_wrap(value), Y)
+        return hit[0]
+
+
+def takes_state(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` is called as ``fn(t, Y)`` (it accepts two positional arguments)
+    rather than ``fn(t)``."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    try:
+        sig.bind(0.0, None)
+    except TypeError:
+        return False
+    try:
+        sig.bind(0.0)
+    except TypeError:
+        return True
+    return False  # both work (a default for Y): the time-only form
+
+
 def as_operator(a: Any, name: str, check: Callable[[Any, str, Any, Any], None]) -> Any:
     """The operator object for ``a`` (see the module docstring); ``check(value, name, t, Y)``
     validates a value ``A(t)`` of a callable against the current state ``Y``."""
     if callable(a) and not (array_api_compat.is_array_api_obj(a) or is_scipy_sparse(a) or is_matrix_free(a)):
-        return _TimeDependent(a, name, check)
+        return (_StateDependent if takes_state(a) else _TimeDependent)(a, name, check)
     return _wrap(a)
 
 

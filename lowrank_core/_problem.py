@@ -513,11 +513,20 @@ class LinearMatrixODE(AbstractMatrixODE):
     B : operator (n, n), or None
         Right operator, applied as ``Y B^T`` (plain transpose, also for complex ``B``);
         the same kinds as ``A``.
-    C : array (..., m, n), LowRank, callable ``C(t)`` returning either, or None
+    C : array (..., m, n), LowRank, callable ``C(t)`` or ``C(t, Y)`` returning either, or None
         Inhomogeneity.  A :class:`LowRank` ``C`` keeps every product ``O((m+n) r k)``.
     terms : sequence of (A_j, B_j), optional
         Additional terms ``A_j Y B_j^T`` (e.g. a potential ``V Y V^T``), operators of the
         same kinds.
+
+    Notes
+    -----
+    A callable operator or ``C`` that takes two arguments is called as ``A(t, Y)`` with
+    the evaluation point ``Y`` (a :class:`LowRank` whose factors need not be
+    orthonormal): the right-hand side ``F(t, Y) = sum_j A_j(t, Y) Y B_j(t, Y)^T +
+    C(t, Y)`` is then nonlinear in ``Y`` through low-dimensional functionals of it
+    (moments, a field), as in Vlasov-Poisson, while every product stays factor-wise.
+    Such a value is computed once per evaluation point.
 
     Examples
     --------
@@ -589,7 +598,7 @@ class LinearMatrixODE(AbstractMatrixODE):
     @staticmethod
     def _check_value(value: Any, name: str, t: float, Y: LowRank) -> None:
         """Check a value ``A(t)`` of a time-dependent operator against the state."""
-        base = name[:-3]  # "A(t)" -> "A"
+        base = name.split("(")[0]  # "A(t)" or "A(t, Y)" -> "A"
         size = Y.shape[-2] if base == "A" or base.endswith("[0]") else Y.shape[-1]
         try:
             _check_operator_against_state(value, name, size, Y)
@@ -613,8 +622,12 @@ class LinearMatrixODE(AbstractMatrixODE):
         C = self.C
         if not callable(C):
             return C
-        value = C(t)
-        _check_returned(value, "C(t)", Y.shape, Y.dtype, Y.xp, t=t, exact=False, lowrank=True)
+        if _operators.takes_state(C):
+            value = C(t, Y)
+            _check_returned(value, "C(t, Y)", Y.shape, Y.dtype, Y.xp, t=t, exact=False, lowrank=True)
+        else:
+            value = C(t)
+            _check_returned(value, "C(t)", Y.shape, Y.dtype, Y.xp, t=t, exact=False, lowrank=True)
         return value
 
     # Products go through ``_linalg.matmul`` (``mm``): large NumPy stacks are split
