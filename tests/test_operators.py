@@ -178,8 +178,8 @@ def test_bad_operators_are_named():
 
 
 class _VlasovPoisson:
-    """1D1V Vlasov-Poisson, ``f_t = -v f_x - E(f) f_v`` on ``Y[x, v]``: ``-D_x Y diag(v)``
-    and ``-diag(E) Y D_v^T`` with the field from ``E_x = 1 - int f dv`` (FFT, periodic),
+    """1D1V Vlasov-Poisson, ``f_t = -v f_x + E(f) f_v`` on ``Y[x, v]``: ``-D_x Y diag(v)``
+    and ``diag(E) Y D_v^T`` with the field from ``E_x = 1 - int f dv`` (FFT, periodic),
     a state-dependent operator ``diag(E(Y))``.  Counts its field evaluations."""
 
     def __init__(self, nx=32, nv=32, L=4 * np.pi, vmax=6.0):
@@ -201,7 +201,7 @@ class _VlasovPoisson:
 
     def E_operator(self, t, Y):
         self.calls += 1
-        return sp.diags(-self.field(Y), format="csr")
+        return sp.diags(self.field(Y), format="csr")
 
     def problem(self):
         return lc.LinearMatrixODE(-self.Dx, None, terms=[(self.E_operator, self.Dv)])
@@ -211,7 +211,7 @@ class _VlasovPoisson:
 
         def f(t, Y):
             E = self.field(lc.LowRank.from_dense(Y, rank=min(Y.shape)))
-            return -(Dx @ Y) * v[None, :] - E[:, None] * (Y @ Dv.T)
+            return -(Dx @ Y) * v[None, :] + E[:, None] * (Y @ Dv.T)
 
         return lc.MatrixODE(f)
 
@@ -251,3 +251,66 @@ def test_state_dependent_operator_vlasov_poisson():
         ref = lc.solve(vp_dense.dense(), Y0, (0.0, 0.2), 0.05, method=method)
         assert vp.calls == sol.stats["rhs_evals"]
         assert _rel(sol.Y.to_dense(), ref.Y.to_dense()) <= 1e3 * EPS  # measured 2e-16 (KSL), 1e-15 (BUG)
+
+
+def _spectral_dx(nx, hx):
+    """The periodic spectral x-derivative as a matrix-free operator (real, antisymmetric:
+    its adjoint is its negative)."""
+    k = 2 * np.pi * np.fft.fftfreq(nx, hx)
+
+    def dx(X):
+        return np.real(np.fft.ifft(1j * k[:, None] * np.fft.fft(X, axis=0), axis=0))
+
+    return spla.LinearOperator(
+        (nx, nx),
+        matvec=lambda u: dx(u[:, None])[:, 0],
+        matmat=dx,
+        rmatvec=lambda u: -dx(u[:, None])[:, 0],
+        rmatmat=lambda X: -dx(X),
+        dtype=np.float64,
+    )
+
+
+def test_landau_damping_rate():
+    """Linear Landau damping (1D1V Vlasov-Poisson, ``f_t = -v f_x + E f_v``, ``E_x = 1 -
+    int f dv``; ``f0 = (1 + alpha cos(k x)) exp(-v^2/2) / sqrt(2 pi)``, alpha = 0.01,
+    k = 0.5, x in [0, 4 pi), v in [-6, 6], 128 x 128 points: spectral in x as a
+    LinearOperator, centered differences in v as a sparse matrix, the field as a
+    state-dependent operator), KSL at rank 10 with dt = 0.0125 (RK4 substeps need
+    dt <= 2.8 / (v_max k_max) = 0.0146): the electric-field amplitude decays at the
+    linear-theory rate gamma = -0.1533 within 2 % (peaks of ||E||_2 fitted over
+    2 < t < 30; measured -0.1546).  Guards against a wrong sign or operator side in the
+    field term (the amplitude then grows or stays) and a field from the wrong point."""
+    nx = nv = 128
+    L, vmax, alpha, kx = 4 * np.pi, 6.0, 0.01, 0.5
+    x, v = np.arange(nx) * L / nx, np.linspace(-vmax, vmax, nv)
+    hx, hv = L / nx, v[1] - v[0]
+    kk = 2 * np.pi * np.fft.rfftfreq(nx, hx)
+    w = np.full(nv, hv)
+
+    def field(Y):
+        rho = 1.0 - Y.U @ (Y.S @ (Y.V.T @ w))
+        rk = np.fft.rfft(rho)
+        Ek = np.zeros_like(rk)
+        Ek[1:] = rk[1:] / (1j * kk[1:])
+        return np.fft.irfft(Ek, nx)
+
+    Dv = (sp.diags([np.ones(nv - 1), -np.ones(nv - 1)], [1, -1]) / (2 * hv)).tocsr()
+    problem = lc.LinearMatrixODE(
+        None,
+        None,
+        terms=[(_spectral_dx(nx, hx), -sp.diags(v, format="csr")), (lambda t, Y: sp.diags(field(Y), format="csr"), Dv)],
+    )
+    f0 = np.outer(1 + alpha * np.cos(kx * x), np.exp(-(v**2) / 2) / np.sqrt(2 * np.pi))
+    one = lc.LowRank.from_dense(f0, rank=1)
+    rng = np.random.default_rng(5)
+    U = np.linalg.qr(np.column_stack([one.U, rng.standard_normal((nx, 9))]))[0]
+    V = np.linalg.qr(np.column_stack([one.V, rng.standard_normal((nv, 9))]))[0]
+    S = np.zeros((10, 10))
+    S[0, 0] = float(U[:, 0] @ f0 @ V[:, 0])  # f0 in the padded rank-10 basis
+    sol = lc.solve(problem, lc.LowRank(U, S, V), (0.0, 30.0), 0.0125, method="ksl", save_every=8)
+    amp = np.array([np.linalg.norm(field(Y)) for Y in sol.Ys])
+    peaks = np.flatnonzero((amp[1:-1] > amp[:-2]) & (amp[1:-1] > amp[2:])) + 1
+    peaks = peaks[sol.t[peaks] > 2.0]
+    rate = np.polyfit(sol.t[peaks], np.log(amp[peaks]), 1)[0]
+    assert abs(rate / -0.1533 - 1) <= 0.02, rate
