@@ -117,10 +117,16 @@ def time_grid(t_span: Any, dt: Any) -> list[float]:
 
 
 def _resolve_method(
-    method: Any, substep: Any, tol: Any, rtol: Any, min_rank: Any, max_rank: Any, variant: Any
+    method: Any, substep: Any, tol: Any, rtol: Any, min_rank: Any, max_rank: Any, variant: Any, rule: Any = _DEFAULT
 ) -> AbstractIntegrator:
     options = {
-        "substep": substep, "tol": tol, "rtol": rtol, "min_rank": min_rank, "max_rank": max_rank, "variant": variant
+        "substep": substep,
+        "tol": tol,
+        "rtol": rtol,
+        "min_rank": min_rank,
+        "max_rank": max_rank,
+        "variant": variant,
+        "truncation_rule": rule,
     }
     given = {k: v for k, v in options.items() if v is not _DEFAULT}
     if isinstance(method, AbstractIntegrator):
@@ -150,7 +156,7 @@ def _resolve_method(
     if "substep" in given:
         kwargs["substep"] = given.pop("substep")
     if not issubclass(cls, AbstractRankAdaptive):
-        for key in ("tol", "rtol", "min_rank", "max_rank"):
+        for key in ("tol", "rtol", "min_rank", "max_rank", "truncation_rule"):
             if given.get(key) is not None:
                 msg = (
                     f"`{key}` was given, but method {cls.name!r} has fixed rank. Use a "
@@ -184,6 +190,7 @@ def solve(
     *,
     rtol: float | None = _DEFAULT,  # type: ignore[assignment]
     variant: str | None = _DEFAULT,  # type: ignore[assignment]
+    truncation_rule: str = _DEFAULT,  # type: ignore[assignment]
     save_every: int = 1,
     check_finite: bool = True,
     linalg: str | None = None,
@@ -224,6 +231,11 @@ def solve(
         Relative truncation tolerance: ``theta = tol + rtol ||Y||_F``.
     variant : str, optional
         abc-PSI only: ``"min-qr"`` (default, 1 QR per step) or ``"two-qr"``.
+    truncation_rule : {"tail", "threshold"}, optional
+        How a rank-adaptive method reads ``tol``/``rtol`` (:class:`Truncation`):
+        ``"tail"`` (default) discards the smallest singular values whose Frobenius norm
+        is ``<= theta = tol + rtol ||Y||_F``; ``"threshold"`` keeps the singular values
+        ``> theta = tol + rtol sigma_1``.
     save_every : int, default 1
         Keep every ``save_every``-th state (the final state is always kept).
     check_finite : bool, default True
@@ -271,7 +283,7 @@ def solve(
     >>> sol.stats["qr"], sol.stats["rhs_evals"]
     (10, 10)
     """
-    integrator = _resolve_method(method, substep, tol, rtol, min_rank, max_rank, variant)
+    integrator = _resolve_method(method, substep, tol, rtol, min_rank, max_rank, variant, truncation_rule)
     if isinstance(save_every, bool) or not isinstance(save_every, int):
         msg = f"`save_every` must be an integer; got {save_every!r} of type {type(save_every).__name__}."
         raise TypeError(msg)

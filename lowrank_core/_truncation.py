@@ -24,7 +24,10 @@ from ._linalg import matmul
 from ._lowrank import LowRank, diag_embed
 from ._namespace import device_of
 
-__all__ = ["Truncation"]
+__all__ = ["RULES", "Truncation"]
+
+#: The rank-selection rules of :class:`Truncation`.
+RULES = ("tail", "threshold")
 
 
 def _check_nonneg_float(value: Any, name: str) -> float | None:
@@ -68,19 +71,29 @@ class Truncation:
     Parameters
     ----------
     tol : float, optional
-        Absolute Frobenius-tail tolerance ``theta``.
+        Absolute tolerance ``theta``.
     rtol : float, optional
-        Relative tolerance: ``theta = tol + rtol * ||Y||_F``.
+        Relative tolerance: ``theta = tol + rtol * ||Y||_F`` (rule ``"tail"``) or
+        ``theta = tol + rtol * sigma_1`` (rule ``"threshold"``).
     min_rank, max_rank : int, optional
         Bounds of the adaptive rank; ``max_rank`` defaults to the largest possible.
+    rule : {"tail", "threshold"}, default "tail"
+        ``"tail"``: the smallest rank whose discarded singular values have Frobenius
+        norm ``<= theta`` (Ceruti, Kusch & Lubich 2022).  ``"threshold"``: keep the
+        singular values ``sigma_i > theta`` (the hard threshold of many DLRA and DLRT
+        codes, e.g. ``sigma_i > rtol sigma_1``).
     """
 
     tol: float | None = None
     rtol: float | None = None
     min_rank: int = 1
     max_rank: int | None = None
+    rule: str = "tail"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.rule, str) or self.rule not in RULES:
+            msg = f"`truncation_rule` must be one of {RULES}; got {self.rule!r}."
+            raise ValueError(msg) if isinstance(self.rule, str) else TypeError(msg)
         object.__setattr__(self, "tol", _check_nonneg_float(self.tol, "tol"))
         object.__setattr__(self, "rtol", _check_nonneg_float(self.rtol, "rtol"))
         object.__setattr__(self, "min_rank", _check_int(self.min_rank, "min_rank", allow_none=False))
@@ -95,8 +108,10 @@ class Truncation:
         return self.tol is not None or self.rtol is not None
 
     def theta(self, s: Any, xp: Any) -> Any:
-        """Tolerance ``theta = tol + rtol ||s||_2`` for singular values ``s (..., p)``; shape ``(...)``."""
-        return (self.tol or 0.0) + (self.rtol or 0.0) * xp.sqrt(xp.sum(s * s, axis=-1))
+        """Tolerance ``theta = tol + rtol ||s||_2`` (rule ``"tail"``) or ``tol + rtol s_1``
+        (rule ``"threshold"``) for singular values ``s (..., p)``, descending; shape ``(...)``."""
+        scale = s[..., 0] if self.rule == "threshold" else xp.sqrt(xp.sum(s * s, axis=-1))
+        return (self.tol or 0.0) + (self.rtol or 0.0) * scale
 
     def choose_rank(self, s: Any, rank_in: int, xp: Any) -> tuple[int, bool]:
         """New rank from singular values ``s (..., p)``.
@@ -111,13 +126,16 @@ class Truncation:
         if not self.adaptive:
             upper = p if self.max_rank is None else min(self.max_rank, p)
             return max(min(rank_in, upper), min(self.min_rank, p)), False
-        s2 = s * s
-        idx = xp.arange(p, device=device_of(s))
-        # tails[..., k] = sum_{j >= k} s_j^2  (mask[j, k] = j >= k)
-        mask = xp.astype(idx[:, None] >= idx[None, :], s2.dtype)
-        tails = s2 @ mask
         theta = self.theta(s, xp)
-        need = xp.sum(xp.astype(tails > (theta * theta)[..., None], xp.int64), axis=-1)
+        if self.rule == "threshold":
+            need = xp.sum(xp.astype(s > theta[..., None], xp.int64), axis=-1)
+        else:
+            s2 = s * s
+            idx = xp.arange(p, device=device_of(s))
+            # tails[..., k] = sum_{j >= k} s_j^2  (mask[j, k] = j >= k)
+            mask = xp.astype(idx[:, None] >= idx[None, :], s2.dtype)
+            tails = s2 @ mask
+            need = xp.sum(xp.astype(tails > (theta * theta)[..., None], xp.int64), axis=-1)
         wanted = int(xp.max(need)) if math.prod(need.shape) > 0 else self.min_rank
         upper = p if self.max_rank is None else min(self.max_rank, p)
         rank = max(min(wanted, upper), min(self.min_rank, p))

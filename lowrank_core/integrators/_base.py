@@ -217,9 +217,10 @@ class AbstractRankAdaptive(AbstractIntegrator):
         rtol: float | None = None,
         min_rank: int = 1,
         max_rank: int | None = None,
+        truncation_rule: str = "tail",
     ) -> None:
         super().__init__(substep=substep)
-        self.truncation = Truncation(tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank)
+        self.truncation = Truncation(tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank, rule=truncation_rule)
 
     def init(self, problem: AbstractMatrixODE, t0: float, Y0: LowRank) -> Any:
         """As :meth:`AbstractIntegrator.init`, and the rank bounds must fit ``Y0``'s shape:
@@ -238,5 +239,6 @@ class AbstractRankAdaptive(AbstractIntegrator):
         t = self.truncation
         return (
             f"{type(self).__name__}(substep={self.substep.name!r}, tol={t.tol}, rtol={t.rtol}, "
-            f"min_rank={t.min_rank}, max_rank={t.max_rank})"
+            f"min_rank={t.min_rank}, max_rank={t.max_rank}"
+            + (f", truncation_rule={t.rule!r})" if t.rule != "tail" else ")")
         )

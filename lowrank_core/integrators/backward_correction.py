@@ -98,9 +98,12 @@ class ABCPSI(AbstractRankAdaptive):
         rtol: float | None = None,
         min_rank: int = 1,
         max_rank: int | None = None,
+        truncation_rule: str = "tail",
         variant: str = "min-qr",
     ) -> None:
-        super().__init__(substep=substep, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank)
+        super().__init__(
+            substep=substep, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank, truncation_rule=truncation_rule
+        )
         if variant not in self.VARIANTS:
             msg = f"unknown `variant` {variant!r} for abc-PSI; choose one of {self.VARIANTS}."
             raise ValueError(msg)

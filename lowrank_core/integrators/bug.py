@@ -129,11 +129,14 @@ class ParallelBUG(AbstractRankAdaptive):
         rtol: float | None = None,
         min_rank: int = 1,
         max_rank: int | None = None,
+        truncation_rule: str = "tail",
         reject: bool = False,
         c_eta: float = 1.0,
         max_retries: int = 3,
     ) -> None:
-        super().__init__(substep=substep, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank)
+        super().__init__(
+            substep=substep, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank, truncation_rule=truncation_rule
+        )
         if reject and not self.truncation.adaptive:
             msg = "`reject=True` needs a truncation tolerance; pass `tol` or `rtol` as well."
             raise ValueError(msg)
