@@ -12,7 +12,7 @@ blocks ``X (..., k, c)`` with ``c`` of the order of the rank, in four forms:
   the library's products (``_linalg.matmul``, no copies of the operator);
 * a SciPy sparse array or matrix (``scipy.sparse``, any format), applied to NumPy
   states; its transpose and conjugate transpose are formed once (same storage cost);
-* a :class:`scipy.sparse.linalg.LinearOperator` with ``matvec``/``matmat`` and
+* a ``scipy.sparse.linalg.LinearOperator`` with ``matvec``/``matmat`` and
   ``rmatvec``/``rmatmat`` (the adjoint is needed for ``F^H U``), applied to NumPy
   states;
 * a callable ``A(t)`` returning any of these: evaluated once per distinct time (the
@@ -50,7 +50,7 @@ def is_scipy_sparse(x: Any) -> bool:
 
 
 def is_matrix_free(x: Any) -> bool:
-    """A :class:`scipy.sparse.linalg.LinearOperator`."""
+    """A ``scipy.sparse.linalg.LinearOperator``."""
     import sys
 
     spla = sys.modules.get("scipy.sparse.linalg")
@@ -129,7 +129,7 @@ class _Sparse:
 
 
 class _MatrixFree:
-    """A :class:`scipy.sparse.linalg.LinearOperator` (NumPy states)."""
+    """A ``scipy.sparse.linalg.LinearOperator`` (NumPy states)."""
 
     kind = "LinearOperator"
 

@@ -504,7 +504,7 @@ class LinearMatrixODE(AbstractMatrixODE):
     A : operator (m, m), or None
         Left operator (``None`` means zero).  An operator is a dense array
         ``(..., m, m)`` of the state's library; for NumPy states also a ``scipy.sparse``
-        array or matrix or a :class:`scipy.sparse.linalg.LinearOperator` with an adjoint
+        array or matrix or a ``scipy.sparse.linalg.LinearOperator`` with an adjoint
         (``rmatvec``/``rmatmat``: ``F^H U`` needs ``A^H``); or a callable ``A(t)``
         returning any of these, evaluated once per distinct time and checked at every
         evaluation.  Sparse and matrix-free operators are applied to thin blocks only
