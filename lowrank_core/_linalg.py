@@ -75,6 +75,7 @@ from typing import Any
 
 import array_api_compat
 
+from ._checks import choice
 from ._namespace import conj_transpose, is_complex_dtype
 
 __all__ = [
@@ -114,13 +115,7 @@ _LINALG_PATH: contextvars.ContextVar[str] = contextvars.ContextVar("lowrank_core
 
 
 def _check_path(path: Any) -> str:
-    if not isinstance(path, str):
-        msg = f"`linalg` must be one of {LINALG_PATHS} (a string); got {path!r} of type {type(path).__name__}."
-        raise TypeError(msg)
-    if path not in LINALG_PATHS:
-        msg = f"`linalg` must be one of {LINALG_PATHS}; got {path!r}."
-        raise ValueError(msg)
-    return path
+    return choice(path, "linalg", LINALG_PATHS)
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from ._checks import choice
 from ._linalg import matmul
 from ._lowrank import LowRank, diag_embed
 from ._namespace import device_of
@@ -91,9 +92,7 @@ class Truncation:
     rule: str = "tail"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.rule, str) or self.rule not in RULES:
-            msg = f"`truncation_rule` must be one of {RULES}; got {self.rule!r}."
-            raise ValueError(msg) if isinstance(self.rule, str) else TypeError(msg)
+        choice(self.rule, "truncation_rule", RULES)
         object.__setattr__(self, "tol", _check_nonneg_float(self.tol, "tol"))
         object.__setattr__(self, "rtol", _check_nonneg_float(self.rtol, "rtol"))
         object.__setattr__(self, "min_rank", _check_int(self.min_rank, "min_rank", allow_none=False))

@@ -40,7 +40,6 @@ import functools
 import importlib
 import inspect
 import math
-import operator
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ import numpy as np
 import scipy.sparse
 from scipy.integrate import solve_ivp
 
+from ._checks import integer, real_number
 from ._lowrank import LowRank
 from ._namespace import check_array, conj_transpose, namespace_of, namespace_of_named
 from ._problem import (
@@ -179,36 +179,10 @@ def _time(t: Any, name: str = "t") -> float:
 
 
 def _int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)):
-        msg = f"`{name}` must be an integer, not a bool; got {value!r}."
-        raise TypeError(msg)
-    try:
-        value = operator.index(value)
-    except TypeError:
-        msg = f"`{name}` must be an integer; got {value!r} of type {type(value).__name__}."
-        raise TypeError(msg) from None
-    if value < minimum:
-        msg = f"`{name}` must be at least {minimum}; got {value}."
-        raise ValueError(msg)
-    return value
-
+    return integer(value, name, minimum=minimum)
 
 def _real(value: Any, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        msg = f"`{name}` must be a real number (not a bool or a string); got {value!r} of type {type(value).__name__}."
-        raise TypeError(msg)
-    value = float(value)
-    if not math.isfinite(value):
-        msg = f"`{name}` must be finite; got {value}."
-        raise ValueError(msg)
-    if positive and value <= 0:
-        msg = f"`{name}` must be positive; got {value}."
-        raise ValueError(msg)
-    if nonnegative and value < 0:
-        msg = f"`{name}` must be non-negative; got {value}."
-        raise ValueError(msg)
-    return value
-
+    return real_number(value, name, positive=positive, nonnegative=nonnegative)
 
 def _rank(r: Any, m: int, n: int, name: str = "r") -> int:
     r = _int(r, name, 1)

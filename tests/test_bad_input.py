@@ -663,7 +663,7 @@ row(
 row(
     "problems-N-bool",
     TypeError,
-    r"`N` must be an integer, not a bool; got True",
+    r"`N` must be an integer \(not a bool\); got True",
     lambda d: P.prescribed_path(N=True, r=1),
 )
 row("problems-N-zero", ValueError, r"`N` must be at least 1; got 0", lambda d: P.prescribed_path(N=0, r=1))
@@ -673,7 +673,12 @@ row(
     r"`r` must satisfy 1 <= r <= min\(m, n\) = 5; got 6",
     lambda d: P.prescribed_path(N=5, r=6),
 )
-row("problems-size-float", TypeError, r"`size` must be an integer; got 2\.5", lambda d: P.heat_lyapunov(size=2.5, r=1))
+row(
+    "problems-size-float",
+    TypeError,
+    r"`size` must be an integer \(not a bool\); got 2\.5",
+    lambda d: P.heat_lyapunov(size=2.5, r=1),
+)
 row(
     "problems-schrodinger-real-dtype",
     TypeError,
@@ -719,20 +724,20 @@ row(
 row(
     "problems-q-bool",
     TypeError,
-    r"`q` must be an integer, not a bool; got True",
+    r"`q` must be an integer \(not a bool\); got True",
     lambda d: P.riccati(m=10, r=2, q=True),
 )
 row("problems-lam-bool", TypeError, r"`lam` must be a real number.*got True", lambda d: P.riccati(m=10, r=2, lam=True))
 row(
     "problems-seed-bool",
     TypeError,
-    r"`seed` must be an integer, not a bool; got True",
+    r"`seed` must be an integer \(not a bool\); got True",
     lambda d: P.riccati(m=10, r=2, seed=True),
 )
 row(
     "problems-seed-float",
     TypeError,
-    r"`seed` must be an integer; got 1\.5",
+    r"`seed` must be an integer \(not a bool\); got 1\.5",
     lambda d: P.quadratic_flow(m=6, n=5, r=2, seed=1.5),
 )
 row(
@@ -776,7 +781,7 @@ row(
 row(
     "problem-best_error-r-bool",
     TypeError,
-    r"`r` must be an integer, not a bool; got True",
+    r"`r` must be an integer \(not a bool\); got True",
     lambda d: _quadratic().best_error(0.0, True),
 )
 row("problem-reference-t-nan", ValueError, r"`t` must be finite; got nan", lambda d: _quadratic().reference(math.nan))

@@ -27,12 +27,9 @@ optimizer         cycle of phases (gradient used) -> basis change at its end
 from __future__ import annotations
 
 import math
-import numbers
-import operator
 from typing import Any, ClassVar
 
-import numpy as np
-
+from .._checks import choice, integer, real_number
 from .._linalg import Counters
 from .._lowrank import LowRank
 from .._namespace import conj_transpose, device_of, real_dtype
@@ -67,14 +64,7 @@ class _Kit(StepKit):
 
 def _real_number(value: Any, name: str) -> float:
     """A finite real number (int, float or a NumPy real scalar; not a bool, not a string)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        msg = f"`{name}` must be a real number (not a bool or a string); got {value!r} of type {type(value).__name__}."
-        raise TypeError(msg)
-    v = float(value)
-    if not math.isfinite(v):
-        msg = f"`{name}` must be finite; got {value!r}."
-        raise ValueError(msg)
-    return v
+    return real_number(value, name)
 
 
 def _positive(value: Any, name: str) -> float:
@@ -106,30 +96,7 @@ def _tolerance(value: Any, name: str) -> float | None:
 
 def _count(value: Any, name: str, *, minimum: int = 1, allow_none: bool = False) -> int | None:
     """An integer ``>= minimum`` (not a bool, not a float), or ``None`` where allowed."""
-    if value is None and allow_none:
-        return None
-    try:
-        if isinstance(value, (bool, np.bool_)):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        none = " or None" if allow_none else ""
-        msg = f"`{name}` must be an integer{none} (not a bool); got {value!r} of type {type(value).__name__}."
-        raise TypeError(msg) from None
-    if value < minimum:
-        msg = f"`{name}` must be at least {minimum}; got {value}."
-        raise ValueError(msg)
-    return value
-
-
-def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str):
-        msg = f"`{name}` must be one of {choices} (a string); got {value!r} of type {type(value).__name__}."
-        raise TypeError(msg)
-    if value not in choices:
-        msg = f"`{name}` must be one of {choices}; got {value!r}."
-        raise ValueError(msg)
-    return value
+    return integer(value, name, minimum=minimum, allow_none=allow_none)
 
 
 def _check_counters(counters: Any) -> Counters:
@@ -616,7 +583,7 @@ class HeavyBall(ParallelBUG):
             lr, basis_update_every=basis_update_every, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank
         )
         self.beta = _unit_interval(beta, "beta")
-        self.momentum_transport = _choice(momentum_transport, "momentum_transport", _MOMENTUM_TRANSPORTS)
+        self.momentum_transport = choice(momentum_transport, "momentum_transport", _MOMENTUM_TRANSPORTS)
 
     def _init_state(self, param: LowRankParam) -> dict:
         xp = param.xp
@@ -701,7 +668,7 @@ class Adam(ParallelBUG):
             raise ValueError(msg)
         self.betas = (_unit_interval(betas[0], "betas[0]"), _unit_interval(betas[1], "betas[1]"))
         self.eps = _positive(eps, "eps")
-        self.second_moment = _choice(second_moment, "second_moment", _SECOND_MOMENT_TRANSPORTS)
+        self.second_moment = choice(second_moment, "second_moment", _SECOND_MOMENT_TRANSPORTS)
 
     def _init_state(self, param: LowRankParam) -> dict:
         xp = param.xp

@@ -1,0 +1,69 @@
+"""Argument checks shared by the library's entry points.
+
+One rule for every scalar option: booleans are not numbers, strings are not parsed, and
+the message names the argument (in backquotes), what was received and what to pass.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from typing import Any
+
+import numpy as np
+
+__all__ = ["choice", "integer", "real_number"]
+
+
+def real_number(value: Any, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
+    """``value`` as a finite float: an int, float or NumPy real scalar, not a bool or string.
+
+    Raises ``TypeError`` for other kinds and ``ValueError`` for non-finite values (or, with
+    ``positive`` / ``nonnegative``, for values ``<= 0`` / ``< 0``).
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        msg = f"`{name}` must be a real number (not a bool or a string); got {value!r} of type {type(value).__name__}."
+        raise TypeError(msg)
+    v = float(value)
+    if not math.isfinite(v):
+        msg = f"`{name}` must be finite; got {v}."
+        raise ValueError(msg)
+    if positive and v <= 0:
+        msg = f"`{name}` must be positive; got {v}."
+        raise ValueError(msg)
+    if nonnegative and v < 0:
+        msg = f"`{name}` must be non-negative; got {v}."
+        raise ValueError(msg)
+    return v
+
+
+def choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of the strings ``choices``: ``TypeError`` for a non-string,
+    ``ValueError`` for another string."""
+    if not isinstance(value, str):
+        msg = f"`{name}` must be one of {choices} (a string); got {value!r} of type {type(value).__name__}."
+        raise TypeError(msg)
+    if value not in choices:
+        msg = f"`{name}` must be one of {choices}; got {value!r}."
+        raise ValueError(msg)
+    return value
+
+
+def integer(value: Any, name: str, *, minimum: int | None = None, allow_none: bool = False) -> int | None:
+    """``value`` as an int (anything with ``__index__``, not a bool, not a float), at least
+    ``minimum``; ``None`` passes where ``allow_none``."""
+    if value is None and allow_none:
+        return None
+    try:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        none = " or None" if allow_none else ""
+        msg = f"`{name}` must be an integer{none} (not a bool); got {value!r} of type {type(value).__name__}."
+        raise TypeError(msg) from None
+    if minimum is not None and value < minimum:
+        msg = f"`{name}` must be at least {minimum}; got {value}."
+        raise ValueError(msg)
+    return value
