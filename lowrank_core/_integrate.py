@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import LowRankIntegrationError
-from ._linalg import Counters, LinAlgBreakdown, isolating_members, member_indices, use_linalg
+from ._linalg import Counters, LinAlgBreakdown, isolating_members, member_indices, nonfinite_members, use_linalg
 from ._lowrank import LowRank
 from ._problem import AbstractMatrixODE
 from .integrators import METHODS, AbstractIntegrator, AbstractRankAdaptive
@@ -358,15 +358,15 @@ def _check_finite(Y: LowRank, t: float, k: int, failed: dict[Any, tuple[int, flo
     only a stack whose every member broke raises.
     """
     xp = Y.xp
-    if all(bool(xp.all(xp.isfinite(x))) for x in (Y.U, Y.S, Y.V)):
+    masks = {name: nonfinite_members(x, xp) for name, x in (("U", Y.U), ("S", Y.S), ("V", Y.V))}
+    names = [name for name, bad in masks.items() if bad is not None]
+    if not names:
         return
-    names = [n for n, x in (("U", Y.U), ("S", Y.S), ("V", Y.V)) if not bool(xp.all(xp.isfinite(x)))]
     members: tuple[Any, ...] = ()
     if Y.batch_shape:
-        bad = None
-        for x in (Y.U, Y.S, Y.V):
-            b = xp.logical_not(xp.all(xp.isfinite(x), axis=(-2, -1)))
-            bad = b if bad is None else xp.logical_or(bad, b)
+        bad = masks[names[0]]
+        for name in names[1:]:
+            bad = xp.logical_or(bad, masks[name])
         members = member_indices(bad, xp)
         if failed is not None and len(members) < math.prod(Y.batch_shape):
             for i in members:

@@ -177,9 +177,7 @@ def isolating_members(isolate: bool) -> Iterator[None]:
 
 
 def member_indices(bad: Any, xp: Any) -> tuple[Any, ...]:
-    """Batch indices where the boolean array ``bad`` (the batch shape) is true."""
-    if bad.ndim == 0:
-        return () if not bool(bad) else ((),)
+    """Batch indices where the boolean array ``bad`` (the batch shape, at least 1-D) is true."""
     idx = [[int(i) for i in list(xp.reshape(ax, (-1,)))] for ax in xp.nonzero(bad)]
     if len(idx) == 1:
         return tuple(idx[0])
@@ -189,9 +187,10 @@ def member_indices(bad: Any, xp: Any) -> tuple[Any, ...]:
 def nonfinite_members(x: Any, xp: Any) -> Any | None:
     """``None`` if ``x (..., m, k)`` is finite, otherwise the boolean batch mask of its
     members with a NaN or Inf."""
-    if math.prod(x.shape) == 0 or bool(xp.all(xp.isfinite(x))):
+    finite = xp.isfinite(x)
+    if math.prod(x.shape) == 0 or bool(xp.all(finite)):
         return None
-    return xp.logical_not(xp.all(xp.isfinite(x), axis=(-2, -1)))
+    return xp.logical_not(xp.all(finite, axis=(-2, -1)))
 
 
 def _guarded(kind: str, factor: Any, x: Any, xp: Any) -> tuple[Any, ...]:

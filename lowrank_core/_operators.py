@@ -29,6 +29,7 @@ A stacked state ``X (B, k, c)`` meets a 2-D sparse or matrix-free operator as on
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +39,7 @@ from ._linalg import matmul as mm
 from ._linalg import matmul_conj as mm_conj
 from ._linalg import matmul_h as mm_h
 
-__all__ = ["as_operator", "at", "is_matrix_free", "is_scipy_sparse"]
+__all__ = ["as_operator", "at", "is_matrix_free", "is_operator_callable", "is_scipy_sparse", "scipy_kind"]
 
 
 def is_scipy_sparse(x: Any) -> bool:
@@ -57,15 +58,26 @@ def is_matrix_free(x: Any) -> bool:
     return spla is not None and isinstance(x, spla.LinearOperator)
 
 
+def scipy_kind(x: Any) -> str | None:
+    """``"sparse matrix"`` or ``"LinearOperator"`` for a SciPy operator, else ``None``."""
+    if is_scipy_sparse(x):
+        return "sparse matrix"
+    if is_matrix_free(x):
+        return "LinearOperator"
+    return None
+
+
+def is_operator_callable(x: Any) -> bool:
+    """A callable ``A(t)`` / ``A(t, Y)``, not an array, sparse matrix or LinearOperator
+    (which may be callable themselves)."""
+    return callable(x) and not array_api_compat.is_array_api_obj(x) and scipy_kind(x) is None
+
+
 class _Dense:
     """A dense array operator of the state's library."""
 
-    kind = "dense array"
-
     def __init__(self, a: Any) -> None:
         self.a = a
-        self.shape = tuple(a.shape)
-        self.dtype = a.dtype
 
     def apply(self, x: Any, xp: Any) -> Any:
         return mm(self.a, x, xp)
@@ -85,9 +97,7 @@ def _as_columns(x: Any, xp: Any) -> tuple[Any, Callable[[Any], Any]]:
     if x.ndim == 2:
         return x, lambda y: y
     batch, (k, c) = tuple(x.shape[:-2]), tuple(x.shape[-2:])
-    nb = 1
-    for b in batch:
-        nb *= b
+    nb = math.prod(batch)
     cols = xp.reshape(xp.permute_dims(xp.reshape(x, (nb, k, c)), (1, 0, 2)), (k, nb * c))
 
     def back(y: Any) -> Any:
@@ -100,16 +110,12 @@ def _as_columns(x: Any, xp: Any) -> tuple[Any, Callable[[Any], Any]]:
 class _Sparse:
     """A SciPy sparse operator (NumPy states)."""
 
-    kind = "scipy.sparse operator"
-
     def __init__(self, a: Any) -> None:
         self.a = a.tocsr() if a.format not in ("csr", "csc", "bsr") else a
-        self.shape = tuple(a.shape)
-        self.dtype = a.dtype
-        self.complex = a.dtype.kind == "c"
+        complex_ = a.dtype.kind == "c"
         self._t = self.a.T
-        self._h = self.a.conj().T if self.complex else self._t
-        self._c = self.a.conj() if self.complex else self.a
+        self._h = self.a.conj().T if complex_ else self._t
+        self._c = self.a.conj() if complex_ else self.a
 
     def _apply(self, op: Any, x: Any, xp: Any) -> Any:
         cols, back = _as_columns(x, xp)
@@ -131,12 +137,8 @@ class _Sparse:
 class _MatrixFree:
     """A ``scipy.sparse.linalg.LinearOperator`` (NumPy states)."""
 
-    kind = "LinearOperator"
-
     def __init__(self, a: Any) -> None:
         self.a = a
-        self.shape = tuple(a.shape)
-        self.dtype = a.dtype
         self.complex = a.dtype.kind == "c"
 
     def apply(self, x: Any, xp: Any) -> Any:
@@ -176,8 +178,6 @@ class _TimeDependent:
     """``A(t)``: evaluated, checked and wrapped once per distinct time (the values of the
     last ``_CACHED_TIMES`` times are kept)."""
 
-    kind = "callable A(t)"
-
     def __init__(self, fn: Callable[[float], Any], name: str, check: Callable[[Any, str, Any, Any], None]) -> None:
         self.fn = fn
         self.name = name
@@ -207,8 +207,6 @@ class _StateDependent(_TimeDependent):
     (moments of ``Y``, a field from a Poisson solve): evaluated, checked and wrapped
     once per evaluation point ``(t, Y)`` (the last ``_CACHED_TIMES`` points are kept,
     each with its ``Y``, so that identities stay unique)."""
-
-    kind = "callable A(t, Y)"
 
     def at(self, t: float, Y: Any) -> Any:
         key = (t, id(Y))
@@ -245,7 +243,7 @@ def takes_state(fn: Callable[..., Any]) -> bool:
 def as_operator(a: Any, name: str, check: Callable[[Any, str, Any, Any], None]) -> Any:
     """The operator object for ``a`` (see the module docstring); ``check(value, name, t, Y)``
     validates a value ``A(t)`` of a callable against the current state ``Y``."""
-    if callable(a) and not (array_api_compat.is_array_api_obj(a) or is_scipy_sparse(a) or is_matrix_free(a)):
+    if is_operator_callable(a):
         return (_StateDependent if takes_state(a) else _TimeDependent)(a, name, check)
     return _wrap(a)
 

@@ -22,6 +22,7 @@ necessarily orthonormal (a K-substep evaluates ``F`` at ``K V^H``, represented a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -202,8 +203,8 @@ def _product_keeps_dtype(op_dtype: Any, state_dtype: Any, xp: Any, device: Any) 
 def _check_operator(x: Any, name: str, *, square: bool) -> None:
     """At construction: ``x`` is an array (not a list), a matrix or stack, of a supported
     dtype; or, for operators (``square``), a SciPy sparse matrix or LinearOperator."""
-    if square and (_operators.is_scipy_sparse(x) or _operators.is_matrix_free(x)):
-        kind = "sparse matrix" if _operators.is_scipy_sparse(x) else "LinearOperator"
+    kind = _operators.scipy_kind(x)
+    if square and kind is not None:
         if str(x.dtype) not in SUPPORTED_DTYPES:
             msg = (
                 f"`{name}` must have dtype float32, float64, complex64 or complex128; got a {kind} of dtype "
@@ -272,14 +273,14 @@ def _check_operator_against_state(x: Any, name: str, size: int, Y0: LowRank) -> 
     """An operator of any supported kind fits the state (a dense one as
     :func:`_check_against_state`; sparse and matrix-free ones need a NumPy state, the
     size, a dtype that keeps the state's, and an adjoint)."""
-    if not (_operators.is_scipy_sparse(x) or _operators.is_matrix_free(x)):
+    kind = _operators.scipy_kind(x)
+    if kind is None:
         check_array(x, name)
         _check_operator(x, name, square=True)
         _check_against_state(x, name, (size, size), Y0)
         return
     import numpy as np
 
-    kind = "sparse matrix" if _operators.is_scipy_sparse(x) else "LinearOperator"
     if not array_api_compat.is_numpy_array(Y0.U):
         msg = (
             f"`{name}` is a SciPy {kind}, which applies to NumPy states only; the state is {_kind(Y0.U)}. "
@@ -301,7 +302,7 @@ def _check_operator_against_state(x: Any, name: str, size: int, Y0: LowRank) -> 
             f"got a {kind} of dtype {x.dtype}. Convert it with .astype(numpy.{Y0.dtype}) first."
         )
         raise TypeError(msg)
-    if _operators.is_matrix_free(x):
+    if kind == "LinearOperator":
         try:
             x.rmatvec(np.zeros(size, dtype=Y0.U.dtype))
         except NotImplementedError:
@@ -481,16 +482,6 @@ class MatrixPath(AbstractMatrixODE):
         return self.evaluate(t, Y).FH_U(U)
 
 
-def _is_operator_callable(x: Any) -> bool:
-    """A callable ``A(t)`` (not an array, sparse matrix or LinearOperator, which may be callable)."""
-    return (
-        callable(x)
-        and not array_api_compat.is_array_api_obj(x)
-        and not _operators.is_scipy_sparse(x)
-        and not _operators.is_matrix_free(x)
-    )
-
-
 class LinearMatrixODE(AbstractMatrixODE):
     r"""Linear matrix ODE ``dY/dt = A Y + Y B^T + sum_j A_j Y B_j^T + C(t)``.
 
@@ -540,7 +531,7 @@ class LinearMatrixODE(AbstractMatrixODE):
 
     def __init__(self, A: Any, B: Any, C: Any = None, *, terms: Any = ()) -> None:
         for mat, name in ((A, "A"), (B, "B")):
-            if mat is not None and not _is_operator_callable(mat):
+            if mat is not None and not _operators.is_operator_callable(mat):
                 _check_operator(mat, name, square=True)
         if isinstance(terms, (str, bytes)) or not hasattr(terms, "__iter__"):
             msg = (
@@ -563,7 +554,7 @@ class LinearMatrixODE(AbstractMatrixODE):
                 raise ValueError(msg)
             Aj, Bj = term
             for k, mat in enumerate(term):
-                if not _is_operator_callable(mat):
+                if not _operators.is_operator_callable(mat):
                     _check_operator(mat, f"terms[{j}][{k}]", square=True)
             pairs.append((Aj, Bj, f"terms[{j}][0]", f"terms[{j}][1]"))
         if C is not None and not (callable(C) or isinstance(C, LowRank)):
@@ -585,21 +576,21 @@ class LinearMatrixODE(AbstractMatrixODE):
         # lowrank_core._operators (dense, sparse, matrix-free or time-dependent).
         self._kron: list[tuple[Any, Any, str, str]] = []
 
-        def wrap(mat: Any, name: str) -> Any:
-            return _operators.as_operator(mat, name, self._check_value)
+        def wrap(mat: Any, name: str, left: bool) -> Any:
+            return _operators.as_operator(mat, name, functools.partial(self._check_value, left=left))
 
         if A is not None:
-            self._kron.append((wrap(A, "A"), None, "A", ""))
+            self._kron.append((wrap(A, "A", True), None, "A", ""))
         if B is not None:
-            self._kron.append((None, wrap(B, "B"), "", "B"))
+            self._kron.append((None, wrap(B, "B", False), "", "B"))
         for Aj, Bj, na, nb in pairs[1:]:
-            self._kron.append((wrap(Aj, na), wrap(Bj, nb), na, nb))
+            self._kron.append((wrap(Aj, na, True), wrap(Bj, nb, False), na, nb))
 
     @staticmethod
-    def _check_value(value: Any, name: str, t: float, Y: LowRank) -> None:
-        """Check a value ``A(t)`` of a time-dependent operator against the state."""
-        base = name.split("(")[0]  # "A(t)" or "A(t, Y)" -> "A"
-        size = Y.shape[-2] if base == "A" or base.endswith("[0]") else Y.shape[-1]
+    def _check_value(value: Any, name: str, t: float, Y: LowRank, *, left: bool) -> None:
+        """Check a value ``A(t)`` of a time-dependent operator against the state: a left
+        operator acts on ``m``, a right one on ``n``."""
+        size = Y.shape[-2] if left else Y.shape[-1]
         try:
             _check_operator_against_state(value, name, size, Y)
         except (TypeError, ValueError) as exc:
