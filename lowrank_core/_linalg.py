@@ -102,9 +102,9 @@ LINALG_PATHS = ("auto", "kernels", "xp")
 #: Under ``"auto"``, SVDs go to the kernels only for stacks of at least this many
 #: matrices, or on the CPU for tall matrices (``m >= KERNEL_SVD_TALL_RATIO * k``).
 KERNEL_SVD_MIN_BATCH = 2
-#: A single SVD this tall goes to the kernels (QR, then the small SVD): 1.2-2.2x faster
-#: than ``gesdd`` idle from 200 x 16 to 100000 x 32, 1.3-5.7x with two CPU-bound
-#: processes; single square cores were level or up to 15 % slower in the kernels
+#: A single SVD this tall goes to the kernels (QR, then the small SVD): 1.2-2.3x faster
+#: than ``gesdd`` idle from 200 x 16 to 100000 x 32, 1.5-4.5x with two CPU-bound
+#: processes; single square cores were level or up to 22 % slower in the kernels
 #: (``bench/rule_checks.py``, rule ``svd_single``).
 KERNEL_SVD_TALL_RATIO = 2
 #: Under ``"auto"``, complex128 thin QRs with ``k >= 16`` and ``m k <= 65536`` go to the

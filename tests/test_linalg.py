@@ -143,7 +143,7 @@ def test_single_svd_goes_to_the_kernels_only_when_tall():
     """Under "auto" a single square core's SVD stays on LAPACK ``gesdd`` (as fast or
     faster there), a single tall block (``m >= KERNEL_SVD_TALL_RATIO k``, the 1000 x 40
     SVD of an abc-PSI step at r = 20) goes to the kernels, which reduce it by a QR first
-    (measured 2.2x faster idle, 1.7x under load), and a stack always does.  Guards
+    (1.8x faster idle, 3.6x under load: ``bench/rule_checks.py --rules svd_single``), and a stack always does.  Guards
     against the old rule that sent every single SVD to LAPACK, which made abc-PSI's
     step 1.2-3.5x slower than the kernels on a busy machine."""
     import array_api_compat.numpy as xnp
