@@ -17,6 +17,7 @@ from ._problem import MatrixODE as MatrixODE
 from ._problem import MatrixPath as MatrixPath
 from ._problem import RHSValue as RHSValue
 from ._substep import RK4 as RK4
+from ._substep import RK45 as RK45
 from ._substep import Euler as Euler
 from ._substep import Exact as Exact
 from ._substep import SubstepSolver as SubstepSolver
@@ -41,6 +42,7 @@ __all__ = [
     "KSL",
     "METHODS",
     "RK4",
+    "RK45",
     "AbstractMatrixODE",
     "Counters",
     "Euler",

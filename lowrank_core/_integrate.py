@@ -13,6 +13,7 @@ from ._errors import LowRankIntegrationError
 from ._linalg import Counters, LinAlgBreakdown, isolating_members, member_indices, nonfinite_members, use_linalg
 from ._lowrank import LowRank
 from ._problem import AbstractMatrixODE
+from ._substep import SubstepBreakdown
 from .integrators import METHODS, AbstractIntegrator, AbstractRankAdaptive
 
 __all__ = ["Solution", "solve", "time_grid"]
@@ -215,9 +216,10 @@ def solve(
         ``"ra-bug"``, ``"parallel-bug"``, or an
         :class:`~lowrank_core.integrators.AbstractIntegrator` (then configure it
         directly instead of passing ``substep``/``tol``/...).
-    substep : {"rk4", "euler", "exact"}, default "rk4"
-        Solver of the substep ODEs; ``"exact"`` uses the increments of a
-        :class:`MatrixPath`.
+    substep : {"rk4", "euler", "rk45", "exact"} or SubstepSolver, default "rk4"
+        Solver of the substep ODEs; ``"rk45"`` is adaptive (:class:`RK45`, default
+        tolerances; pass ``RK45(rtol=..., atol=...)`` to choose them), ``"exact"`` uses
+        the increments of a :class:`MatrixPath`.
     tol : float, optional
         Absolute truncation tolerance ``theta`` (Frobenius norm of the discarded
         singular values per step) of a rank-adaptive method.  ``None`` keeps the rank
@@ -320,6 +322,8 @@ def _run(
         t_a, t_b = grid[k], grid[k + 1]
         try:
             Y, state = integrator.step(problem, t_a, t_b, Y, state, counters)
+        except SubstepBreakdown as exc:
+            raise LowRankIntegrationError(str(exc), t=t_a, step=k, members=exc.members) from exc
         except LinAlgBreakdown as exc:
             msg = f"{exc}; the right-hand side may have produced NaN/Inf or the step size is too large"
             raise LowRankIntegrationError(msg, t=t_a, step=k, members=exc.members) from exc
