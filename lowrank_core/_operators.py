@@ -12,6 +12,12 @@ blocks ``X (..., k, c)`` with ``c`` of the order of the rank, in four forms:
   the library's products (``_linalg.matmul``, no copies of the operator);
 * a SciPy sparse array or matrix (``scipy.sparse``, any format), applied to NumPy
   states; its transpose and conjugate transpose are formed once (same storage cost);
+* a PyTorch sparse tensor (COO, CSR, CSC, BSR or BSC; 2-D), applied to PyTorch states
+  of its device and dtype: held in CSR, with ``A^T`` (and, when complex, ``conj(A)``
+  and ``A^H``) formed once as CSR too (PyTorch 2.13's CPU product with a dense block is
+  several times faster for CSR than for COO or CSC, the transposed view of CSR);
+* a CuPy sparse matrix (``cupyx.scipy.sparse``, recognised only when that module is
+  already imported), applied to CuPy states with the SciPy code (same API);
 * a ``scipy.sparse.linalg.LinearOperator`` with ``matvec``/``matmat`` and
   ``rmatvec``/``rmatmat`` (the adjoint is needed for ``F^H U``), applied to NumPy
   states;
@@ -39,7 +45,18 @@ from ._linalg import matmul as mm
 from ._linalg import matmul_conj as mm_conj
 from ._linalg import matmul_h as mm_h
 
-__all__ = ["as_operator", "at", "is_matrix_free", "is_operator_callable", "is_scipy_sparse", "scipy_kind"]
+__all__ = [
+    "STATE_LIBRARY",
+    "as_operator",
+    "at",
+    "is_cupy_sparse",
+    "is_matrix_free",
+    "is_operator_callable",
+    "is_scipy_sparse",
+    "is_torch_sparse",
+    "operator_kind",
+    "stored_values",
+]
 
 
 def is_scipy_sparse(x: Any) -> bool:
@@ -58,19 +75,67 @@ def is_matrix_free(x: Any) -> bool:
     return spla is not None and isinstance(x, spla.LinearOperator)
 
 
-def scipy_kind(x: Any) -> str | None:
-    """``"sparse matrix"`` or ``"LinearOperator"`` for a SciPy operator, else ``None``."""
+def is_cupy_sparse(x: Any) -> bool:
+    """A ``cupyx.scipy.sparse`` matrix (recognised only if that module is already loaded)."""
+    import sys
+
+    sparse = sys.modules.get("cupyx.scipy.sparse")
+    return sparse is not None and bool(sparse.issparse(x))
+
+
+def is_torch_sparse(x: Any) -> bool:
+    """A PyTorch tensor of a sparse layout (COO, CSR, CSC, BSR, BSC)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor) and x.layout != torch.strided
+
+
+def operator_kind(x: Any) -> str | None:
+    """The kind of a non-dense operator (a key of :data:`STATE_LIBRARY`), else ``None``."""
+    if is_torch_sparse(x):
+        return "PyTorch sparse tensor"
+    if is_cupy_sparse(x):
+        return "CuPy sparse matrix"
     if is_scipy_sparse(x):
-        return "sparse matrix"
+        return "SciPy sparse matrix"
     if is_matrix_free(x):
-        return "LinearOperator"
+        return "SciPy LinearOperator"
+    return None
+
+
+#: Non-dense operator kind -> (the library of the states it applies to, the test of a
+#: state factor for that library).
+STATE_LIBRARY: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "PyTorch sparse tensor": ("PyTorch", array_api_compat.is_torch_array),
+    "CuPy sparse matrix": ("CuPy", array_api_compat.is_cupy_array),
+    "SciPy sparse matrix": ("NumPy", array_api_compat.is_numpy_array),
+    "SciPy LinearOperator": ("NumPy", array_api_compat.is_numpy_array),
+}
+
+
+def stored_values(x: Any) -> Any:
+    """The stored values of a sparse operator (an array of its library), or ``None`` for
+    a ``LinearOperator``.  Duplicates of an uncoalesced PyTorch COO tensor are listed
+    separately; formats without one values array (SciPy LIL, DOK) are converted to CSR.
+    The complex values of PyTorch's compressed layouts are copied: PyTorch 2.13 refuses
+    elementwise functions such as ``isfinite`` on their views ("Sparse CSR tensors do
+    not have strides")."""
+    if is_torch_sparse(x):
+        import sys
+
+        if x.layout == sys.modules["torch"].sparse_coo:
+            return x._values()
+        return x.values().clone() if x.is_complex() else x.values()
+    if is_scipy_sparse(x) or is_cupy_sparse(x):
+        return x.data if x.format in ("csr", "csc", "bsr", "coo", "dia") else x.tocsr().data
     return None
 
 
 def is_operator_callable(x: Any) -> bool:
     """A callable ``A(t)`` / ``A(t, Y)``, not an array, sparse matrix or LinearOperator
     (which may be callable themselves)."""
-    return callable(x) and not array_api_compat.is_array_api_obj(x) and scipy_kind(x) is None
+    return callable(x) and not array_api_compat.is_array_api_obj(x) and operator_kind(x) is None
 
 
 class _Dense:
@@ -108,7 +173,7 @@ def _as_columns(x: Any, xp: Any) -> tuple[Any, Callable[[Any], Any]]:
 
 
 class _Sparse:
-    """A SciPy sparse operator (NumPy states)."""
+    """A SciPy sparse operator (NumPy states), or a CuPy one (CuPy states): the same API."""
 
     def __init__(self, a: Any) -> None:
         self.a = a.tocsr() if a.format not in ("csr", "csc", "bsr") else a
@@ -132,6 +197,32 @@ class _Sparse:
 
     def apply_conj(self, x: Any, xp: Any) -> Any:
         return self._apply(self._c, x, xp)
+
+
+def _torch_csr(a: Any) -> Any:
+    """``a`` (a 2-D PyTorch sparse tensor) in CSR; COO is coalesced by the conversion."""
+    import sys
+
+    torch = sys.modules["torch"]
+    if a.layout == torch.sparse_csr:
+        return a
+    if a.layout in (torch.sparse_bsr, torch.sparse_bsc):
+        a = a.to_sparse_coo()  # PyTorch converts blocked layouts to CSR only through COO
+    return a.to_sparse_csr()
+
+
+class _TorchSparse(_Sparse):
+    """A PyTorch sparse tensor (PyTorch states): ``A``, ``A^T``, ``conj(A)`` and ``A^H``
+    held in CSR, each formed once (the conjugates only for complex ``A``)."""
+
+    def __init__(self, a: Any) -> None:
+        self.a = _torch_csr(a)
+        self._t = _torch_csr(self.a.t())  # CSR -> CSC view -> CSR copy
+        if self.a.is_complex():
+            self._c = self.a.conj().resolve_conj()
+            self._h = _torch_csr(self._c.t())
+        else:
+            self._c, self._h = self.a, self._t
 
 
 class _MatrixFree:
@@ -162,7 +253,9 @@ class _MatrixFree:
 
 
 def _wrap(a: Any) -> Any:
-    if is_scipy_sparse(a):
+    if is_torch_sparse(a):
+        return _TorchSparse(a)
+    if is_scipy_sparse(a) or is_cupy_sparse(a):
         return _Sparse(a)
     if is_matrix_free(a):
         return _MatrixFree(a)
