@@ -200,17 +200,58 @@ def _product_keeps_dtype(op_dtype: Any, state_dtype: Any, xp: Any, device: Any) 
     return ok
 
 
+def _dtype_name(dtype: Any) -> str:
+    """``float64`` for NumPy's, CuPy's and PyTorch's (``torch.float64``) dtypes alike."""
+    return str(dtype).removeprefix("torch.")
+
+
+def _conversion(kind: str, dtype: str) -> str:
+    """The call that converts an operator of ``kind`` to ``dtype``."""
+    if kind == "PyTorch sparse tensor":
+        return f".to(torch.{dtype})"
+    if kind == "CuPy sparse matrix":
+        return f".astype(cupy.{dtype})"
+    return f".astype(numpy.{dtype})"
+
+
+def _operators_for(U: Any) -> str:
+    """The operator kinds that apply to a state whose factor is ``U``."""
+    if array_api_compat.is_numpy_array(U):
+        return "a scipy.sparse matrix, a scipy.sparse.linalg.LinearOperator or a NumPy array"
+    if array_api_compat.is_torch_array(U):
+        return "a torch sparse tensor (torch.sparse_coo_tensor(...), or .to_sparse_csr()) or a torch tensor"
+    if array_api_compat.is_cupy_array(U):
+        return "a cupyx.scipy.sparse matrix or a CuPy array"
+    return "an array of the state's library"
+
+
 def _check_operator(x: Any, name: str, *, square: bool) -> None:
     """At construction: ``x`` is an array (not a list), a matrix or stack, of a supported
-    dtype; or, for operators (``square``), a SciPy sparse matrix or LinearOperator."""
-    kind = _operators.scipy_kind(x)
+    dtype; or, for operators (``square``), a sparse matrix (SciPy, CuPy), a 2-D PyTorch
+    sparse tensor or a LinearOperator."""
+    kind = _operators.operator_kind(x)
+    if not square and kind is not None:
+        msg = (
+            f"`{name}` must be a dense array or a LowRank; got a {kind}. Pass it as a LowRank "
+            "(U, S, V) or as a dense array of the state's library."
+        )
+        raise TypeError(msg)
     if square and kind is not None:
-        if str(x.dtype) not in SUPPORTED_DTYPES:
+        if _dtype_name(x.dtype) not in SUPPORTED_DTYPES:
             msg = (
                 f"`{name}` must have dtype float32, float64, complex64 or complex128; got a {kind} of dtype "
-                f"{x.dtype}. Convert it with .astype(numpy.float64) (or another of these) first."
+                f"{x.dtype}. Convert it with {_conversion(kind, 'float64')} (or another of these) first."
             )
             raise TypeError(msg)
+        if kind == "PyTorch sparse tensor":
+            check_has_data(x, name)
+            if x.ndim != 2:
+                msg = (
+                    f"`{name}` must be a 2-D sparse tensor (k, k); got a {kind} of shape {tuple(x.shape)} "
+                    "(batched or hybrid sparse tensors are not supported). Pass one 2-D sparse tensor "
+                    "shared by all members, or a dense stack (..., k, k)."
+                )
+                raise ValueError(msg)
         if x.shape[0] != x.shape[1]:
             msg = f"`{name}` must be square, of shape (k, k); got a {kind} of shape {tuple(x.shape)}."
             raise ValueError(msg)
@@ -271,9 +312,11 @@ def _check_against_state(x: Any, name: str, core: tuple[int, int], Y0: LowRank) 
 
 def _check_operator_against_state(x: Any, name: str, size: int, Y0: LowRank) -> None:
     """An operator of any supported kind fits the state (a dense one as
-    :func:`_check_against_state`; sparse and matrix-free ones need a NumPy state, the
-    size, a dtype that keeps the state's, and an adjoint)."""
-    kind = _operators.scipy_kind(x)
+    :func:`_check_against_state`; sparse and matrix-free ones need a state of their
+    library (:data:`_operators.STATE_LIBRARY`) and device, the size, a dtype that keeps
+    the state's, finite stored values (a 2-D sparse operator is shared by every member,
+    so a NaN in it fails them all) and, for a LinearOperator, an adjoint)."""
+    kind = _operators.operator_kind(x)
     if kind is None:
         check_array(x, name)
         _check_operator(x, name, square=True)
@@ -281,28 +324,54 @@ def _check_operator_against_state(x: Any, name: str, size: int, Y0: LowRank) -> 
         return
     import numpy as np
 
-    if not array_api_compat.is_numpy_array(Y0.U):
+    library, fits = _operators.STATE_LIBRARY[kind]
+    if not fits(Y0.U):
         msg = (
-            f"`{name}` is a SciPy {kind}, which applies to NumPy states only; the state is {_kind(Y0.U)}. "
-            "Use a NumPy state, or give the operator in the state's library."
+            f"`{name}` is a {kind}, which applies to {library} states only; the state is {_kind(Y0.U)}. "
+            f"For this state pass {_operators_for(Y0.U)}."
         )
         raise TypeError(msg)
+    torch_ = kind == "PyTorch sparse tensor"
+    if torch_ or kind == "CuPy sparse matrix":
+        device = x.device if torch_ else device_of(x.data)
+        if device != Y0.device:
+            msg = (
+                f"`{name}` must be on the state's device {Y0.device}; got a {kind} on device {device}. "
+                "Move it to the state's device first."
+            )
+            raise ValueError(msg)
     if tuple(x.shape) != (size, size):
         msg = f"`{name}` must have shape ({size}, {size}) for a state of shape {Y0.shape}; got {tuple(x.shape)}."
         raise ValueError(msg)
-    if x.dtype.kind == "c" and Y0.U.dtype.kind != "c":
+    state_dtype = _dtype_name(Y0.dtype)
+    if (x.is_complex() if torch_ else x.dtype.kind == "c") and not is_complex_dtype(Y0.dtype, Y0.xp):
         msg = (
             f"`{name}` must be real for a real state ({Y0.dtype}); got a complex {kind} ({x.dtype}). "
             "Start from a complex state."
         )
         raise TypeError(msg)
-    if np.result_type(x.dtype, Y0.U.dtype) != Y0.U.dtype:
+    if torch_ and x.dtype != Y0.dtype:
         msg = (
-            f"`{name}` must have a dtype whose products with the state keep the state's dtype {Y0.dtype}; "
-            f"got a {kind} of dtype {x.dtype}. Convert it with .astype(numpy.{Y0.dtype}) first."
+            f"`{name}` must have the state's dtype {Y0.dtype} (PyTorch's sparse products do not mix dtypes); "
+            f"got a {kind} of dtype {x.dtype}. Convert it with {_conversion(kind, state_dtype)} first."
         )
         raise TypeError(msg)
-    if kind == "LinearOperator":
+    if not torch_ and np.result_type(x.dtype, Y0.U.dtype) != Y0.U.dtype:
+        msg = (
+            f"`{name}` must have a dtype whose products with the state keep the state's dtype {Y0.dtype}; "
+            f"got a {kind} of dtype {x.dtype}. Convert it with {_conversion(kind, state_dtype)} first."
+        )
+        raise TypeError(msg)
+    values = _operators.stored_values(x)
+    if values is not None:
+        vxp = array_api_compat.array_namespace(values)
+        if not bool(vxp.all(vxp.isfinite(values))):
+            msg = (
+                f"`{name}` has NaN or Inf among its stored values (a {kind}, shared by every member of the "
+                "state, would make them all non-finite). Give an operator with finite values."
+            )
+            raise ValueError(msg)
+    if kind == "SciPy LinearOperator":
         try:
             x.rmatvec(np.zeros(size, dtype=Y0.U.dtype))
         except NotImplementedError:
@@ -496,7 +565,9 @@ class LinearMatrixODE(AbstractMatrixODE):
         Left operator (``None`` means zero).  An operator is a dense array
         ``(..., m, m)`` of the state's library; for NumPy states also a ``scipy.sparse``
         array or matrix or a ``scipy.sparse.linalg.LinearOperator`` with an adjoint
-        (``rmatvec``/``rmatmat``: ``F^H U`` needs ``A^H``); or a callable ``A(t)``
+        (``rmatvec``/``rmatmat``: ``F^H U`` needs ``A^H``); for PyTorch states a 2-D
+        torch sparse tensor (COO, CSR, CSC, BSR, BSC) of the state's dtype and device;
+        for CuPy states a ``cupyx.scipy.sparse`` matrix; or a callable ``A(t)``
         returning any of these, evaluated once per distinct time and checked at every
         evaluation.  Sparse and matrix-free operators are applied to thin blocks only
         (``A (U S)``, ``A^H W``), a stack of blocks as one ``m x (B k)`` block: no
