@@ -65,8 +65,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
-import importlib.util
 import math
 from collections import Counter
 from collections.abc import Iterator
@@ -318,11 +316,6 @@ def _diag(x: Any, xp: Any) -> Any:
     return xp.linalg.diagonal(x) if hasattr(xp, "linalg") else xp.diagonal(x)
 
 
-@functools.cache
-def _kernels_available() -> bool:
-    return importlib.util.find_spec("numba") is not None
-
-
 def _cuda_usable() -> bool:
     """Whether numba-cuda can launch the CUDA kernels here (a visible GPU, or the CUDA
     simulator); asked per call, so a process that gains or loses the device sees it."""
@@ -372,9 +365,6 @@ def _kernel_route(x: Any, xp: Any, op: str) -> tuple[Any, Any] | None:
             )
             raise ValueError(msg)
 
-    if not _kernels_available():
-        refuse("numba is not installed")
-        return None
     if array_api_compat.is_numpy_array(x):
         device = "cpu"
     elif array_api_compat.is_torch_array(x):
@@ -438,7 +428,6 @@ def matmul(a: Any, b: Any, xp: Any) -> Any:
         and a.dtype == b.dtype
         and a.dtype.char in "fdFD"  # float32/64, complex64/128 (a C attribute: cheap)
         and _LINALG_PATH.get() != "xp"
-        and _kernels_available()
     ):
         import lowrank_kernels
 

@@ -13,8 +13,10 @@ factors a whole stack in one call:
 
 for float32/float64/complex64/complex128 NumPy arrays (Numba CPU kernels, parallel over the
 batch) and CUDA arrays such as CuPy's (numba-cuda kernels, one thread block per matrix, no
-copies).  Kernels compile lazily, once per dtype, and are cached on disk
-(``NUMBA_CACHE_DIR``).  Which matrices each device's kernels take is one rule,
+copies).  Numba is a required dependency; it is imported on the first kernel call (not
+at ``import lowrank_kernels``, to keep imports fast), and the kernels compile lazily,
+once per dtype, cached on disk (``NUMBA_CACHE_DIR``).  The CUDA kernels need the
+optional numba-cuda and a GPU (:func:`has_cuda`).  Which matrices each device's kernels take is one rule,
 :func:`kernel_fits` (with the reason from :func:`kernel_fit_reason`).
 
 This package never imports ``lowrank_core``; ``lowrank_core._linalg`` is the one module of
@@ -23,7 +25,6 @@ This package never imports ``lowrank_core``; ``lowrank_core._linalg`` is the one
 
 from __future__ import annotations
 
-import importlib.util
 import operator
 from typing import Any
 
@@ -62,7 +63,6 @@ __all__ = [
     "batched_matmul",
     "batched_qr",
     "batched_svd",
-    "has_cpu",
     "has_cuda",
     "kernel_fit_reason",
     "kernel_fits",
@@ -72,16 +72,9 @@ __all__ = [
 ]
 
 
-def has_cpu() -> bool:
-    """True when Numba is importable (CPU kernels can be compiled)."""
-    return importlib.util.find_spec("numba") is not None
-
-
 def has_cuda() -> bool:
     """True when numba-cuda can launch kernels: a visible GPU, or the CUDA simulator
     (``NUMBA_ENABLE_CUDASIM=1``)."""
-    if importlib.util.find_spec("numba") is None:
-        return False
     try:
         from numba import cuda
 
