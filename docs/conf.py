@@ -13,6 +13,7 @@ not by Sphinx.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -61,6 +62,37 @@ numpydoc_xref_param_type = False
 nitpicky = True
 nitpick_ignore = [("py:mod", "lowrank_core.training.torch")]
 nitpick_ignore_regex = [("py:class", r"lowrank_core\..*\._[A-Z]\w*")]
+
+# Maths is rendered by MathJax 3 served from the built site itself, so the pages read
+# offline: the docs extra installs MathJax as package data (django-static-mathjax, no
+# dependencies), and the files the TeX/CHTML component loads (the component, its fonts,
+# the TeX extensions it may autoload and the menu) are copied into _static/mathjax.
+import mathjax as _mathjax_files  # noqa: E402  (the `docs` extra: django-static-mathjax)
+
+MATHJAX_ES5 = Path(_mathjax_files.__file__).resolve().parent / "static" / "mathjax" / "es5"
+_MATHJAX_PARTS = ("tex-chtml.js", "output/chtml/fonts/woff-v2", "input/tex/extensions", "ui", "a11y")
+mathjax_path = "mathjax/tex-chtml.js"
+
+
+def _copy_mathjax(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    target = Path(app.outdir) / "_static" / "mathjax"
+    for part in _MATHJAX_PARTS:
+        source, dest = MATHJAX_ES5 / part, target / part
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, dest, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, dest)
+
+
+def setup(app):
+    if not (MATHJAX_ES5 / "tex-chtml.js").is_file():
+        msg = f"MathJax not found at {MATHJAX_ES5}: install the docs extra (pip install -e '.[docs]')."
+        raise RuntimeError(msg)
+    app.connect("build-finished", _copy_mathjax)
+
 
 html_theme = "furo"
 html_title = f"lowrank_core {release}"
