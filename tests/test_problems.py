@@ -24,6 +24,8 @@ SMALL = {
     "schrodinger": dict(N=24, r=6, t_end=0.5),
     "riccati": dict(m=16, r=12, t_end=0.05),
     "quadratic": dict(m=20, n=15, r=3, t_end=5.0),
+    "stochastic-burgers": dict(m=64, n=16, r=6, nu=0.01, t_end=0.2),
+    "allen-cahn": dict(N=32, r=8, t_end=0.5),
 }
 
 
@@ -64,6 +66,9 @@ def rel(a: np.ndarray, b: np.ndarray) -> float:
 # * Riccati (Radau, 1e-10): F is ill-conditioned in X (||A||_2 ~ 1.2e5), so an error of
 #   1e-10 ||X|| in the reference shows up as ~1e-5 ||X|| in F(X); measured 1.7e-6, tol 2e-5.
 FD_TOL = {"prescribed-path": 1e-9, "heat": 1e-9, "quadratic": 1e-9, "schrodinger": 1e-6, "riccati": 2e-5}
+# Burgers and Allen-Cahn (DOP853 at 1e-10, dense-output derivative as for Schrödinger; measured
+# 1.7e-8 and 4.7e-9): 1e-6.
+FD_TOL.update({"stochastic-burgers": 1e-6, "allen-cahn": 1e-6})
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -297,7 +302,9 @@ def test_get_rejects_unknown_names():
     with pytest.raises(TypeError, match="`name` must be a string"):
         P.get(3)
     assert P.get("quadratic", m=6, n=5, r=2).name == "quadratic"
-    assert set(P.PROBLEMS) == {"prescribed-path", "heat", "schrodinger", "riccati", "quadratic"}
+    assert {"prescribed-path", "heat", "schrodinger", "riccati", "quadratic", "stochastic-burgers", "allen-cahn"} <= set(
+        P.PROBLEMS
+    )
 
 
 @pytest.mark.parametrize(
@@ -375,6 +382,8 @@ def test_float32_and_complex_dtypes(name):
 # 1.01, quadratic 1.07, heat 1.24, Schrödinger 1.46, Riccati 2.6 (r = 12 makes eps_r ~ 3.5e-6
 # so small that the O(dt) splitting error shows); the factors leave ~1.5x headroom.
 SOLVE_FACTOR = {"prescribed-path": 1.1, "heat": 2.0, "schrodinger": 2.5, "riccati": 4.0, "quadratic": 1.2}
+# Burgers 1.12 and Allen-Cahn 1.99 measured (r = 8 leaves eps_r ~ 1e-6 for Allen-Cahn, so dt shows).
+SOLVE_FACTOR.update({"stochastic-burgers": 1.7, "allen-cahn": 3.0})
 
 
 @pytest.mark.parametrize("name", NAMES)

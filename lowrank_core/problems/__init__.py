@@ -13,6 +13,8 @@ name                 problem                                                 ref
 ``schrodinger``      ``dY/dt = -i (D Y + Y D^T + V Y V^T)``                  DOP853
 ``riccati``          ``dX/dt = A^T X + X A + C - X X``                       Radau
 ``quadratic``        ``dW/dt = B - W`` (gradient flow of ``||W - B||^2/2``)  closed form
+stochastic-burgers   Burgers ``Y[x, sample]``, random ``u_0``                DOP853
+``allen-cahn``       ``dY/dt = eps (L Y + Y L) + Y - Y^3`` (periodic)        DOP853
 ===================  ======================================================  ===========
 
 All data are generated in NumPy/SciPy on the host from a seed, then moved once to the
@@ -40,6 +42,8 @@ from typing import Any
 
 from ._base import ReferenceProblem
 from ._common import REFERENCE_TOL  # noqa: F401  (public constant)
+from .allen_cahn import AllenCahnODE, AllenCahnProblem, allen_cahn
+from .burgers import BurgersODE, StochasticBurgersProblem, stochastic_burgers
 from .heat import heat_lyapunov
 from .path import prescribed_path
 from .quadratic import QuadraticProblem, quadratic_flow
@@ -48,6 +52,12 @@ from .schrodinger import SchrodingerProblem, schrodinger
 
 __all__ = [
     "PROBLEMS",
+    "AllenCahnODE",
+    "AllenCahnProblem",
+    "BurgersODE",
+    "StochasticBurgersProblem",
+    "allen_cahn",
+    "stochastic_burgers",
     "QuadraticProblem",
     "ReferenceProblem",
     "RiccatiODE",
@@ -68,6 +78,8 @@ PROBLEMS: dict[str, Callable[..., ReferenceProblem]] = {
     "schrodinger": schrodinger,
     "riccati": riccati,
     "quadratic": quadratic_flow,
+    "stochastic-burgers": stochastic_burgers,
+    "allen-cahn": allen_cahn,
 }
 
 
@@ -78,7 +90,7 @@ def get(name: str, **kwargs: Any) -> ReferenceProblem:
     ----------
     name : str
         One of ``"prescribed-path"``, ``"heat"``, ``"schrodinger"``, ``"riccati"``,
-        ``"quadratic"`` (see :data:`PROBLEMS`).
+        ``"quadratic"``, ``"stochastic-burgers"``, ``"allen-cahn"`` (see :data:`PROBLEMS`).
     **kwargs
         Passed to the factory (``xp``, ``dtype``, ``device``, ``seed``, sizes, ...).
 
