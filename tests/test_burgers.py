@@ -59,8 +59,8 @@ def test_mass_of_each_sample_is_conserved():
     """Every column of F sums to zero for any Y (conservative form (u^2)_x, periodic
     stencils), so the reference keeps each sample's mass to its tolerance, and a
     full-rank KSL solve (m = n = r: the projections are the identity) keeps it to
-    round-off per step.  Guards against the non-conservative form u * D u, whose
-    column sums are O(1)."""
+    round-off per step.  Guards against a stencil whose weights do not sum to zero
+    (a wrong diagonal in L, a one-sided wrap), which makes the column sums O(||Y|| / h^2)."""
     p = P.stochastic_burgers(m=16, n=16, r=16, nu=0.05, t_end=0.1)
     rng = np.random.default_rng(1)
     Y, D = _random_point(rng, 16, 16, 4)
