@@ -139,9 +139,9 @@ def test_every_method_with_rk45_matches_its_exact_substeps(method):
     sharing a first evaluation) with rk45 substeps is within FACTOR * rtol of the same
     integrator with exact substeps, on a mildly stiff heat problem (rho ~ 80, dt = 0.05).
 
-    Guards against reusing the FSAL stage of a *rejected* inner step as the next first
-    stage (the retried step then starts from a field at the wrong point), and against a
-    shared first evaluation ``first`` used for a substep that starts elsewhere."""
+    Guards against a last inner step clipped in time but not in size (``t_new = t1``
+    while the stages still advance by the controller's ``h``): the substeps then
+    overshoot ``t1``, which every method shows as an O(h) difference."""
     L = _laplacian(12, 10.0)
     problem, Y0 = _dense_heat(L), _Y0()
     ref = dense(lc.solve(problem, Y0, (0.0, 0.2), 0.05, method=method, substep=_ExactLinear()).Y)
