@@ -152,7 +152,7 @@ def _cross_symmetric(grid: np.ndarray, r: int, tol: float = 1e-13) -> tuple[np.n
     pivots: list[int] = []
     i = N // 3
     norm2 = 0.0
-    for _ in range(min(N, r + 40)):
+    for _ in range(min(N, r + 10)):
         row = initial_value(grid[i], grid) - sum(u[i] * v for u, v in zip(us, vs, strict=True))
         row[pivots] = 0.0
         j = int(np.argmax(np.abs(row)))
@@ -171,7 +171,7 @@ def _cross_symmetric(grid: np.ndarray, r: int, tol: float = 1e-13) -> tuple[np.n
         score[pivots] = -1.0
         i = int(np.argmax(score))
     J = np.unique(pivots)
-    C = initial_value(grid[:, None], grid[J][None, :])
+    C = np.stack([initial_value(grid, grid[j]) for j in J], axis=1)  # column by column: O(N) temporaries
     Wm = C[J, :]
     Q, R = np.linalg.qr(C)
     core = R @ np.linalg.pinv(0.5 * (Wm + Wm.T), rcond=1e-13, hermitian=True) @ R.T
