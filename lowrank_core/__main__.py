@@ -7,6 +7,9 @@ bench qr-savings
     CSV files and PNG plots in ``--out``.
 bench kernels
     The batched QR/SVD kernel comparison, with the same outputs.
+bench problems
+    The kinetic and PDE reference problems with a few integrators: electric energy,
+    drift of the conserved quantities and rank vs time (JSON, CSV, PNG in ``--out``).
 demo
     A short guided run on one reference problem (the default without a subcommand).
 
@@ -83,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="{bench,demo}")
     bench = sub.add_parser("bench", help="measure the integrators or the QR/SVD kernels; write tables and plots")
-    bench_sub = bench.add_subparsers(dest="bench", metavar="{qr-savings,kernels}")
+    bench_sub = bench.add_subparsers(dest="bench", metavar="{qr-savings,kernels,problems}")
     qr = bench_sub.add_parser(
         "qr-savings",
         parents=[backend, output],
@@ -114,6 +117,23 @@ def _parser() -> argparse.ArgumentParser:
     kern.add_argument("--dtypes", nargs="+", choices=["float64", "float32"], default=["float64", "float32"],
                       help="dtypes (default: both)")
     kern.add_argument("--repeat", type=_positive_int, default=5, help="timed repetitions per case (default: 5)")
+    phys = bench_sub.add_parser(
+        "problems",
+        parents=[output],
+        help="kinetic and PDE problems: electric energy, conserved quantities, rank vs time",
+        description=(
+            "Solve the reference problems that have conserved quantities (Vlasov-Poisson, Schrodinger, ...) with "
+            "a few integrators; print the largest drift of each conserved quantity, the fitted electric-energy "
+            "rate against linear theory and the ranks; write JSON, CSV and PNG plots (electric energy vs t on a "
+            "log scale with the linear-theory rate, drift of each conserved quantity vs t, rank vs t) to --out."
+        ),
+    )
+    phys.add_argument("--problem", nargs="+", metavar="NAME",
+                      help="problems to run (default: every registered problem with conserved quantities)")
+    phys.add_argument("--methods", nargs="+", metavar="NAME", choices=list(METHODS),
+                      help="methods to run (default: ksl abc-psi ra-bug)")
+    phys.add_argument("--rtol", type=_positive_float, default=1e-5,
+                      help="relative truncation tolerance of the rank-adaptive methods (default: 1e-5)")
 
     demo = sub.add_parser(
         "demo",
@@ -234,6 +254,35 @@ def _bench_kernels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_problems(args: argparse.Namespace) -> int:
+    from ._bench_problems import drift_summary, plot_problems, run_problems
+    from ._report import Column, format_table, prepare_out_dir, run_metadata, write_rows
+
+    out = _checked(prepare_out_dir, args.out)
+    start = time.perf_counter()
+    with _ProgressBar(quiet=args.quiet, unit="solve") as progress:
+        rows = _checked(run_problems, args.problem, args.methods, quick=args.quick, rtol=args.rtol,
+                        progress=progress)
+    seconds = time.perf_counter() - start
+    columns = [Column("problem", "problem", align="<"), Column("method", "method", align="<"),
+               Column("dt", "dt", "{:.3g}".format), Column("steps", "steps"), Column("rank", "final_rank"),
+               Column("max rank", "max_rank"), Column("rate", "rate", "{:.4f}".format),
+               Column("linear", "linear_rate", "{:.4f}".format), Column("ms", "wall_time", lambda v: f"{1e3 * v:.0f}"),
+               Column("largest drift", "drifts", align="<")]
+    print(format_table([{**r, "drifts": drift_summary(r)} for r in rows], columns))
+    for r in rows:
+        if r["status"] != "ok":
+            print(f"note: {r['problem']} {r['method']} {r['status']}", file=sys.stderr)
+    print(
+        "\nrate: half the slope of log(electric energy) vs t (amplitude rate), against the linear-theory rate;"
+        "\nlargest drift: max over t of |q(t) - q(0)| / |q(0)| per conserved quantity (abs: |q(t) - q(0)|);"
+        f"\nrank-adaptive methods: rtol = {args.rtol:g}, max_rank = 2r.\n{len(rows)} solves in {seconds:.1f} s."
+    )
+    meta = run_metadata(benchmark="problems", seconds=seconds, rtol=args.rtol, quick=args.quick)
+    _wrote([*write_rows(rows, out, "problems", meta), *plot_problems(rows, out)])
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ._bench import resolve_backend
     from ._demo import run_demo
@@ -254,10 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "bench":
             if args.bench is None:
-                msg = "choose a benchmark: `lowrank-core bench qr-savings` or `lowrank-core bench kernels`"
+                msg = ("choose a benchmark: `lowrank-core bench qr-savings`, `lowrank-core bench kernels` or "
+                       "`lowrank-core bench problems`")
                 raise _UsageError(msg)
             _require_bench_extras()
-            return _bench_qr_savings(args) if args.bench == "qr-savings" else _bench_kernels(args)
+            runs = {"qr-savings": _bench_qr_savings, "kernels": _bench_kernels, "problems": _bench_problems}
+            return runs[args.bench](args)
         return _demo(args)
     except _UsageError as exc:
         print(f"lowrank-core: error: {exc}", file=sys.stderr)
