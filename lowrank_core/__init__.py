@@ -5,6 +5,7 @@ Integrate matrix ODEs ``dY/dt = F(t, Y)`` on the manifold of rank-``r`` matrices
 augmented backward-corrected PSI), on any array-API backend.
 """
 
+from ._conservation import Conservation as Conservation
 from ._errors import LowRankIntegrationError as LowRankIntegrationError
 from ._integrate import Solution as Solution
 from ._integrate import solve as solve
@@ -44,6 +45,7 @@ __all__ = [
     "RK4",
     "RK45",
     "AbstractMatrixODE",
+    "Conservation",
     "Counters",
     "Euler",
     "Exact",

@@ -15,6 +15,7 @@ from ._lowrank import LowRank
 from ._problem import AbstractMatrixODE
 from ._substep import SubstepBreakdown
 from .integrators import METHODS, AbstractIntegrator, AbstractRankAdaptive
+from .integrators._base import check_conservation
 
 __all__ = ["Solution", "solve", "time_grid"]
 
@@ -118,7 +119,15 @@ def time_grid(t_span: Any, dt: Any) -> list[float]:
 
 
 def _resolve_method(
-    method: Any, substep: Any, tol: Any, rtol: Any, min_rank: Any, max_rank: Any, variant: Any, rule: Any = _DEFAULT
+    method: Any,
+    substep: Any,
+    tol: Any,
+    rtol: Any,
+    min_rank: Any,
+    max_rank: Any,
+    variant: Any,
+    rule: Any = _DEFAULT,
+    conserve: Any = _DEFAULT,
 ) -> AbstractIntegrator:
     options = {
         "substep": substep,
@@ -128,6 +137,7 @@ def _resolve_method(
         "max_rank": max_rank,
         "variant": variant,
         "truncation_rule": rule,
+        "conserve": conserve,
     }
     given = {k: v for k, v in options.items() if v is not _DEFAULT}
     if isinstance(method, AbstractIntegrator):
@@ -154,6 +164,10 @@ def _resolve_method(
         )
         raise TypeError(msg)
     kwargs: dict[str, Any] = {}
+    if given.get("conserve") is not None:
+        check_conservation(given["conserve"], cls)  # clear error for methods without it
+    elif "conserve" in given:
+        given.pop("conserve")
     if "substep" in given:
         kwargs["substep"] = given.pop("substep")
     if not issubclass(cls, AbstractRankAdaptive):
@@ -192,6 +206,7 @@ def solve(
     rtol: float | None = _DEFAULT,  # type: ignore[assignment]
     variant: str | None = _DEFAULT,  # type: ignore[assignment]
     truncation_rule: str = _DEFAULT,  # type: ignore[assignment]
+    conserve: Any = _DEFAULT,
     save_every: int = 1,
     check_finite: bool = True,
     linalg: str | None = None,
@@ -238,6 +253,15 @@ def solve(
         ``"tail"`` (default) discards the smallest singular values whose Frobenius norm
         is ``<= theta = tol + rtol ||Y||_F``; ``"threshold"`` keeps the singular values
         ``> theta = tol + rtol sigma_1``.
+    conserve : Conservation, optional
+        Conservative truncation (``"ra-bug"`` and ``"abc-psi"`` only; other methods
+        raise ``ValueError``): the columns ``conserve.left`` (``m x d``) and
+        ``conserve.right`` (``n x c``) join the augmented bases and the truncation keeps
+        the part of ``Y`` they see exactly, so linear invariants ``a^H Y b`` of the
+        right-hand side with ``a`` in ``range(left)``, ``b`` in ``range(right)`` (mass,
+        momentum of a kinetic problem) are conserved to round-off
+        (:class:`Conservation`; Einkemmer & Joseph 2021, Einkemmer, Ostermann & Scalone
+        2023).
     save_every : int, default 1
         Keep every ``save_every``-th state (the final state is always kept).
     check_finite : bool, default True
@@ -285,7 +309,7 @@ def solve(
     >>> sol.stats["qr"], sol.stats["rhs_evals"]
     (10, 10)
     """
-    integrator = _resolve_method(method, substep, tol, rtol, min_rank, max_rank, variant, truncation_rule)
+    integrator = _resolve_method(method, substep, tol, rtol, min_rank, max_rank, variant, truncation_rule, conserve)
     if isinstance(save_every, bool) or not isinstance(save_every, int):
         msg = f"`save_every` must be an integer; got {save_every!r} of type {type(save_every).__name__}."
         raise TypeError(msg)

@@ -125,7 +125,22 @@ class Truncation:
         if not self.adaptive:
             upper = p if self.max_rank is None else min(self.max_rank, p)
             return max(min(rank_in, upper), min(self.min_rank, p)), False
-        theta = self.theta(s, xp)
+        wanted = self.wanted_rank(s, xp)
+        upper = p if self.max_rank is None else min(self.max_rank, p)
+        rank = max(min(wanted, upper), min(self.min_rank, p))
+        return rank, self.max_rank is not None and wanted > self.max_rank
+
+    def wanted_rank(self, s: Any, xp: Any, *, theta: Any = None) -> int:
+        """Rank the rule asks for, before the ``[min_rank, max_rank]`` clamp.
+
+        ``s (..., p)`` are descending singular values; ``theta`` (shape ``(...)``)
+        defaults to :meth:`theta` of ``s`` (the conservative truncation passes the
+        tolerance of the whole core while ranking only its remainder).  For a stack,
+        the largest rank any member needs; ``min_rank`` for an empty stack.
+        """
+        p = int(s.shape[-1])
+        if theta is None:
+            theta = self.theta(s, xp)
         if self.rule == "threshold":
             need = xp.sum(xp.astype(s > theta[..., None], xp.int64), axis=-1)
         else:
@@ -135,10 +150,7 @@ class Truncation:
             mask = xp.astype(idx[:, None] >= idx[None, :], s2.dtype)
             tails = s2 @ mask
             need = xp.sum(xp.astype(tails > (theta * theta)[..., None], xp.int64), axis=-1)
-        wanted = int(xp.max(need)) if math.prod(need.shape) > 0 else self.min_rank
-        upper = p if self.max_rank is None else min(self.max_rank, p)
-        rank = max(min(wanted, upper), min(self.min_rank, p))
-        return rank, self.max_rank is not None and wanted > self.max_rank
+        return int(xp.max(need)) if math.prod(need.shape) > 0 else self.min_rank
 
     def truncate(self, left: Any, u: Any, s: Any, v: Any, right: Any, rank_in: int, xp: Any) -> tuple[LowRank, bool]:
         """Assemble ``U1 = left @ u[:, :r1]``, ``S1 = diag(s[:r1])``, ``V1 = right @ v[:, :r1]``.

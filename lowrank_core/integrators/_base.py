@@ -27,6 +27,7 @@ from .._lowrank import LowRank
 from .._namespace import conj_transpose
 from .._problem import AbstractMatrixODE, RHSValue
 from .._substep import SubFlow, SubstepSolver, resolve_substep
+from .._conservation import Conservation, _Kept
 from .._truncation import Truncation
 
 __all__ = ["AbstractIntegrator", "AbstractRankAdaptive", "StepKit"]
@@ -205,9 +206,17 @@ class AbstractIntegrator:
 
 
 class AbstractRankAdaptive(AbstractIntegrator):
-    """Marker base of integrators that can change the rank (``tol``/``rtol``)."""
+    """Marker base of integrators that can change the rank (``tol``/``rtol``).
+
+    ``conserve`` (a :class:`~lowrank_core.Conservation`) is accepted by the subclasses
+    with ``conservative = True`` (:class:`RABUG`, :class:`ABCPSI`): their augmented
+    bases then always contain the kept columns and their truncation keeps the part of
+    ``Y`` the kept columns see exactly.
+    """
 
     rank_adaptive: ClassVar[bool] = True
+    #: Whether the method supports ``conserve=`` (a conservative truncation).
+    conservative: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -218,9 +227,16 @@ class AbstractRankAdaptive(AbstractIntegrator):
         min_rank: int = 1,
         max_rank: int | None = None,
         truncation_rule: str = "tail",
+        conserve: Any = None,
     ) -> None:
         super().__init__(substep=substep)
         self.truncation = Truncation(tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank, rule=truncation_rule)
+        self.conservation = check_conservation(conserve, self)
+
+    def kept(self, state: Any, Y0: LowRank) -> _Kept:
+        """The prepared kept columns: the ``state`` from :meth:`init`, or prepared now
+        when a caller steps without ``init``."""
+        return state if isinstance(state, _Kept) else self.conservation.prepare(Y0)
 
     def init(self, problem: AbstractMatrixODE, t0: float, Y0: LowRank) -> Any:
         """As :meth:`AbstractIntegrator.init`, and the rank bounds must fit ``Y0``'s shape:
@@ -233,12 +249,38 @@ class AbstractRankAdaptive(AbstractIntegrator):
                 f"{Y0.shape}; no rank-{self.truncation.min_rank} matrix of that shape exists. Lower min_rank."
             )
             raise ValueError(msg)
+        conservation = getattr(self, "conservation", None)
+        if conservation is not None:
+            conservation.check_rank(Y0.rank, self.truncation.max_rank, self.truncation.adaptive)
+            return conservation.prepare(Y0)
         return state
 
     def __repr__(self) -> str:
         t = self.truncation
+        conservation = getattr(self, "conservation", None)
         return (
             f"{type(self).__name__}(substep={self.substep.name!r}, tol={t.tol}, rtol={t.rtol}, "
             f"min_rank={t.min_rank}, max_rank={t.max_rank}"
-            + (f", truncation_rule={t.rule!r})" if t.rule != "tail" else ")")
+            + (f", truncation_rule={t.rule!r}" if t.rule != "tail" else "")
+            + (f", conserve={conservation!r})" if conservation is not None else ")")
         )
+
+
+def check_conservation(conserve: Any, method: Any) -> Any:
+    """``conserve`` validated for ``method`` (``None`` or a :class:`~lowrank_core.Conservation`)."""
+    if conserve is None:
+        return None
+    if not isinstance(conserve, Conservation):
+        msg = (
+            f"`conserve` must be a lowrank_core.Conservation (or None); got {type(conserve).__name__}. "
+            "Build it with lc.Conservation(left=..., right=...)."
+        )
+        raise TypeError(msg)
+    if not getattr(method, "conservative", False):
+        name = getattr(method, "name", type(method).__name__)
+        msg = (
+            f"`conserve` is supported by the methods 'ra-bug' and 'abc-psi' only; method {name!r} has no "
+            "conservative truncation. Use method='ra-bug' or 'abc-psi'."
+        )
+        raise ValueError(msg)
+    return conserve

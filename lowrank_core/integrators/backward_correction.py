@@ -84,10 +84,15 @@ class ABCPSI(AbstractRankAdaptive):
           SVD of ``R^H`` (``2r x 2r``).  **2 QR** + 1 SVD (``2r x 2r``) per step.
 
         Both give the same ``Y1`` up to round-off.
+    conserve : Conservation, optional
+        Conservative truncation: ``Û = orth([K1, U0, left])``, then ``V̂ = orth([L1,
+        right])`` (``Y½ = Û L1^H`` unchanged) and the truncation of
+        :class:`~lowrank_core.Conservation` (``variant`` is then not used).
     """
 
     name: ClassVar[str] = "abc-psi"
     order: ClassVar[int] = 1
+    conservative: ClassVar[bool] = True
     VARIANTS: ClassVar[tuple[str, ...]] = ("min-qr", "two-qr")
 
     def __init__(
@@ -100,9 +105,16 @@ class ABCPSI(AbstractRankAdaptive):
         max_rank: int | None = None,
         truncation_rule: str = "tail",
         variant: str = "min-qr",
+        conserve: Any = None,
     ) -> None:
         super().__init__(
-            substep=substep, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank, truncation_rule=truncation_rule
+            substep=substep,
+            tol=tol,
+            rtol=rtol,
+            min_rank=min_rank,
+            max_rank=max_rank,
+            truncation_rule=truncation_rule,
+            conserve=conserve,
         )
         if variant not in self.VARIANTS:
             msg = f"unknown `variant` {variant!r} for abc-PSI; choose one of {self.VARIANTS}."
@@ -116,9 +128,13 @@ class ABCPSI(AbstractRankAdaptive):
         U0, S0, V0 = Y0.U, Y0.S, Y0.V
         F0 = kit.evaluate(t0, Y0)  # shared first stage of the K- and L-steps
         K1 = kit.k_step(t0, t1, kit.mm(U0, S0), V0, first=F0)
-        U_hat = kit.augment(K1, U0)
+        kept = self.kept(state, Y0) if self.conservation is not None else None
+        U_hat = kit.augment(K1, U0 if kept is None else kept.with_left(U0, Y0.xp))
         S_hat = kit.project(Y0, U_hat)
         L1 = kit.l_step(t0, t1, kit.mm(V0, kit.ch(S_hat)), U_hat, first=F0)
+        if kept is not None:  # Y½ = Û L1^H = Û (V̂^H L1)^H V̂^H with range(V̂) ⊇ range(right)
+            V_hat = kit.augment(L1, kept.with_right(L1[..., :0], Y0.xp))
+            return kept.truncate(kit, self.truncation, U_hat, kit.ch(kit.mm(kit.ch(V_hat), L1)), V_hat, Y0.rank), state
         if self.variant == "min-qr":
             Q, s, P = kit.svd(L1)  # L1 = Q diag(s) P^H  =>  Y½ = (Û P) diag(s) Q^H
             Y1 = kit.truncate(self.truncation, U_hat, P, s, Q, None, Y0.rank)

@@ -67,19 +67,32 @@ class RABUG(AbstractRankAdaptive):
     Cost per step: 2 thin QR (``m x 2r``, ``n x 2r``), 1 SVD (``2r x 2r``), one
     right-hand-side point with Euler substeps (all substeps start at ``Y0``).  Error
     ``O(h + theta/h)``; preserves norm (up to ``theta``) for skew-Hermitian ``F``.
+
+    With ``conserve=Conservation(left, right)`` the kept columns join the augmented
+    bases (``Û = orth([K1, U0, left])``, ``V̂ = orth([L1, V0, right])``) and step 3
+    keeps ``P_l Ŝ`` and ``Ŝ P_r`` exactly and truncates the remainder (see
+    :class:`~lowrank_core.Conservation`; one more small SVD per step).
     """
 
     name: ClassVar[str] = "ra-bug"
     order: ClassVar[int] = 1
+    conservative: ClassVar[bool] = True
 
     def step(
         self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
     ) -> tuple[LowRank, Any]:
         kit = self.kit(problem, Y0, counters)
         K1, L1, F0 = kit.kl_steps(t0, t1, Y0)
-        U_hat = kit.augment(K1, Y0.U)
-        V_hat = kit.augment(L1, Y0.V)
+        if self.conservation is not None:  # the kept columns join both augmented bases
+            kept = self.kept(state, Y0)
+            U_hat = kit.augment(K1, kept.with_left(Y0.U, Y0.xp))
+            V_hat = kit.augment(L1, kept.with_right(Y0.V, Y0.xp))
+        else:
+            U_hat = kit.augment(K1, Y0.U)
+            V_hat = kit.augment(L1, Y0.V)
         S_hat = kit.s_step(t0, t1, kit.project(Y0, U_hat, V_hat), U_hat, V_hat, first=F0)
+        if self.conservation is not None:
+            return kept.truncate(kit, self.truncation, U_hat, S_hat, V_hat, Y0.rank), state
         P, s, Q = kit.svd(S_hat)
         return kit.truncate(self.truncation, U_hat, P, s, Q, V_hat, Y0.rank), state
 

@@ -15,6 +15,8 @@ name                 problem                                                 ref
 ``quadratic``        ``dW/dt = B - W`` (gradient flow of ``||W - B||^2/2``)  closed form
 stochastic-burgers   Burgers ``Y[x, sample]``, random ``u_0``                DOP853
 ``allen-cahn``       ``dY/dt = eps (L Y + Y L) + Y - Y^3`` (periodic)        DOP853
+``landau-damping``   1D1V Vlasov–Poisson ``f_t = -v f_x + E f_v``            lin. rate
+``two-stream``       1D1V Vlasov–Poisson, two beams (instability)            lin. rate
 ===================  ======================================================  ===========
 
 All data are generated in NumPy/SciPy on the host from a seed, then moved once to the
@@ -49,6 +51,7 @@ from .path import prescribed_path
 from .quadratic import QuadraticProblem, quadratic_flow
 from .riccati import RiccatiODE, riccati
 from .schrodinger import SchrodingerProblem, schrodinger
+from .vlasov import VlasovPoissonProblem, landau_damping, two_stream
 
 __all__ = [
     "PROBLEMS",
@@ -62,12 +65,15 @@ __all__ = [
     "ReferenceProblem",
     "RiccatiODE",
     "SchrodingerProblem",
+    "VlasovPoissonProblem",
     "get",
     "heat_lyapunov",
+    "landau_damping",
     "prescribed_path",
     "quadratic_flow",
     "riccati",
     "schrodinger",
+    "two_stream",
 ]
 
 
@@ -80,6 +86,8 @@ PROBLEMS: dict[str, Callable[..., ReferenceProblem]] = {
     "quadratic": quadratic_flow,
     "stochastic-burgers": stochastic_burgers,
     "allen-cahn": allen_cahn,
+    "landau-damping": landau_damping,
+    "two-stream": two_stream,
 }
 
 
@@ -90,7 +98,8 @@ def get(name: str, **kwargs: Any) -> ReferenceProblem:
     ----------
     name : str
         One of ``"prescribed-path"``, ``"heat"``, ``"schrodinger"``, ``"riccati"``,
-        ``"quadratic"``, ``"stochastic-burgers"``, ``"allen-cahn"`` (see :data:`PROBLEMS`).
+        ``"quadratic"``, ``"stochastic-burgers"``, ``"allen-cahn"``,
+        ``"landau-damping"``, ``"two-stream"`` (see :data:`PROBLEMS`).
     **kwargs
         Passed to the factory (``xp``, ``dtype``, ``device``, ``seed``, sizes, ...).
 
