@@ -272,7 +272,7 @@ def allen_cahn(
     r"""Allen-Cahn equation on the periodic square ``[0, 2 pi)^2`` as a matrix ODE ``Y[x, y]``.
 
     ``u_t = eps Δu + u - u^3`` with ``eps = 0.01`` and the initial condition of Rodgers &
-    Venturi (J. Sci. Comput. 97, 2023, §5.1; :func:`initial_value`), the setting of the
+    Venturi (J. Sci. Comput. 97, 2023; ``allen_cahn.initial_value``), the setting of the
     Allen-Cahn experiments of Carrel, Gander & Vandereycken ("Low-rank Parareal", BIT
     63, 2023) and Carrel & Vandereycken ("Projected exponential methods for stiff
     dynamical low-rank approximation problems", arXiv:2312.00172).  Space: ``N`` points
