@@ -82,7 +82,8 @@ def test_trajectories_are_finite_and_drifts_start_at_zero(quick_run):
 
 def test_electric_energy_rows_carry_the_linear_rate(quick_run):
     """Problems with an electric energy record it at every time (positive, finite) with the
-    problem's linear-theory rate and a fitted rate.
+    problem's linear-theory rate and a fitted rate (finite, or None when a quick run's
+    growth phase has fewer than 3 points).
 
     Guards against the energy or the rate being dropped from the JSON the plots read.
     """
@@ -96,7 +97,7 @@ def test_electric_energy_rows_carry_the_linear_rate(quick_run):
         assert len(energy) == r["steps"] + 1
         assert _finite(energy) and min(energy) > 0
         assert r["linear_rate"] == pytest.approx(float(built.linear_rate))
-        assert math.isfinite(r["rate"])
+        assert r["rate"] is None or math.isfinite(r["rate"])
 
 
 def test_plots_and_csv_are_written(quick_run):
