@@ -89,7 +89,8 @@ def test_cross_approximation_is_close_to_the_best():
 def test_quick_default_and_pickling():
     """The default builds quickly and round-trips through pickle with the same reference."""
     p = P.get("allen-cahn")
-    assert p.shape == (64, 64) and p.symmetric
+    assert p.shape == (64, 64)
+    assert p.symmetric
     q = pickle.loads(pickle.dumps(p))
     np.testing.assert_array_equal(q.reference(0.5), p.reference(0.5))
     assert repr(pickle.loads(pickle.dumps(p.problem))) == repr(p.problem)

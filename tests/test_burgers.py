@@ -37,8 +37,12 @@ def test_factored_products_equal_the_dense_rhs():
     for got, want in ((value.F_V(W), F @ W), (value.FH_U(Z), F.T @ Z), (value.UH_F_V(Z, W), Z.T @ F @ W)):
         assert np.linalg.norm(got - want) <= tol * np.linalg.norm(want)
     # the dense path and the Khatri-Rao helper agree too
-    np.testing.assert_allclose(BurgersODE(m, 0.01, products="dense").F_V(0.0, Y, W), F @ W, rtol=0, atol=tol * np.abs(F @ W).max())
-    np.testing.assert_allclose(hadamard_power_product(Y.U @ Y.S, Y.V, W, 2), (D * D) @ W, rtol=0, atol=tol * np.abs((D * D) @ W).max())
+    np.testing.assert_allclose(
+        BurgersODE(m, 0.01, products="dense").F_V(0.0, Y, W), F @ W, rtol=0, atol=tol * np.abs(F @ W).max()
+    )
+    np.testing.assert_allclose(
+        hadamard_power_product(Y.U @ Y.S, Y.V, W, 2), (D * D) @ W, rtol=0, atol=tol * np.abs((D * D) @ W).max()
+    )
 
 
 def test_dlra_error_decreases_with_the_rank():

@@ -136,7 +136,7 @@ def initial_value(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         bx = np.exp(np.abs(1.0 / np.sin(-x / 2)))
         by = np.exp(np.abs(1.0 / np.sin(-y / 2)))
-        num = (np.exp(-np.tan(x) ** 2) + np.exp(-np.tan(y) ** 2)) * np.sin(x) * np.sin(y)
+        num = (np.exp(-(np.tan(x) ** 2)) + np.exp(-(np.tan(y) ** 2))) * np.sin(x) * np.sin(y)
         out = num / (1.0 + bx + by)
     return np.where(np.isfinite(out), out, 0.0)
 
@@ -333,7 +333,9 @@ def allen_cahn(
         return (eps * lap + Y - Y**3).ravel()
 
     with_ref = N * N <= _REFERENCE_MAX
-    ivp = _IVP(rhs, 0.0, initial_value(grid[:, None], grid[None, :]).ravel() if with_ref else None, t_end, method="DOP853")
+    ivp = _IVP(
+        rhs, 0.0, initial_value(grid[:, None], grid[None, :]).ravel() if with_ref else None, t_end, method="DOP853"
+    )
 
     def host(t: float) -> np.ndarray:
         if not with_ref:
