@@ -323,7 +323,8 @@ def table(result: dict[str, Any]) -> str:
     for r in result["rows"]:
         lines.append(
             f"{r['condition']:<6} {r['method']:<9} {r['m']:>8.0e} {r['ms_per_step']:>10.2f} {r['first_step_ms']:>9.1f} "
-            f"{r['compile_s']:>9.2f} {r['tracemalloc_peak_bytes'] / 2**20:>14.1f} {r['rss_growth_bytes'] / 2**20:>8.1f} "
+            f"{r['compile_s']:>9.2f} {r['tracemalloc_peak_bytes'] / 2**20:>14.1f} "
+            f"{r['rss_growth_bytes'] / 2**20:>8.1f} "
             f"{r['peak_factors']:>7.1f} {r['rhs_evals'] if r['rhs_evals'] is not None else '-':>3} "
             f"{r['qr'] if r['qr'] is not None else '-':>3} {r['svd'] if r['svd'] is not None else '-':>3} "
             f"{r.get('load_ratio', float('nan')):>6.2f}"

@@ -62,7 +62,8 @@ def test_trajectories_are_finite_and_drifts_start_at_zero(quick_run):
         assert r["status"] == "ok", r["status"]
         n = r["steps"] + 1
         assert len(r["t"]) == len(r["rank"]) == n
-        assert r["t"][0] == r["t0"] and r["t"][-1] == pytest.approx(r["t1"])
+        assert r["t"][0] == r["t0"]
+        assert r["t"][-1] == pytest.approx(r["t1"])
         assert all(1 <= k <= 2 * r["rank0"] for k in r["rank"])
         if not METHODS[r["method"]].rank_adaptive:
             assert set(r["rank"]) == {r["rank0"]}
@@ -70,7 +71,8 @@ def test_trajectories_are_finite_and_drifts_start_at_zero(quick_run):
         for q in r["conserved"]:
             values, drift = r[f"q_{q}"], r[f"drift_{q}"]
             assert len(values) == len(drift) == n
-            assert _finite(values) and _finite(drift)
+            assert _finite(values)
+            assert _finite(drift)
             q0 = values[0]
             scale = abs(q0) if r[f"drift_kind_{q}"] == "relative" else 1.0
             assert (r[f"drift_kind_{q}"] == "relative") == (abs(q0) > _bench_problems.ABSOLUTE_BELOW)
@@ -95,7 +97,8 @@ def test_electric_energy_rows_carry_the_linear_rate(quick_run):
             continue
         energy = r["electric_energy"]
         assert len(energy) == r["steps"] + 1
-        assert _finite(energy) and min(energy) > 0
+        assert _finite(energy)
+        assert min(energy) > 0
         assert r["linear_rate"] == pytest.approx(float(built.linear_rate))
         assert r["rate"] is None or math.isfinite(r["rate"])
 
@@ -115,7 +118,8 @@ def test_plots_and_csv_are_written(quick_run):
     with (out / "problems.csv").open(newline="") as fh:
         table = list(csv.DictReader(fh))
     assert len(table) == len(doc["rows"])
-    assert "t" not in table[0] and "rank" not in table[0]
+    assert "t" not in table[0]
+    assert "rank" not in table[0]
     for q in doc["rows"][0]["conserved"]:
         assert float(table[0][f"max_drift_{q}"]) == doc["rows"][0][f"max_drift_{q}"]
 
