@@ -39,7 +39,7 @@ import array_api_compat
 
 from ._linalg import matmul
 from ._lowrank import LowRank, diag_embed
-from ._namespace import check_array, conj_transpose, device_of, namespace_of_named
+from ._namespace import check_array, device_of, namespace_of_named
 
 __all__ = ["Conservation"]
 
@@ -54,10 +54,16 @@ def _columns(x: Any, name: str) -> tuple[Any, Any]:
     if x.ndim == 1:
         x = xp.reshape(x, (x.shape[0], 1))
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
-        msg = f"`{name}` must have shape (k,) or (k, c) with k, c >= 1 (one column per kept basis function); got {tuple(x.shape)}."
+        msg = (
+            f"`{name}` must have shape (k,) or (k, c) with k, c >= 1 (one column per kept basis "
+            f"function); got {tuple(x.shape)}."
+        )
         raise ValueError(msg)
     if x.shape[1] > x.shape[0]:
-        msg = f"`{name}` has {x.shape[1]} columns but only {x.shape[0]} rows; at most {x.shape[0]} independent columns exist."
+        msg = (
+            f"`{name}` has {x.shape[1]} columns but only {x.shape[0]} rows; at most {x.shape[0]} "
+            "independent columns exist."
+        )
         raise ValueError(msg)
     if not bool(xp.all(xp.isfinite(x))):
         msg = f"`{name}` contains NaN or Inf."

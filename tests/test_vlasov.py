@@ -169,7 +169,8 @@ def test_pickle_round_trip():
     its grids, rate, conserved quantities and kept basis."""
     p = P.landau_damping(nx=16, nv=16, r=4, seed=3)
     q = pickle.loads(pickle.dumps(p))
-    assert q.linear_rate == p.linear_rate and q.name == "landau-damping"
+    assert q.linear_rate == p.linear_rate
+    assert q.name == "landau-damping"
     np.testing.assert_array_equal(q.Y0.U, p.Y0.U)
     np.testing.assert_array_equal(q.v, p.v)
     assert q.conserved["energy"](q.Y0) == p.conserved["energy"](p.Y0)

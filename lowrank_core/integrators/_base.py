@@ -22,12 +22,12 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+from .._conservation import Conservation, _Kept
 from .._linalg import Counters, matmul, thin_qr, thin_svd
 from .._lowrank import LowRank
 from .._namespace import conj_transpose
 from .._problem import AbstractMatrixODE, RHSValue
 from .._substep import SubFlow, SubstepSolver, resolve_substep
-from .._conservation import Conservation, _Kept
 from .._truncation import Truncation
 
 __all__ = ["AbstractIntegrator", "AbstractRankAdaptive", "StepKit"]
@@ -209,7 +209,7 @@ class AbstractRankAdaptive(AbstractIntegrator):
     """Marker base of integrators that can change the rank (``tol``/``rtol``).
 
     ``conserve`` (a :class:`~lowrank_core.Conservation`) is accepted by the subclasses
-    with ``conservative = True`` (:class:`RABUG`, :class:`ABCPSI`): their augmented
+    with ``conservative = True`` (:class:`~lowrank_core.RABUG`, :class:`~lowrank_core.ABCPSI`): their augmented
     bases then always contain the kept columns and their truncation keeps the part of
     ``Y`` the kept columns see exactly.
     """

@@ -155,7 +155,7 @@ class VlasovPoissonProblem(ReferenceProblem):
     k, alpha : float
         Wave number and amplitude of the initial perturbation ``1 + alpha cos(k x)``.
     linear_rate : float
-        ``Im omega`` of the linear-theory mode (:func:`linear_dispersion`, computed for
+        ``Im omega`` of the linear-theory mode (``vlasov.linear_dispersion``, computed for
         the problem's parameters): the exponential rate of the electric-field amplitude
         ``||E||``; the electric energy changes at ``2 linear_rate``.
     linear_frequency : float
@@ -367,7 +367,8 @@ def _build(
         f"{source} Grid {nx} x {nv} on [0, {length:.6g}) x [-{v_max:g}, {v_max:g}) (periodic; Fourier spectral "
         f"derivatives in x and v; field E_x = 1 - rho by FFT). Y0 = f0 (rank 1) in a rank-{r} basis padded with "
         f"random orthonormal columns (seed {seed!r}). Linear theory (Z-function dispersion relation): omega = "
-        f"{omega.real:.6f} {'+' if omega.imag >= 0 else '-'} {abs(omega.imag):.6f}i, so ||E|| ~ exp({omega.imag:.4f} t) "
+        f"{omega.real:.6f} {'+' if omega.imag >= 0 else '-'} {abs(omega.imag):.6f}i, "
+        f"so ||E|| ~ exp({omega.imag:.4f} t) "
         f"(electric energy at {2 * omega.imag:.4f}). reference(t): DOP853, rtol = atol = {REFERENCE_TOL:g}, on the "
         f"full {nx} x {nv} system (only for nx * nv <= {FULL_REFERENCE_MAX}). suggested_dt: 80 % of the RK4 "
         f"imaginary-axis bound 2.83 / (v_max k_x,max + {e_bound:g} k_v,max) = {_RK4_IMAG_STABILITY / rho_max:.3g} "
@@ -400,7 +401,9 @@ def _build(
     return out
 
 
-def _grid_args(nx: Any, nv: Any, r: Any, t_end: Any, alpha: Any, v_max: Any) -> tuple[int, int, int, float, float, float]:
+def _grid_args(
+    nx: Any, nv: Any, r: Any, t_end: Any, alpha: Any, v_max: Any
+) -> tuple[int, int, int, float, float, float]:
     nx = _int(nx, "nx", 4)
     nv = _int(nv, "nv", 4)
     r = _rank(r, nx, nv)
