@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _dask
 from ._errors import LowRankIntegrationError
 from ._linalg import Counters, LinAlgBreakdown, isolating_members, member_indices, nonfinite_members, use_linalg
 from ._lowrank import LowRank
@@ -324,7 +325,7 @@ def solve(
         raise ValueError(msg)
     grid = time_grid(t_span, dt)
     isolate = on_member_failure == "isolate"
-    with isolating_members(isolate):
+    with isolating_members(isolate), _dask.dask_scope(Y0):  # counts Dask synchronisations
         if linalg is not None:
             with use_linalg(linalg):
                 return _run(integrator, problem, Y0, grid, save_every, check_finite, isolate)
@@ -342,10 +343,14 @@ def _run(
     failed: dict[Any, tuple[int, float]] = {}
     n_steps = len(grid) - 1
     start = time.perf_counter()
+    dask_state = _dask.is_dask_namespace(Y0.xp)
     for k in range(n_steps):
         t_a, t_b = grid[k], grid[k + 1]
+        last_good = Y
         try:
             Y, state = integrator.step(problem, t_a, t_b, Y, state, counters)
+            if dask_state:  # persist the state (cut its graph) and check it in one synchronisation
+                Y = _dask.cut(Y, t_a, k, check_finite or isolate)
         except SubstepBreakdown as exc:
             raise LowRankIntegrationError(str(exc), t=t_a, step=k, members=exc.members) from exc
         except LinAlgBreakdown as exc:
@@ -354,11 +359,19 @@ def _run(
         except LowRankIntegrationError:
             raise
         except Exception as exc:
+            if dask_state and _dask.is_worker_failure(exc):  # resumable: `.Y` is the state at t_a
+                msg = (
+                    f"the Dask cluster failed ({type(exc).__name__}: {exc}); "
+                    "resume with solve(problem, err.Y, (err.t, t1), dt)"
+                )
+                err = LowRankIntegrationError(msg, t=t_a, step=k)
+                err.Y = last_good
+                raise err from exc
             # A user exception (from F, an operator, a callable C(t)): same object and
             # type, with where it happened attached to its traceback.
             exc.add_note(f"lowrank_core.solve: raised during step {k} (t = {t_a:.6g} -> {t_b:.6g}) of {integrator!r}")
             raise
-        if check_finite or isolate:
+        if (check_finite or isolate) and not dask_state:
             _check_finite(Y, t_a, k, failed if isolate else None)
         step_ranks.append(Y.rank)
         if (k + 1) % save_every == 0 or k == n_steps - 1:
@@ -366,7 +379,7 @@ def _run(
             Ys.append(Y)
             ranks.append(Y.rank)
     wall = time.perf_counter() - start
-    stats = {"steps": n_steps, **counters.as_dict(), "wall_time": wall}
+    stats = {"steps": n_steps, **counters.as_dict(), "wall_time": wall, **_dask.session_stats()}
     return Solution(
         Y=Y,
         t=np.asarray(ts),

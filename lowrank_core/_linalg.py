@@ -524,6 +524,10 @@ def thin_qr(x: Any, xp: Any, counters: Counters | None = None) -> tuple[Any, Any
         Upper triangular with ``R[..., i, i] >= 0`` (real), ``x = Q @ R``.
     """
     _record(counters, "qr", x, xp)
+    if array_api_compat.is_dask_namespace(xp):  # TSQR on the row chunks (lowrank_core._dask)
+        from . import _dask
+
+        return _dask.thin_qr(x)
     return _guarded("thin QR", lambda y: _thin_qr(y, xp, counters), x, xp)
 
 
@@ -573,6 +577,10 @@ def thin_svd(x: Any, xp: Any, counters: Counters | None = None) -> tuple[Any, An
         returns the same factors for distinct singular values.
     """
     _record(counters, "svd", x, xp)
+    if array_api_compat.is_dask_namespace(xp):  # TSQR + in-memory SVD of R (lowrank_core._dask)
+        from . import _dask
+
+        return _dask.thin_svd(x)
     return _guarded("SVD", lambda y: _thin_svd(y, xp, counters), x, xp)
 
 

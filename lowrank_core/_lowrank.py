@@ -6,6 +6,8 @@ import math
 import operator
 from typing import Any
 
+import array_api_compat
+
 from . import _linalg
 from ._namespace import (
     conj_transpose,
@@ -69,6 +71,10 @@ class LowRank:
             msg = f"`check` must be True or False; got {check!r} of type {type(check).__name__}."
             raise TypeError(msg)
         xp = namespace_of_named(U=U, S=S, V=V)
+        if array_api_compat.is_dask_namespace(xp):  # chunking rules of Dask factors
+            from ._dask import check_factors
+
+            check_factors(U, S, V)
         if check:
             _validate_factors(U, S, V, xp)
         self.U = U
