@@ -17,6 +17,7 @@ stochastic-burgers   Burgers ``Y[x, sample]``, random ``u_0``                DOP
 ``allen-cahn``       ``dY/dt = eps (L Y + Y L) + Y - Y^3`` (periodic)        DOP853
 ``landau-damping``   1D1V Vlasov–Poisson ``f_t = -v f_x + E f_v``            lin. rate
 ``two-stream``       1D1V Vlasov–Poisson, two beams (instability)            lin. rate
+``plane-source``     radiative transfer ``P_N``: ``-D_x Y A^T + D_xx Y|A|``  exact/Ganapol
 ===================  ======================================================  ===========
 
 All data are generated in NumPy/SciPy on the host from a seed, then moved once to the
@@ -49,6 +50,7 @@ from .burgers import BurgersODE, StochasticBurgersProblem, stochastic_burgers
 from .heat import heat_lyapunov
 from .path import prescribed_path
 from .quadratic import QuadraticProblem, quadratic_flow
+from .radiative import PlaneSourceProblem, plane_source, plane_source_scalar_flux
 from .riccati import RiccatiODE, riccati
 from .schrodinger import SchrodingerProblem, schrodinger
 from .vlasov import VlasovPoissonProblem, landau_damping, two_stream
@@ -66,9 +68,12 @@ __all__ = [
     "RiccatiODE",
     "SchrodingerProblem",
     "VlasovPoissonProblem",
+    "PlaneSourceProblem",
     "get",
     "heat_lyapunov",
     "landau_damping",
+    "plane_source",
+    "plane_source_scalar_flux",
     "prescribed_path",
     "quadratic_flow",
     "riccati",
@@ -88,6 +93,7 @@ PROBLEMS: dict[str, Callable[..., ReferenceProblem]] = {
     "allen-cahn": allen_cahn,
     "landau-damping": landau_damping,
     "two-stream": two_stream,
+    "plane-source": plane_source,
 }
 
 
@@ -99,7 +105,7 @@ def get(name: str, **kwargs: Any) -> ReferenceProblem:
     name : str
         One of ``"prescribed-path"``, ``"heat"``, ``"schrodinger"``, ``"riccati"``,
         ``"quadratic"``, ``"stochastic-burgers"``, ``"allen-cahn"``,
-        ``"landau-damping"``, ``"two-stream"`` (see :data:`PROBLEMS`).
+        ``"landau-damping"``, ``"two-stream"``, ``"plane-source"`` (see :data:`PROBLEMS`).
     **kwargs
         Passed to the factory (``xp``, ``dtype``, ``device``, ``seed``, sizes, ...).
 
