@@ -233,6 +233,7 @@ class AbstractLowRankOptimizer:
         grad_L: Any = None,
         grad_S: Any = None,
         counters: Counters | None = None,
+        check_finite: bool = True,
     ) -> LowRankParam:
         r"""One optimizer step.
 
@@ -250,6 +251,9 @@ class AbstractLowRankOptimizer:
         counters : Counters, optional
             Receives the decompositions (shapes, flops) and one gradient evaluation
             per matrix (``rhs_evals``).
+        check_finite : bool, default True
+            Scan the gradients for NaN/Inf (one host read-back per gradient: a
+            synchronisation on GPUs).  ``False`` skips the scan; the caller checks.
 
         Returns
         -------
@@ -266,12 +270,87 @@ class AbstractLowRankOptimizer:
             raise TypeError(msg)
         counters = _check_counters(counters)
         phase = self.phase(param)
-        g = param.check_grads(grad, {"K": grad_K, "L": grad_L, "S": grad_S}, self.NEEDS[phase])
+        g = param.check_grads(
+            grad, {"K": grad_K, "L": grad_L, "S": grad_S}, self.NEEDS[phase], check_finite=bool(check_finite)
+        )
         counters.rhs_evals += math.prod(param.batch_shape)
         new = self._update(phase, param, g).replace(step=param.step + 1)
         if (param.step + 1) % self.basis_update_every == 0:
             new = self._close(phase, new, _Kit(param.xp, counters))
         return new
+
+    @property
+    def cycle_length(self) -> int:
+        """Optimizer steps per cycle: ``len(phases) * basis_update_every``."""
+        return len(self.phases) * self.basis_update_every
+
+    def finish(self, param: LowRankParam, *, counters: Counters | None = None) -> LowRankParam:
+        r"""End the current cycle early: ``W = U S V^H`` with orthonormal ``U, V``; the next step starts a cycle.
+
+        At the start of a cycle (``param.step`` a multiple of :attr:`cycle_length`) the
+        parameter is returned unchanged.  Otherwise, by the state of the cycle:
+
+        * ``W`` already ``U S V^H`` with ``p = q`` columns (right after a fixed-rank basis
+          change, or RA-BUG's pending K-step result): no arithmetic, ``W`` unchanged.
+        * right after abc-PSI's augmentation (``U`` with ``p > q`` columns, ``dK = dL = 0``):
+          SVD of ``S`` (``p x q``) and truncation.
+        * increments in flight (in the middle of a phase): the tangent methods
+          (:class:`ParallelBUG`, :class:`HeavyBall`, :class:`Adam`) close their phase as at
+          its regular end (momentum transported); the others write
+          ``W = [U, dK] M [V, dL]^H`` and compress it, ``[U, dK] = Q_a R_a``,
+          ``[V, dL] = Q_b R_b`` (2 QR), SVD of the ``(p+q) x (p+q)`` core
+          ``R_a M R_b^H``, truncation.
+
+        The truncation is the optimizer's (``tol``/``rtol``, ``[min_rank, max_rank]``); a
+        fixed-rank optimizer keeps the rank of the cycle's start, so ``W`` changes by the
+        discarded part of the increments (as it would at a regular basis change).
+        Pending phase state (RA-BUG's ``K1``) is dropped; the step counter moves to the
+        next multiple of :attr:`cycle_length`.
+
+        Parameters
+        ----------
+        param : LowRankParam
+            Not modified.
+        counters : Counters, optional
+            Receives the decompositions.
+
+        Returns
+        -------
+        LowRankParam
+            ``on_manifold`` is True.
+        """
+        if not isinstance(param, LowRankParam):
+            msg = f"`param` must be a LowRankParam (from `{type(self).__name__}.init`); got {type(param).__name__}."
+            raise TypeError(msg)
+        counters = _check_counters(counters)
+        cycle = self.cycle_length
+        if param.step % cycle == 0:
+            return param
+        kit = _Kit(param.xp, counters)
+        p, q = param.U.shape[-1], param.V.shape[-1]
+        rank_in = param.state.get("r0", min(p, q))
+        if param.step % self.basis_update_every != 0:  # increments in flight
+            new = self._finish_phase(param, kit, rank_in)
+        elif p != q:  # augmented basis, dK = dL = 0: W = U S V^H
+            P, s, Q = kit.svd(param.S)
+            Y1 = kit.truncate(self.truncation, param.U, P, s, Q, param.V, rank_in)
+            new = _with_increments(param, Y1.U, Y1.S, Y1.V)
+        else:
+            new = param
+        state = {k: v for k, v in new.state.items() if k not in ("K1", "r0")}
+        return new.replace(step=-(-param.step // cycle) * cycle, state=state)
+
+    def _finish_phase(self, param: LowRankParam, kit: _Kit, rank_in: int) -> LowRankParam:
+        """Compress ``W = U S V^H + dK V^H + U dL^H`` onto the manifold (see :meth:`finish`)."""
+        U, S, V, dK, dL = param.U, param.S, param.V, param.dK, param.dL
+        p, q = U.shape[-1], V.shape[-1]
+        Qa, Ra = kit.qr(param.xp.concat([U, dK], axis=-1))
+        Qb, Rb = kit.qr(param.xp.concat([V, dL], axis=-1))
+        Ra1, Ra2, Rb1, Rb2 = Ra[..., :p], Ra[..., p:], Rb[..., :q], Rb[..., q:]
+        core = (Ra1 @ S + Ra2) @ kit.ch(Rb1) + Ra1 @ kit.ch(Rb2)
+        P, s, Q = kit.svd(core)
+        Y1 = kit.truncate(self.truncation, Qa, P, s, Q, Qb, rank_in)
+        return _with_increments(param, Y1.U, Y1.S, Y1.V)
 
     # ------------------------------------------------------------------ hooks
     def _init_state(self, param: LowRankParam) -> dict:
@@ -529,6 +608,9 @@ class ParallelBUG(_RankAdaptive):
 
     def _transport(self, param: LowRankParam, Y1: LowRank) -> dict:
         return param.state
+
+    def _finish_phase(self, param: LowRankParam, kit: _Kit, rank_in: int) -> LowRankParam:
+        return self._close("T", param, kit)
 
 
 def _ch(xp: Any):

@@ -161,8 +161,13 @@ class LowRankParam:
         GV = G @ self.V
         return {"K": GV, "L": conj_transpose(G, xp) @ self.U, "S": conj_transpose(self.U, xp) @ GV}
 
-    def check_grads(self, grad: Any, grads: dict[str, Any], needed: tuple[str, ...]) -> dict[str, Any]:
+    def check_grads(
+        self, grad: Any, grads: dict[str, Any], needed: tuple[str, ...], *, check_finite: bool = True
+    ) -> dict[str, Any]:
         """Validate the gradients of one step; return ``{"K": ..., "L": ..., "S": ...}`` (needed ones).
+
+        ``check_finite=False`` skips the NaN/Inf scan (it reads a flag back to the host,
+        a synchronisation on GPUs; the PyTorch optimizer does its own deferred check).
 
         Raises
         ------
@@ -181,7 +186,8 @@ class LowRankParam:
                 )
                 raise ValueError(msg)
             self._check_array(grad, "grad", self.shape)
-            self._check_finite(grad, "grad")
+            if check_finite:
+                self._check_finite(grad, "grad")
             return self.factor_grads(grad)
         out = {}
         for key in needed:
@@ -194,7 +200,8 @@ class LowRankParam:
                 )
                 raise ValueError(msg)
             self._check_array(g, name, expected[key])
-            self._check_finite(g, name)
+            if check_finite:
+                self._check_finite(g, name)
             out[key] = g
         return out
 

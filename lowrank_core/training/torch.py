@@ -6,8 +6,21 @@ and ``import lowrank_core.training`` do not.
 The optimizer runs the framework-agnostic optimizers of :mod:`lowrank_core.training`
 directly on the layers' torch tensors (through array-api-compat's torch namespace):
 no conversion to NumPy, no host copies, so it runs on whatever device the layer lives
-on (CPU or CUDA).  Layers with equal factor shapes are stacked and updated together,
-so each basis update is one batched QR/SVD call for the whole group.
+on (CPU or CUDA).  Layers with equal shapes and ranks in one param group are stacked
+and updated together, so each basis update is one batched QR/SVD call for the group.
+
+Conventions (docs/training.md, "PyTorch conventions"):
+
+* the factors are allocated once at a fixed capacity (``2 max_rank`` columns): their
+  shapes never change, so DDP, ``torch.compile`` and checkpoints see fixed shapes; the
+  active sizes are a buffer (``active_rank``) and the unused columns are zero;
+* the optimizer takes parameters or param groups like ``torch.optim`` optimizers and
+  reads ``lr``, ``weight_decay``, ``momentum``/``betas`` and the method's options from
+  each group at every step (so every ``torch.optim.lr_scheduler`` works);
+* layers without gradients (frozen, or unused in this step) are skipped;
+* :meth:`LowRankOptimizer.finish_cycle` ends the cycle of every layer, so that the
+  factors are ``W = U S V^T`` at the rank ``W`` has; ``state_dict()`` (of the model or
+  of the optimizer), ``eval()``, ``ranks()`` and ``compression()`` call it.
 
 Example
 -------
@@ -15,18 +28,22 @@ Example
 >>> from lowrank_core.training.torch import LowRankLinear, LowRankOptimizer
 >>> _ = torch.manual_seed(0)
 >>> model = torch.nn.Sequential(LowRankLinear(8, 16, rank=4), torch.nn.ReLU(), torch.nn.Linear(16, 2))
->>> opt = LowRankOptimizer(model, "abc-psi", lr=0.1, rtol=0.1)
+>>> opt = LowRankOptimizer(model.parameters(), "abc-psi", lr=0.1, rtol=0.1)
 >>> x, y = torch.randn(32, 8), torch.randint(0, 2, (32,))
 >>> for _ in range(4):
 ...     opt.zero_grad()
 ...     torch.nn.functional.cross_entropy(model(x), y).backward()
 ...     opt.step()
->>> model[0].rank <= 8
+>>> model[0].rank <= 4
 True
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import math
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,14 +52,35 @@ import torch
 
 from .._linalg import Counters
 from .._lowrank import LowRank
-from . import OPTIMIZERS, AbstractLowRankOptimizer, LowRankParam
-from ._optimizers import _check_counters, _count
+from . import OPTIMIZERS, AbstractLowRankOptimizer, LowRankParam, NonFiniteGradientError
+from ._optimizers import _check_counters, _count, _positive, _real_number, _tolerance, _unit_interval
 
 __all__ = ["LowRankLinear", "LowRankOptimizer"]
 
 _FACTORS = ("U", "S", "V", "dK", "dL")
-#: dtypes of the layers' factors (the decompositions need single or double precision)
-_LAYER_DTYPES = (torch.float32, torch.float64)
+#: dtypes a layer may have; the two 16-bit ones are factorised in float32
+_LAYER_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+#: id(factor Parameter) -> its layer (lets the optimizer recognise layers from parameters)
+_REGISTRY: weakref.WeakValueDictionary[int, LowRankLinear] = weakref.WeakValueDictionary()
+
+
+def _layer_of(p: torch.Tensor) -> tuple[LowRankLinear, str] | None:
+    """The LowRankLinear owning the factor ``p`` and the factor's name, or None."""
+    layer = _REGISTRY.get(id(p))
+    if layer is None:
+        return None
+    for name in _FACTORS:
+        if getattr(layer, name, None) is p:
+            return layer, name
+    return None
+
+
+def _distributed() -> bool:
+    """True inside an initialised process group of more than one process."""
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class LowRankLinear(torch.nn.Module):
@@ -50,26 +88,44 @@ class LowRankLinear(torch.nn.Module):
 
     The weight is stored as ``W = U S V^T + dK V^T + U dL^T`` (the representation of
     :class:`~lowrank_core.training.LowRankParam`, ``m = out_features``,
-    ``n = in_features``): ``U (m, p)``, ``S (p, q)``, ``V (n, q)``, ``dK (m, q)``,
-    ``dL (n, p)``.  ``U`` and ``V`` are not trained by autograd (``requires_grad=False``);
-    one backward pass gives ``dK.grad = G V``, ``dL.grad = G^T U`` and
-    ``S.grad = U^T G V`` with ``G = dL/dW``, the gradients every low-rank optimizer needs.
-    The forward costs ``O(batch (m + n)(p + q))``; ``W`` is never formed.
+    ``n = in_features``) in factors of **fixed capacity**: ``U (m, cu)``, ``S (cu, cv)``,
+    ``V (n, cv)``, ``dK (m, cv)``, ``dL (n, cu)`` with ``cu = min(2 max_rank, m)``,
+    ``cv = min(2 max_rank, n)`` (room for the augmented bases of abc-PSI and RA-BUG).
+    Only the leading ``p`` columns of ``U`` and ``q`` of ``V`` are in use (the buffer
+    ``active_rank = (p, q)``); every other entry is zero, so the forward through the full
+    factors is exact and the gradients of the unused entries are zero.  Parameter shapes
+    never change (DDP, FSDP-style flattening, ``torch.compile`` and optimizers see fixed
+    shapes).
+
+    ``U`` and ``V`` are not trained by autograd (``requires_grad=False``); one backward
+    pass gives ``dK.grad = G V``, ``dL.grad = G^T U`` and ``S.grad = U^T G V`` with
+    ``G = dL/dW``, the gradients every low-rank optimizer needs.  The forward costs
+    ``O(batch (m + n)(cu + cv))``; ``W`` is never formed.
 
     Parameters
     ----------
     in_features, out_features : int
     rank : int
         Initial rank ``r`` (``1 <= r <= min(in, out)``).
+    max_rank : int, optional
+        Largest rank after a basis update (default ``rank``: the rank may fall and come
+        back, not grow past its start).  Fixes the capacity; the optimizer's truncation
+        is clamped to it.
     bias : bool, default True
     device, dtype : optional
-        As for :class:`torch.nn.Linear`.
+        As for :class:`torch.nn.Linear`; ``dtype`` one of float32, float64, bfloat16,
+        float16 (the 16-bit layers are factorised and updated in float32, see
+        :class:`LowRankOptimizer`).
 
     Notes
     -----
     Initialised as the best rank-``r`` approximation of a default
-    :class:`torch.nn.Linear` weight.  ``load_state_dict`` accepts factors of another
-    rank (the optimizer changes the rank during training).
+    :class:`torch.nn.Linear` weight.  ``load_state_dict`` also accepts the factors of a
+    layer of another capacity (or of the earlier format with active-size factors), as
+    long as the active rank fits.  Parameter counting: ``sum(p.numel() for p in
+    layer.parameters())`` counts the allocated factors (:attr:`num_allocated` plus the
+    bias); :attr:`num_parameters` counts the entries a rank-``r`` factorisation needs,
+    ``(m + n) r + r^2``, the figure behind compression.
     """
 
     def __init__(
@@ -78,6 +134,7 @@ class LowRankLinear(torch.nn.Module):
         out_features: int,
         rank: int,
         *,
+        max_rank: int | None = None,
         bias: bool = True,
         device: Any = None,
         dtype: Any = None,
@@ -86,34 +143,54 @@ class LowRankLinear(torch.nn.Module):
         in_features = _count(in_features, "in_features")
         out_features = _count(out_features, "out_features")
         rank = _count(rank, "rank")
-        if not 1 <= rank <= min(in_features, out_features):
-            bound = min(in_features, out_features)
+        bound = min(in_features, out_features)
+        if not 1 <= rank <= bound:
             msg = f"`rank` must satisfy 1 <= rank <= min(in_features, out_features) = {bound}; got {rank}."
+            raise ValueError(msg)
+        max_rank = rank if max_rank is None else _count(max_rank, "max_rank")
+        if not rank <= max_rank <= bound:
+            msg = (
+                f"`max_rank` must satisfy rank <= max_rank <= min(in_features, out_features), here "
+                f"{rank} <= max_rank <= {bound}; got {max_rank}."
+            )
             raise ValueError(msg)
         if not isinstance(bias, bool):
             msg = f"`bias` must be True or False; got {bias!r} of type {type(bias).__name__}."
             raise TypeError(msg)
         if dtype is not None and not isinstance(dtype, torch.dtype):
-            msg = f"`dtype` must be a torch.dtype (torch.float32 or torch.float64) or None; got {dtype!r}."
+            msg = f"`dtype` must be a torch.dtype (float32, float64, bfloat16 or float16) or None; got {dtype!r}."
             raise TypeError(msg)
         resolved = torch.get_default_dtype() if dtype is None else dtype
         if resolved not in _LAYER_DTYPES:
             where = " (the torch default dtype)" if dtype is None else ""
             msg = (
-                f"`dtype` must be torch.float32 or torch.float64; got {resolved}{where}. The factors need an SVD "
-                "and QR in that precision; pass dtype=torch.float32."
+                f"`dtype` must be torch.float32, float64, bfloat16 or float16; got {resolved}{where}. "
+                "Pass dtype=torch.float32."
             )
             raise TypeError(msg)
-        dense = torch.nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        self.in_features, self.out_features = in_features, out_features
+        self.in_features, self.out_features, self.max_rank = in_features, out_features, max_rank
+        work = torch.float32 if resolved in _LOW_PRECISION else resolved
+        dense = torch.nn.Linear(in_features, out_features, bias=bias, device=device, dtype=work)
+        cu, cv = min(2 * max_rank, out_features), min(2 * max_rank, in_features)
+        P = torch.nn.Parameter
+        z = {"device": dense.weight.device, "dtype": resolved}
+        self.U = P(torch.zeros(out_features, cu, **z), requires_grad=False)
+        self.S = P(torch.zeros(cu, cv, **z))
+        self.V = P(torch.zeros(in_features, cv, **z), requires_grad=False)
+        self.dK = P(torch.zeros(out_features, cv, **z))
+        self.dL = P(torch.zeros(in_features, cu, **z))
+        self.register_buffer("active_rank", torch.zeros(2, dtype=torch.int64, device=dense.weight.device))
+        self._p = self._q = 0
+        self._owner: Any = None
         with torch.no_grad():
             u, s, vh = torch.linalg.svd(dense.weight, full_matrices=False)
-        self._set_factors(u[:, :rank], torch.diag(s[:rank]), vh[:rank].mT)
-        self.bias = dense.bias
+            self._write(u[:, :rank], torch.diag(s[:rank]), vh[:rank].mT)
+        self.bias = None if dense.bias is None else P(dense.bias.detach().to(resolved))
+        self._register()
 
     @classmethod
-    def from_linear(cls, linear: torch.nn.Linear, rank: int) -> LowRankLinear:
-        """Best rank-``rank`` approximation (truncated SVD) of a dense :class:`torch.nn.Linear`."""
+    def from_linear(cls, linear: torch.nn.Linear, rank: int, *, max_rank: int | None = None) -> LowRankLinear:
+        """Best rank-``rank`` approximation (truncated SVD, in float32 or better) of a dense :class:`torch.nn.Linear`."""
         if not isinstance(linear, torch.nn.Linear):
             msg = f"`linear` must be a torch.nn.Linear; got {type(linear).__name__}."
             raise TypeError(msg)
@@ -121,38 +198,95 @@ class LowRankLinear(torch.nn.Module):
             linear.in_features,
             linear.out_features,
             rank,
+            max_rank=max_rank,
             bias=linear.bias is not None,
             device=linear.weight.device,
             dtype=linear.weight.dtype,
         )
         with torch.no_grad():
-            u, s, vh = torch.linalg.svd(linear.weight, full_matrices=False)
-            layer._set_factors(u[:, :rank], torch.diag(s[:rank]), vh[:rank].mT)
+            u, s, vh = torch.linalg.svd(linear.weight.to(layer.compute_dtype), full_matrices=False)
+            layer._write(u[:, :rank], torch.diag(s[:rank]), vh[:rank].mT)
             if linear.bias is not None:
                 layer.bias.copy_(linear.bias)
         return layer
 
-    def _set_factors(self, U: torch.Tensor, S: torch.Tensor, V: torch.Tensor) -> None:
-        P = torch.nn.Parameter
-        self.U = P(U.detach().clone(), requires_grad=False)
-        self.S = P(S.detach().clone())
-        self.V = P(V.detach().clone(), requires_grad=False)
-        self.dK = P(torch.zeros(U.shape[0], V.shape[1], dtype=U.dtype, device=U.device))
-        self.dL = P(torch.zeros(V.shape[0], U.shape[1], dtype=U.dtype, device=U.device))
+    # ------------------------------------------------------------------ storage
+    def _register(self) -> None:
+        for name in _FACTORS:
+            _REGISTRY[id(getattr(self, name))] = self
 
     @property
+    def compute_dtype(self) -> torch.dtype:
+        """dtype of the factorisations and of the optimizer state: float32 for 16-bit layers."""
+        return torch.float32 if self.S.dtype in _LOW_PRECISION else self.S.dtype
+
+    def _slices(self, name: str) -> tuple[slice, slice]:
+        p, q = self._p, self._q
+        return {
+            "U": (slice(None), slice(0, p)),
+            "S": (slice(0, p), slice(0, q)),
+            "V": (slice(None), slice(0, q)),
+            "dK": (slice(None), slice(0, q)),
+            "dL": (slice(None), slice(0, p)),
+        }[name]
+
+    def _active(self, name: str, *, grad: bool = False) -> torch.Tensor | None:
+        """The in-use block of a factor (or of its gradient), a view."""
+        t = getattr(self, name)
+        t = t.grad if grad else t.detach()
+        return None if t is None else t[self._slices(name)]
+
+    @torch.no_grad()
+    def _write(self, U: torch.Tensor, S: torch.Tensor, V: torch.Tensor, dK: Any = None, dL: Any = None) -> None:
+        """Set the factors' in-use blocks (cast to the layer's dtype) and zero the rest; no host sync."""
+        p, q = U.shape[-1], V.shape[-1]
+        cu, cv = self.U.shape[-1], self.V.shape[-1]
+        if p > cu or q > cv:
+            msg = (
+                f"factors with {p} and {q} columns exceed the capacity ({cu}, {cv}) of this LowRankLinear "
+                f"(max_rank={self.max_rank}); build it with a larger `max_rank`."
+            )
+            raise ValueError(msg)
+        self._p, self._q = p, q
+        for name, value in (("U", U), ("S", S), ("V", V), ("dK", dK), ("dL", dL)):
+            buf = getattr(self, name).data
+            rows, cols = self._slices(name)
+            if value is None:
+                buf.zero_()
+                continue
+            buf[rows, cols].copy_(value)  # may be this very block (an unchanged factor): copied onto itself
+            buf[:, cols.stop :].zero_()
+            if name == "S":
+                buf[rows.stop :, : cols.stop].zero_()
+        self.active_rank[0].fill_(p)  # device-side fills: no host synchronisation
+        self.active_rank[1].fill_(q)
+
+    # ------------------------------------------------------------------ views
+    @property
     def rank(self) -> int:
-        """Rank of the last basis update."""
-        return int(min(self.U.shape[-1], self.V.shape[-1]))
+        """Rank of ``W`` after the last basis update (``min(p, q)``; see :meth:`LowRankOptimizer.finish_cycle`)."""
+        return min(self._p, self._q)
+
+    @property
+    def capacity(self) -> tuple[int, int]:
+        """Allocated columns ``(cu, cv)`` of ``U`` and ``V``."""
+        return (self.U.shape[-1], self.V.shape[-1])
 
     @property
     def num_parameters(self) -> int:
-        """Weight entries of the factorisation at rank ``r``: ``(m + n) r + r^2`` (bias excluded)."""
+        """Weight entries of the factorisation ``U S V^T`` at rank ``r``: ``(m + n) r + r^2`` (bias excluded)."""
         r = self.rank
         return (self.in_features + self.out_features) * r + r * r
 
+    @property
+    def num_allocated(self) -> int:
+        """Entries of the allocated factors ``U, S, V, dK, dL`` (what ``parameters()`` counts, bias excluded)."""
+        return sum(getattr(self, n).numel() for n in _FACTORS)
+
+    @property
     def weight(self) -> torch.Tensor:
-        """The dense weight ``W`` (``(out, in)``; for inspection only)."""
+        """The dense weight ``W`` (``(out, in)``), computed from the factors (differentiable, read-only:
+        writing into it does not change the layer)."""
         return (self.U @ self.S + self.dK) @ self.V.mT + self.U @ self.dL.mT
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,75 +294,202 @@ class LowRankLinear(torch.nn.Module):
         y = (xv @ self.S.mT + x @ self.dL) @ self.U.mT + xv @ self.dK.mT
         return y if self.bias is None else y + self.bias
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
-        # The rank may differ from this layer's: resize the factors before torch copies.
-        for name in _FACTORS:
-            key = prefix + name
-            if key in state_dict and state_dict[key].shape != getattr(self, name).shape:
-                getattr(self, name).data = torch.empty_like(state_dict[key], device=self.U.device, dtype=self.U.dtype)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    # ------------------------------------------------------------------ module protocol
+    def train(self, mode: bool = True) -> LowRankLinear:
+        if not mode:
+            self._finish_through_owner("eval()")
+        return super().train(mode)
+
+    def _finish_through_owner(self, why: str) -> None:
+        owner = self._owner() if self._owner is not None else None
+        if owner is not None:
+            owner._implicit_finish(why)
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):  # noqa: ANN001
+        self._finish_through_owner("state_dict()")
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):  # noqa: ANN001
+        # Accept factors of another capacity (or of the earlier active-size format): the
+        # in-use blocks are copied into this layer's capacity, the rest zero.
+        keys = {n: prefix + n for n in _FACTORS}
+        if all(k in state_dict for k in keys.values()):
+            rank_key = prefix + "active_rank"
+            if rank_key in state_dict:
+                p, q = (int(v) for v in state_dict[rank_key])
+            else:
+                p, q = state_dict[keys["U"]].shape[-1], state_dict[keys["V"]].shape[-1]
+                state_dict[rank_key] = torch.tensor([p, q], dtype=torch.int64)
+            cu, cv = self.capacity
+            if p > cu or q > cv:
+                errors.append(
+                    f"{prefix}: a checkpoint with active rank ({p}, {q}) does not fit the capacity ({cu}, {cv}) "
+                    f"of this LowRankLinear; build it with max_rank >= {math.ceil(max(p, q) / 2)}."
+                )
+                return
+            blocks = {"U": (None, p), "S": (p, q), "V": (None, q), "dK": (None, q), "dL": (None, p)}
+            for name, (rows, cols) in blocks.items():
+                saved, mine = state_dict[keys[name]], getattr(self, name)
+                if saved.shape != mine.shape and saved.shape[0] == mine.shape[0] or name == "S":
+                    full = torch.zeros(mine.shape, dtype=saved.dtype, device=saved.device)
+                    full[:rows, :cols] = saved[:rows, :cols]
+                    state_dict[keys[name]] = full
+            self._p, self._q = p, q
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
+
+    def _apply(self, fn, recurse=True):  # noqa: ANN001
+        out = super()._apply(fn, recurse)
+        self._register()  # .to() may create new Parameter objects
+        return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        state = dict(state)
+        state["_owner"] = None  # a weak reference to the optimizer does not pickle
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._register()
 
     def extra_repr(self) -> str:
         sizes = f"in_features={self.in_features}, out_features={self.out_features}"
-        return f"{sizes}, rank={self.rank}, bias={self.bias is not None}"
+        return f"{sizes}, rank={self.rank}, max_rank={self.max_rank}, bias={self.bias is not None}"
+
+
+# ====================================================================== optimizer
+#: per-group options of each method besides lr and weight_decay (constructor names)
+def _method_options(cls: type[AbstractLowRankOptimizer]) -> tuple[str, ...]:
+    from . import Adam, HeavyBall
+
+    opts = ["basis_update_every"]
+    if cls.rank_adaptive:
+        opts += ["tol", "rtol", "min_rank", "max_rank"]
+    if issubclass(cls, HeavyBall):
+        opts += ["momentum", "momentum_transport"]
+    if issubclass(cls, Adam):
+        opts += ["betas", "eps", "second_moment"]
+    return tuple(opts)
+
+
+def _options_of(core: AbstractLowRankOptimizer) -> dict[str, Any]:
+    """The group options of a configured optimizer (``beta`` under its torch name ``momentum``)."""
+    out: dict[str, Any] = {"lr": core.lr}
+    for name in _method_options(type(core)):
+        if name in ("tol", "rtol", "min_rank", "max_rank"):
+            out[name] = getattr(core.truncation, name)
+        elif name == "momentum":
+            out[name] = core.beta
+        else:
+            out[name] = getattr(core, name)
+    return out
+
+
+def _family(core: AbstractLowRankOptimizer) -> str:
+    """Update of the dense parameters: ``"adam"``, ``"heavy-ball"`` or ``"sgd"``."""
+    from . import Adam, HeavyBall
+
+    return "adam" if isinstance(core, Adam) else "heavy-ball" if isinstance(core, HeavyBall) else "sgd"
 
 
 class LowRankOptimizer(torch.optim.Optimizer):
     r"""``torch.optim.Optimizer`` running a low-rank optimizer on every :class:`LowRankLinear`.
 
-    The low-rank layers of ``model`` are updated by the optimizer ``method`` of
-    :mod:`lowrank_core.training` (its factors change in place, including their shapes
-    when the rank changes); every other trainable parameter (biases, dense layers) gets
-    the matching Euclidean update: SGD for the integrator methods, heavy ball for
-    ``"heavy-ball"``, Adam for ``"adam"``.
+    Built like a torch optimizer, from ``model.parameters()`` or param groups: the
+    factors of each :class:`LowRankLinear` are recognised among the parameters (the
+    layer's ``S``, ``dK``, ``dL`` must be in one group; ``U`` and ``V`` may be passed
+    too).  Each layer is updated by the optimizer ``method`` of
+    :mod:`lowrank_core.training`, with the options of its group read at every step;
+    every other parameter ("dense") gets the matching Euclidean update with its group's
+    options: **SGD** for the integrator methods (``psi``, ``bc-psi``, ``abc-psi``,
+    ``ra-bug``, ``parallel-bug``), **SGD with heavy-ball momentum** for ``"heavy-ball"``,
+    **AdamW** for ``"adam"``.
 
     Parameters
     ----------
-    model : torch.nn.Module
-        Module containing :class:`LowRankLinear` layers.
+    params : iterable of Parameters or of dicts, or torch.nn.Module
+        As for ``torch.optim`` optimizers (a module means its ``parameters()``; kept
+        for backward compatibility).  Group dicts may set any option below.
     method : str or AbstractLowRankOptimizer, default "abc-psi"
-        A name of :data:`lowrank_core.training.OPTIMIZERS` (then ``lr`` and ``**options``
-        build it) or a configured optimizer.
+        A name of :data:`lowrank_core.training.OPTIMIZERS` (then ``lr`` and the options
+        build it) or a configured optimizer (its settings become the defaults).
     lr : float, optional
-        Learning rate (required with a method name).
+        Learning rate ``h >= 0`` (required with a method name).  ``lr = 0`` leaves ``W``
+        unchanged except for the truncation of the basis updates.
+    weight_decay : float, default 0
+        Decoupled (AdamW-style) decay ``W <- (1 - h lambda) W`` before each step.  For a
+        low-rank layer it scales ``S``, ``dK`` and ``dL``: ``W`` is tangent to the
+        manifold at ``W``, so this is the exact Riemannian flow of ``lambda ||W||^2 / 2``
+        and keeps the rank.
+    momentum : float, optional
+        ``"heavy-ball"`` only: its ``beta`` (the torch name; ``beta=`` is accepted too).
     batch_layers : bool, default True
-        Stack layers whose factors have equal shapes and update them in one batched
-        call (one QR/SVD call per group and basis update).  A stack shares one rank: the
-        largest any member needs, so every member meets the tolerance.  ``False``
-        updates layer by layer, each with its own rank.
+        Stack layers of one group whose shapes, ranks and steps agree and update them in
+        one batched call (one QR/SVD call per stack and basis update).  A stack shares
+        one rank: the largest any member needs.  ``False`` updates layer by layer.
     counters : Counters, optional
         Receives the decompositions of all basis updates (a fresh one by default; read
         it as ``optimizer.counters``).
     **options
-        Passed to the optimizer class (``basis_update_every``, ``rtol``, ``tol``,
-        ``min_rank``, ``max_rank``, ``beta``, ``betas``, ``eps``, ...).
+        The method's options (``basis_update_every``, ``rtol``, ``tol``, ``min_rank``,
+        ``max_rank``, ``betas``, ``eps``, ``second_moment``, ``momentum_transport``);
+        each may also be set per group.
 
     Notes
     -----
-    Use it like any torch optimizer: ``zero_grad()``, ``loss.backward()``, ``step()``;
-    ``state_dict()``/``load_state_dict()`` round-trip (load the model's state dict too:
-    the factor shapes are part of it).
+    * Schedulers: ``step()`` reads ``lr`` (and ``momentum`` / ``betas``) from every
+      group, so all of ``torch.optim.lr_scheduler`` works.  ``OneCycleLR`` with
+      ``cycle_momentum=True`` needs ``momentum`` or ``betas`` in the groups:
+      ``"heavy-ball"`` and ``"adam"`` have them; with the other methods pass
+      ``cycle_momentum=False``.
+    * Layers whose ``S``, ``dK``, ``dL`` do not require grad, or got no gradient in
+      this step (``.grad`` is None), are skipped; their step count does not advance.
+    * 16-bit layers: the factors are cast to float32, the step (QR, SVD, truncation,
+      the state) runs in float32 and the result is cast back; the optimizer state of
+      such layers stays float32 (also through ``load_state_dict``).
+    * Host synchronisation: none between basis updates (gradients are checked for
+      NaN/Inf on the device and the flag is read once, at the end of the phase).  A
+      basis update reads back one flag per QR/SVD (the seam's finiteness guard), the new
+      rank (truncation) and the NaN/Inf flag; torch's CUDA QR/SVD may synchronise too.
+      With ``basis_update_every = k > 1`` a non-finite gradient is therefore reported at
+      the end of its phase (:class:`NonFiniteGradientError`), after it reached the
+      increments: restore a checkpoint.
+    * Mid-cycle state: :meth:`finish_cycle` ends every layer's cycle (``W`` back to
+      ``U S V^T`` at its rank, see :meth:`AbstractLowRankOptimizer.finish`).  The model's
+      and the optimizer's ``state_dict()``, the layers' ``eval()``, :meth:`ranks` and
+      :meth:`compression` call it.  Under ``torch.distributed`` with more than one
+      process they do not (a save on rank 0 alone would make the replicas diverge):
+      they raise if a cycle is open, and every rank must call :meth:`finish_cycle`.
+    * DDP: the parameter shapes never change and every replica runs the same
+      deterministic step on the averaged gradients, so the replicas stay identical.
     """
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        params: Any,
         method: str | AbstractLowRankOptimizer = "abc-psi",
         lr: float | None = None,
         *,
+        momentum: float | None = None,
+        weight_decay: float = 0.0,
         batch_layers: bool = True,
         counters: Counters | None = None,
         **options: Any,
     ) -> None:
-        if not isinstance(model, torch.nn.Module):
-            msg = f"`model` must be a torch.nn.Module containing LowRankLinear layers; got {type(model).__name__}."
+        if isinstance(params, torch.nn.Module):
+            params = params.parameters()
+        elif isinstance(params, torch.Tensor) or not isinstance(params, Iterable):
+            msg = (
+                "`params` must be an iterable of Parameters or of param-group dicts (model.parameters()), or a "
+                f"torch.nn.Module; got {type(params).__name__}."
+            )
             raise TypeError(msg)
         if not isinstance(batch_layers, bool):
             msg = f"`batch_layers` must be True or False; got {batch_layers!r} of type {type(batch_layers).__name__}."
             raise TypeError(msg)
         counters = _check_counters(counters)
         if isinstance(method, AbstractLowRankOptimizer):
-            if lr is not None or options:
+            if lr is not None or options or momentum is not None:
                 msg = "pass `lr` and options either to the optimizer object or here with a method name, not both."
                 raise ValueError(msg)
             core = method
@@ -239,137 +500,330 @@ class LowRankOptimizer(torch.optim.Optimizer):
             if lr is None:
                 msg = "`lr` is required when `method` is a name."
                 raise ValueError(msg)
-            core = OPTIMIZERS[method](lr, **options)
+            lr = _real_number(lr, "lr")
+            if lr < 0:
+                msg = f"`lr` must be non-negative; got {lr!r}."
+                raise ValueError(msg)
+            cls = OPTIMIZERS[method]
+            if momentum is not None:
+                if "momentum" not in _method_options(cls):
+                    msg = f"`momentum` is not an option of {method!r}; 'heavy-ball' and 'adam' (betas) have momentum."
+                    raise ValueError(msg)
+                if "beta" in options:
+                    msg = "pass either `momentum` or its alias `beta`, not both."
+                    raise ValueError(msg)
+                options["beta"] = momentum
+            core = cls(lr if lr > 0 else 1.0, **options)  # validates the options
+            core.lr = lr
         else:
             msg = f"`method` must be a name or an AbstractLowRankOptimizer; got {type(method).__name__}."
             raise TypeError(msg)
         self.core = core
-        self.layers = [m for m in model.modules() if isinstance(m, LowRankLinear)]
-        if not self.layers:
-            msg = "`model` contains no LowRankLinear layer; use a torch.optim optimizer for dense models."
-            raise ValueError(msg)
-        factor_ids = {id(getattr(m, n)) for m in self.layers for n in _FACTORS}
-        dense = [p for p in model.parameters() if p.requires_grad and id(p) not in factor_ids]
-        # S, dK, dL of every layer (S first: it keys the layer's state); in the groups so
-        # that zero_grad() clears them.
-        groups = [{"params": [getattr(m, n) for m in self.layers for n in ("S", "dK", "dL")], "lowrank": True}]
-        if dense:
-            groups.append({"params": dense, "lowrank": False})
-        super().__init__(groups, {"lr": core.lr})
         self.batch_layers = batch_layers
         self.counters = counters
+        self._layers_of: list[list[LowRankLinear]] = []
+        self._dense_of: list[list[torch.Tensor]] = []
+        self._cores: dict[tuple, AbstractLowRankOptimizer] = {}
+        self._nonfinite: dict[int, tuple[int, dict[str, torch.Tensor]]] = {}
+        defaults = {**_options_of(core), "weight_decay": _tolerance(weight_decay, "weight_decay")}
+        super().__init__(params, defaults)
+        if not self.layers:
+            msg = (
+                "`params` contain no LowRankLinear factors; use a torch.optim optimizer for dense models, or "
+                "pass model.parameters() of a model with LowRankLinear layers."
+            )
+            raise ValueError(msg)
+
+    # ------------------------------------------------------------------ groups
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group (as ``torch.optim``); its LowRankLinear factors are recognised and checked."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        self._check_group(group)
+        seen = {id(m) for ms in self._layers_of for m in ms}
+        layers: dict[int, LowRankLinear] = {}
+        members: dict[int, set[str]] = {}
+        dense = []
+        for p in group["params"]:
+            owner = _layer_of(p)
+            if owner is None:
+                dense.append(p)
+                continue
+            layer, name = owner
+            layers.setdefault(id(layer), layer)
+            members.setdefault(id(layer), set()).add(name)
+        for key, layer in layers.items():
+            if key in seen:
+                msg = "`params`: a LowRankLinear appears in two param groups; give each layer's parameters to one group."
+                raise ValueError(msg)
+            missing = {"S", "dK", "dL"} - members[key]
+            if missing:
+                msg = (
+                    f"`params`: a param group holds some factors of a LowRankLinear but not {sorted(missing)}; pass "
+                    "all of the layer's parameters (layer.parameters()) in one group."
+                )
+                raise ValueError(msg)
+            layer._owner = weakref.ref(self)
+        self._layers_of.append(list(layers.values()))
+        self._dense_of.append(dense)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        lr = _real_number(group["lr"], "lr")
+        if lr < 0:
+            msg = f"`lr` must be non-negative; got {group['lr']!r}."
+            raise ValueError(msg)
+        _tolerance(group["weight_decay"], "weight_decay")
+        self._group_core(group)  # validates the method's options
+
+    @property
+    def layers(self) -> list[LowRankLinear]:
+        """The low-rank layers, in the order of the param groups."""
+        return [m for ms in self._layers_of for m in ms]
+
+    def _group_core(self, group: dict[str, Any], layer: LowRankLinear | None = None) -> AbstractLowRankOptimizer:
+        """The method configured with the group's options (lr, momentum and betas as they are now)."""
+        names = _method_options(type(self.core))
+        structural = tuple((n, group[n]) for n in names if n not in ("momentum", "betas", "eps"))
+        base = self._cores.get(structural)
+        if base is None:
+            base = type(self.core)(1.0, **dict(structural))
+            self._cores[structural] = base
+        core = copy.copy(base)
+        lr = _real_number(group["lr"], "lr")
+        if lr < 0:
+            msg = f"`lr` must be non-negative; got {group['lr']!r}."
+            raise ValueError(msg)
+        core.lr = lr
+        if "momentum" in names:
+            core.beta = _unit_interval(group["momentum"], "momentum")
+        if "betas" in names:
+            b = tuple(group["betas"])
+            core.betas = (_unit_interval(b[0], "betas[0]"), _unit_interval(b[1], "betas[1]"))
+            core.eps = _positive(group["eps"], "eps")
+        if layer is not None and base.rank_adaptive:
+            cap = base.truncation.max_rank
+            if cap is None or cap > layer.max_rank:
+                core.truncation = dataclasses.replace(base.truncation, max_rank=layer.max_rank)
+        return core
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
-        """One optimizer step on every parameter (gradients from the last ``backward``)."""
+        """One optimizer step on every parameter with a gradient (from the last ``backward``)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self._groups(self.layers):
-            self._step_group(group)
-        for group in self.param_groups:
-            if not group["lowrank"]:
-                for p in group["params"]:
-                    if p.grad is not None:
-                        self._dense_update(p)
+        for gi, group in enumerate(self.param_groups):
+            ready = []
+            for m in self._layers_of[gi]:
+                if not all(getattr(m, n).requires_grad for n in ("S", "dK", "dL")):
+                    continue  # frozen
+                core = self._group_core(group, m)
+                step = self.state[m.S].get("step", 0)
+                phase = core.phases[(step // core.basis_update_every) % len(core.phases)]
+                names = {"K": "dK", "L": "dL", "S": "S"}
+                if any(getattr(m, names[k]).grad is None for k in core.NEEDS[phase]):
+                    continue  # unused in this step
+                ready.append(m)
+            for batch in self._batches(ready):
+                self._step_batch(group, batch)
+            self._dense_step(group, self._dense_of[gi])
         return loss
 
-    def _groups(self, layers: Iterable[LowRankLinear]) -> list[list[LowRankLinear]]:
+    def _batches(self, layers: Iterable[LowRankLinear]) -> list[list[LowRankLinear]]:
         if not self.batch_layers:
             return [[m] for m in layers]
         groups: dict[tuple, list[LowRankLinear]] = {}
         for m in layers:
-            key = (*(tuple(getattr(m, n).shape) for n in _FACTORS), m.U.dtype, m.U.device)
+            st = self.state[m.S]
+            extras = tuple(sorted((k, v) for k, v in st.items() if not torch.is_tensor(v)))
+            key = (m.out_features, m.in_features, m._p, m._q, m.max_rank, m.S.dtype, m.S.device, bool(st), extras)
             groups.setdefault(key, []).append(m)
         return list(groups.values())
 
-    def _step_group(self, layers: list[LowRankLinear]) -> None:
-        core = self.core
-        states = [self.state[m.S] for m in layers]
+    def _param(self, core: AbstractLowRankOptimizer, layers: list[LowRankLinear]) -> LowRankParam:
+        """The stacked parameter of ``layers`` in their compute dtype (fresh state on the first step)."""
         stacked = len(layers) > 1
+        dt = layers[0].compute_dtype
 
         def join(tensors: list[torch.Tensor]) -> torch.Tensor:
+            tensors = [t.to(dt) for t in tensors]
             return torch.stack(tensors) if stacked else tensors[0]
 
-        factors = {n: join([getattr(m, n).detach() for m in layers]) for n in _FACTORS}
+        factors = {n: join([m._active(n) for m in layers]) for n in _FACTORS}
         xp = array_api_compat.array_namespace(factors["U"])
+        states = [self.state[m.S] for m in layers]
         if not states[0]:
             fresh = core.init(LowRank._trusted(factors["U"], factors["S"], factors["V"], xp))
-            core_state, step = fresh.state, 0
-        else:
-            core_state = {
-                k: (join([s[k] for s in states]) if torch.is_tensor(states[0][k]) else states[0][k])
-                for k in states[0]
-                if k != "step"
-            }
-            step = states[0]["step"]
-        param = LowRankParam(**factors, state=core_state, step=step, xp=xp)
-        grads = {}
-        for key, name in (("grad_K", "dK"), ("grad_L", "dL"), ("grad_S", "S")):
-            gs = [getattr(m, name).grad for m in layers]
-            if any(g is None for g in gs):
-                continue
-            grads[key] = join(gs)
-        new = core.step(param, counters=self.counters, **grads)
+            return LowRankParam(**factors, state=fresh.state, step=0, xp=xp)
+        core_state = {
+            k: (torch.stack([s[k] for s in states]) if stacked else states[0][k]) if torch.is_tensor(v) else v
+            for k, v in states[0].items()
+            if k != "step"
+        }
+        return LowRankParam(**factors, state=core_state, step=states[0]["step"], xp=xp)
+
+    def _store(self, layers: list[LowRankLinear], new: LowRankParam) -> None:
+        stacked = len(layers) > 1
         for i, m in enumerate(layers):
-            for name in _FACTORS:
-                value = getattr(new, name)
-                self._assign(m, name, value[i] if stacked else value)
+            m._write(*((getattr(new, n)[i] if stacked else getattr(new, n)) for n in _FACTORS))
             st = self.state[m.S]
             st.clear()
             st["step"] = new.step
             for k, v in new.state.items():
                 st[k] = (v[i] if stacked else v) if torch.is_tensor(v) else v
 
-    def _assign(self, layer: LowRankLinear, name: str, value: torch.Tensor) -> None:
-        """Set a factor to ``value``: in place when the shape is unchanged, else a new Parameter.
+    def _step_batch(self, group: dict[str, Any], layers: list[LowRankLinear]) -> None:
+        core = self._group_core(group, layers[0])
+        param = self._param(core, layers)
+        dt, stacked = layers[0].compute_dtype, len(layers) > 1
+        names = {"K": "dK", "L": "dL", "S": "S"}
+        grads = {}
+        for key in core.needs(param):
+            gs = [m._active(names[key], grad=True).to(dt) for m in layers]
+            grads[f"grad_{key}"] = torch.stack(gs) if stacked else gs[0]
+        self._check_finite_deferred(core, param, layers, grads)
+        wd = float(group["weight_decay"])
+        if wd and core.lr:
+            c = 1.0 - core.lr * wd
+            param = param.replace(S=param.S * c, dK=param.dK * c, dL=param.dL * c)
+        new = core.step(param, counters=self.counters, check_finite=False, **grads)
+        self._store(layers, new)
 
-        A new shape needs a new Parameter object: autograd caches a leaf's shape in its
-        gradient accumulator, which lives as long as any graph through it (for example the
-        previous step's ``loss`` still held by the training loop).
+    def _check_finite_deferred(self, core: Any, param: LowRankParam, layers: list, grads: dict) -> None:
+        """Accumulate NaN/Inf flags on the device; read them back once, before the basis update.
+
+        The members of a stack share one phase, hence one record (start step, flags).
         """
-        old = getattr(layer, name)
-        if old.shape == value.shape:
-            old.data = value
+        start, flags = self._nonfinite.get(id(layers[0]), (param.step, {}))
+        flags = dict(flags)
+        for name, g in grads.items():
+            bad = ~torch.isfinite(g).all()
+            flags[name] = flags[name] | bad if name in flags else bad
+        if (param.step + 1) % core.basis_update_every:  # not the end of the phase: no read-back
+            for m in layers:
+                self._nonfinite[id(m)] = (start, flags)
             return
-        new = torch.nn.Parameter(value, requires_grad=old.requires_grad)
-        setattr(layer, name, new)
-        group = self.param_groups[0]["params"]
-        for j, p in enumerate(group):
-            if p is old:
-                group[j] = new
-        if name == "S":  # the S factors are the optimizer's handle on each layer's state
-            self.state[new] = self.state.pop(old, {})
+        for m in layers:
+            self._nonfinite.pop(id(m), None)
+        if bool(torch.stack(list(flags.values())).any()):  # the one read-back of the phase
+            name = next(n for n, f in flags.items() if bool(f))
+            steps = f"step {start}" if start == param.step else f"steps {start} to {param.step}"
+            msg = f"`{name}` contains NaN or Inf (optimizer {steps}; the basis update was not taken)"
+            raise NonFiniteGradientError(msg, step=param.step, name=name)
 
     # ------------------------------------------------------------------ dense parameters
-    def _dense_update(self, p: torch.Tensor) -> None:
-        core, g, st = self.core, p.grad, self.state[p]
-        h = core.lr
-        name = core.name
-        if name == "heavy-ball":
-            buf = st.get("momentum")
-            buf = g.clone() if buf is None else buf.mul_(core.beta).add_(g)
-            st["momentum"] = buf
-            p.add_(buf, alpha=-h)
-        elif name == "adam":
-            (b1, b2), t = core.betas, st.get("step", 0) + 1
-            m = st.get("exp_avg", torch.zeros_like(p)).mul_(b1).add_(g, alpha=1 - b1)
-            v = st.get("exp_avg_sq", torch.zeros_like(p)).mul_(b2).addcmul_(g, g, value=1 - b2)
-            st.update(step=t, exp_avg=m, exp_avg_sq=v)
-            denom = (v / (1 - b2**t)).sqrt_().add_(core.eps)
-            p.addcdiv_(m, denom, value=-h / (1 - b1**t))
-        else:
-            p.add_(g, alpha=-h)
+    def _dense_step(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        h, wd, family = float(group["lr"]), float(group["weight_decay"]), _family(self.core)
+        for p in params:
+            g = p.grad
+            if g is None:
+                continue
+            st = self.state[p]
+            if wd:
+                p.mul_(1.0 - h * wd)
+            if family == "heavy-ball":
+                buf = st.get("momentum_buffer")
+                buf = g.clone() if buf is None else buf.mul_(group["momentum"]).add_(g)
+                st["momentum_buffer"] = buf
+                p.add_(buf, alpha=-h)
+            elif family == "adam":
+                (b1, b2), t = group["betas"], st.get("step", 0) + 1
+                m = st.get("exp_avg", torch.zeros_like(p)).mul_(b1).add_(g, alpha=1 - b1)
+                v = st.get("exp_avg_sq", torch.zeros_like(p)).mul_(b2).addcmul_(g, g, value=1 - b2)
+                st.update(step=t, exp_avg=m, exp_avg_sq=v)
+                denom = (v / (1 - b2**t)).sqrt_().add_(group["eps"])
+                p.addcdiv_(m, denom, value=-h / (1 - b1**t))
+            else:
+                p.add_(g, alpha=-h)
+
+    # ------------------------------------------------------------------ cycles
+    def _open(self) -> list[tuple[dict[str, Any], LowRankLinear]]:
+        out = []
+        for gi, group in enumerate(self.param_groups):
+            for m in self._layers_of[gi]:
+                st = self.state[m.S]
+                if st and st["step"] % self._group_core(group).cycle_length:
+                    out.append((group, m))
+        return out
+
+    @torch.no_grad()
+    def finish_cycle(self) -> None:
+        """End the cycle of every layer that is between basis updates.
+
+        Afterwards every layer holds ``W = U S V^T`` with orthonormal ``U, V`` at the rank
+        ``W`` has (:meth:`AbstractLowRankOptimizer.finish`: at most one QR pair and one SVD
+        per layer, truncation by the method's rule; ``W`` changes only by what the
+        truncation discards), and the next step starts a new cycle.  A layer at the start
+        of a cycle is left as it is, so calling it twice costs nothing.  Under DDP call it
+        on every rank.
+        """
+        by_group: dict[int, tuple[dict, list]] = {}
+        for group, m in self._open():
+            by_group.setdefault(id(group), (group, []))[1].append(m)
+        for group, layers in by_group.values():
+            for batch in self._batches(layers):
+                core = self._group_core(group, batch[0])
+                new = core.finish(self._param(core, batch), counters=self.counters)
+                self._store(batch, new)
+                for m in batch:
+                    self._nonfinite.pop(id(m), None)
+
+    def _implicit_finish(self, why: str) -> None:
+        if not _distributed():
+            self.finish_cycle()
+            return
+        if self._open():
+            msg = (
+                f"{why} between basis updates under torch.distributed: call optimizer.finish_cycle() on every rank "
+                "first (finishing on one rank only would make the replicas differ)."
+            )
+            raise RuntimeError(msg)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """As ``torch.optim``, after :meth:`finish_cycle` (so it matches the model's state dict)."""
+        self._implicit_finish("optimizer.state_dict()")
+        return super().state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As ``torch.optim``; the state of 16-bit layers is kept in float32 (torch would cast it to the layer's dtype)."""
+        super().load_state_dict(state_dict)
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        mine = [p for g in self.param_groups for p in g["params"]]
+        index = {id(p): i for i, p in zip(saved_ids, mine, strict=False)}
+        for m in self.layers:
+            if m.compute_dtype != m.S.dtype and id(m.S) in index:
+                saved = state_dict["state"].get(index[id(m.S)], {})
+                self.state[m.S] = {
+                    k: v.to(device=m.S.device, dtype=m.compute_dtype) if torch.is_tensor(v) and v.is_floating_point()
+                    else v for k, v in saved.items()
+                }
+        self._nonfinite.clear()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        for name in ("core", "batch_layers", "counters", "_layers_of", "_dense_of", "_cores"):
+            state[name] = getattr(self, name)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._nonfinite = {}
+        for m in self.layers if "_layers_of" in self.__dict__ else ():
+            m._owner = weakref.ref(self)
 
     # ------------------------------------------------------------------ reporting
     def ranks(self) -> list[int]:
-        """Current rank of every low-rank layer, in model order."""
+        """Rank of ``W`` in every low-rank layer (after :meth:`finish_cycle`), in group order."""
+        self._implicit_finish("ranks()")
         return [m.rank for m in self.layers]
 
     def compression(self) -> float:
-        """``1 - (factor entries) / (dense weight entries)`` over the low-rank layers, in percent."""
+        """``1 - (rank-r factor entries) / (dense weight entries)`` over the low-rank layers, in percent
+        (after :meth:`finish_cycle`; the allocated capacity is :attr:`LowRankLinear.num_allocated`)."""
+        self._implicit_finish("compression()")
         dense = sum(m.in_features * m.out_features for m in self.layers)
         return 100.0 * (1.0 - sum(m.num_parameters for m in self.layers) / dense)
 

@@ -45,7 +45,7 @@ def test_layer_gradients_are_the_factor_gradients():
     torch.manual_seed(0)
     layer = LowRankLinear(7, 5, rank=3, dtype=torch.float64)
     x = torch.randn(4, 7, dtype=torch.float64)
-    W = layer.weight().detach().requires_grad_(True)
+    W = layer.weight.detach().requires_grad_(True)
     (x @ W.T).pow(2).sum().backward()
     G = W.grad
     layer(x).sub(layer.bias).pow(2).sum().backward()
@@ -75,7 +75,7 @@ def _represented(model):
     the basis, or of the extra columns of an augmented basis, changes them but not W) and
     every entry of the state dict that is not a factor (biases, dense layers)."""
     factors = {f"{name}.{f}" for name, m in model.named_modules() if isinstance(m, LowRankLinear) for f in FACTORS}
-    out = {f"{name}.W": m.weight().detach() for name, m in model.named_modules() if isinstance(m, LowRankLinear)}
+    out = {f"{name}.W": m.weight.detach() for name, m in model.named_modules() if isinstance(m, LowRankLinear)}
     out.update((k, v) for k, v in model.state_dict().items() if k not in factors)
     return out
 
@@ -99,8 +99,9 @@ def _assert_identical(got, want, where="state"):
 
 @pytest.mark.parametrize("method", ["abc-psi", "ra-bug", "heavy-ball", "adam"])
 def test_state_dict_round_trip(method):
-    """Saving model + optimizer mid-cycle and loading them into fresh objects continues
-    like the uninterrupted run (also across rank changes): same ranks, same weights W.
+    """Saving model + optimizer mid-cycle (which finishes the cycle) and loading them into
+    fresh objects continues like the uninterrupted run that finishes its cycle at the
+    same step (also across rank changes): same ranks, same weights W.
 
     Guards against a round trip that loses or misplaces state.  Checked by planting each
     bug in the library: loading that replaces the factor Parameters, so the optimizer's
@@ -127,7 +128,8 @@ def test_state_dict_round_trip(method):
     ref_opt = LowRankOptimizer(ref_model, method, lr, **options)
     _steps(model, opt, 5)
     _steps(ref_model, ref_opt, 5)
-    saved_model, saved_opt = model.state_dict(), opt.state_dict()
+    saved_model, saved_opt = model.state_dict(), opt.state_dict()  # both finish the open cycle
+    ref_opt.finish_cycle()  # so the uninterrupted run takes the same path
     fresh = _model(seed=7)
     fresh_opt = LowRankOptimizer(fresh, method, lr, **options)
     fresh.load_state_dict(saved_model)
@@ -141,6 +143,9 @@ def test_state_dict_round_trip(method):
     got, want = _represented(fresh), _represented(ref_model)
     assert got.keys() == want.keys()
     for key, b in want.items():
+        if not b.is_floating_point():  # the active sizes
+            assert torch.equal(got[key], b), key
+            continue
         tol = 100 * torch.finfo(b.dtype).eps * b.abs().max().item()
         torch.testing.assert_close(got[key], b, rtol=0, atol=tol, msg=lambda m, key=key: f"{key}: {m}")
 
@@ -152,7 +157,7 @@ def test_equal_layers_are_batched_and_match_unbatched():
     model, ref = _model(), _model()
     opt = LowRankOptimizer(model, "parallel-bug", 0.05)
     ref_opt = LowRankOptimizer(ref, "parallel-bug", 0.05, batch_layers=False)
-    assert [len(g) for g in opt._groups(opt.layers)] == [1, 2]
+    assert [len(g) for g in opt._batches(opt.layers)] == [1, 2]
     _steps(model, opt, 4)
     _steps(ref, ref_opt, 4)
     assert opt.counters.qr == ref_opt.counters.qr == 4 * 2 * 3
