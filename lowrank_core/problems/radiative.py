@@ -505,10 +505,9 @@ def plane_source(
     # cell averages of the Gaussian: the discrete mass is 1 up to the tails beyond x_max
     edges = (np.arange(nx + 1) * dx - x_max) / (math.sqrt(2.0) * width)
     g = 0.5 * np.diff(erf(edges)) / dx
-    y_init = np.zeros((nx, n_moments))
-    y_init[:, 0] = g / math.sqrt(2.0)
+    y0 = g / math.sqrt(2.0)  # Y_init = y0 e_0^T; never formed (nx x n_moments)
 
-    ref = _Reference(_FourierSolution(y_init[:, 0], dx, A, absA, collision), to_xp)
+    ref = _Reference(_FourierSolution(y0, dx, A, absA, collision), to_xp)
 
     def op(M: Any) -> Any:
         if numpy_state:
