@@ -406,7 +406,7 @@ def plane_source(
         Number of cells (``>= 2``); sparse operators, so up to ``1e6`` and beyond.
     n_moments : int, default 29
         Number of Legendre moments ``N`` (:math:`P_{N-1}`), ``>= 2``; with
-        ``stabilisation="roe"`` at most :data:`ROE_MAX_MOMENTS` (``|A|`` is dense).
+        ``stabilisation="roe"`` at most ``ROE_MAX_MOMENTS = 4096`` (``|A|`` is dense).
     r : int, default 10
         Rank of ``Y0``: the rank-1 initial value padded with ``r - 1`` zero singular
         values and seeded random orthonormal directions (as the truncated SVD of the
@@ -428,7 +428,7 @@ def plane_source(
     xp, dtype, device : optional
         Target array namespace (default NumPy), real or complex dtype (default float64)
         and device.  NumPy states get ``scipy.sparse`` operators; other namespaces get
-        dense operators, allowed for ``nx, n_moments <=`` :data:`DENSE_MAX_SIZE`.
+        dense operators, allowed for ``nx, n_moments <=`` ``DENSE_MAX_SIZE = 2048``.
     seed : int or numpy.random.Generator, default 0
         Seed of the padding directions of ``Y0``.
 
