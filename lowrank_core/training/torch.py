@@ -478,7 +478,7 @@ class LowRankOptimizer(torch.optim.Optimizer):
     ) -> None:
         if isinstance(params, torch.nn.Module):
             params = params.parameters()
-        elif isinstance(params, torch.Tensor) or not isinstance(params, Iterable):
+        elif isinstance(params, (str, bytes, torch.Tensor)) or not isinstance(params, Iterable):
             msg = (
                 "`params` must be an iterable of Parameters or of param-group dicts (model.parameters()), or a "
                 f"torch.nn.Module; got {type(params).__name__}."
