@@ -31,6 +31,10 @@ from .integrators import METHODS as METHODS
 from .integrators import RABUG as RABUG
 from .integrators import KSLStrang as KSLStrang
 from .integrators import ParallelBUG as ParallelBUG
+from .integrators import MidpointBUG as MidpointBUG
+from .integrators import ParallelBUG2 as ParallelBUG2
+from .integrators import ProjectedRK as ProjectedRK
+from .integrators import RKBUG as RKBUG
 
 __version__ = "0.1.0"
 
@@ -40,6 +44,10 @@ __all__ = [
     "BUG",
     "RABUG",
     "ParallelBUG",
+    "MidpointBUG",
+    "ParallelBUG2",
+    "ProjectedRK",
+    "RKBUG",
     "KSL",
     "METHODS",
     "RK4",

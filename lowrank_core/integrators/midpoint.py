@@ -1,0 +1,169 @@
+r"""Robust second-order BUG integrators built on the midpoint rule.
+
+* :class:`MidpointBUG` — the midpoint BUG integrator (Ceruti, Einkemmer, Kusch & Lubich
+  2024): a half step of the augmented BUG integrator, then a midpoint Galerkin update in
+  bases augmented by the right-hand side at the half step.
+* :class:`ParallelBUG2` — the same midpoint Galerkin update after a half step of the
+  *parallel* BUG integrator, whose three substeps are independent (after Kusch 2024).
+
+Both are rank adaptive (``tol``/``rtol``, clamped to ``[min_rank, max_rank]``); without a
+tolerance they truncate back to the rank of ``Y0``.  The update
+
+.. math::
+
+    \hat U = \operatorname{orth}[U_{1/2}, F_{1/2} V_{1/2}],\quad
+    \hat V = \operatorname{orth}[V_{1/2}, F_{1/2}^H U_{1/2}],\quad
+    \hat S_1 = \hat U^H Y_0 \hat V + h\, \hat U^H F_{1/2} \hat V
+
+(``F_{1/2} = F(t_{1/2}, Y_{1/2})``) is shared: ``range(U_{1/2}) ⊇ range(U_0)`` so
+``Y_0`` is represented exactly, and the bases contain the column and row spaces of the
+tangent part ``P(Y_{1/2}) F_{1/2}``, so the update is the explicit midpoint rule up to the
+normal component of ``F``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from .._linalg import Counters
+from .._lowrank import LowRank
+from .._problem import AbstractMatrixODE
+from .._truncation import Truncation
+from ._base import AbstractRankAdaptive, StepKit
+
+__all__ = ["MidpointBUG", "ParallelBUG2"]
+
+
+def midpoint_update(
+    kit: StepKit,
+    truncation: Truncation,
+    t0: float,
+    t1: float,
+    Y0: LowRank,
+    U_half: Any,
+    S_half: Any,
+    V_half: Any,
+) -> LowRank:
+    r"""The midpoint Galerkin update shared by :class:`MidpointBUG` and :class:`ParallelBUG2`.
+
+    Parameters
+    ----------
+    kit : StepKit
+    truncation : Truncation
+    t0, t1 : float
+    Y0 : LowRank
+        State at ``t0``, rank ``r``; ``range(U_half) ⊇ range(U0)``, ``range(V_half) ⊇ range(V0)``.
+    U_half (..., m, k), S_half (..., k, l), V_half (..., n, l)
+        The half-step state ``Y_{1/2} = U_half S_half V_half^H`` (orthonormal bases).
+
+    Returns
+    -------
+    LowRank
+        ``Y1``, the truncation of ``Û Ŝ1 V̂^H`` (bases ``m x 2k``, ``n x 2l``).
+    """
+    xp = kit.xp
+    t_half = t0 + 0.5 * (t1 - t0)
+    Y_half = LowRank._trusted(U_half, S_half, V_half, xp)
+    # F at the midpoint is always a point value (also with exact substeps: the basis needs it)
+    kit.counters.rhs_evals += math.prod(Y0.batch_shape)
+    F_half = kit.problem.evaluate(t_half, Y_half)
+    U_hat, _ = kit.qr(xp.concat([U_half, F_half.F_V(V_half)], axis=-1))
+    V_hat, _ = kit.qr(xp.concat([V_half, F_half.FH_U(U_half)], axis=-1))
+    if kit.substep.needs_increments:
+        # the exact integral of the Y-independent F replaces the midpoint quadrature h F_{1/2}
+        kit.counters.rhs_evals += math.prod(Y0.batch_shape)
+        change = kit.problem.increment(t0, t1, xp).UH_F_V(U_hat, V_hat)
+    else:
+        change = (t1 - t0) * F_half.UH_F_V(U_hat, V_hat)
+    S_hat = kit.project(Y0, U_hat, V_hat) + change
+    P, s, Q = kit.svd(S_hat)
+    return kit.truncate(truncation, U_hat, P, s, Q, V_hat, Y0.rank)
+
+
+class MidpointBUG(AbstractRankAdaptive):
+    r"""Midpoint BUG integrator (Ceruti, Einkemmer, Kusch & Lubich 2024), rank adaptive.
+
+    One step ``t0 -> t1 = t0 + h`` from ``Y0 = U0 S0 V0^H`` of rank ``r``,
+    ``t½ = t0 + h/2``:
+
+    1. Half step of the augmented BUG integrator (:class:`~lowrank_core.RABUG` without
+       truncation): K- and L-steps on ``[t0, t½]`` from ``Y0``; ``U½ = orth([K½, U0])``
+       (``m x 2r``), ``V½ = orth([L½, V0])`` (``n x 2r``); Galerkin S-step on ``[t0, t½]``
+       from ``(U½^H U0) S0 (V0^H V½)`` -> ``S½``; ``Y½ = U½ S½ V½^H`` (rank ``<= 2r``).
+    2. Evaluate ``F½ = F(t½, Y½)``; augment ``Û = orth([U½, F½ V½])`` (``m x 4r``),
+       ``V̂ = orth([V½, F½^H U½])`` (``n x 4r``).
+    3. Midpoint Galerkin update ``Ŝ1 = (Û^H U0) S0 (V0^H V̂) + h Û^H F½ V̂`` (with
+       ``substep="exact"`` the increment ``Û^H (A(t1) - A(t0)) V̂`` replaces ``h Û^H F½ V̂``).
+    4. Truncate ``Ŝ1`` (SVD ``4r x 4r``) with ``theta = tol + rtol ||Ŝ1||_F``, clamped to
+       ``[min_rank, max_rank]`` (``max_rank`` defaults to ``4r``); without ``tol``/``rtol``
+       back to rank ``r``.
+
+    Cost per step: 4 thin QR (``m x 2r``, ``n x 2r``, ``m x 4r``, ``n x 4r``), 1 SVD
+    (``4r x 4r``), 2 right-hand-side points with Euler substeps (``F(t0, Y0)``, shared by
+    the K-, L- and S-steps of the half step, and ``F(t½, Y½)``).  Robust second order:
+    ``||Y_n - A(t_n)|| <= c0 δ + c1 ε̂ + c2 h ε + c3 h^2 + c4 n theta`` with constants
+    independent of the singular values (ε the normal component of ``F`` at rank ``r``, ε̂
+    at the augmented rank).  Not exact for general rank-``r`` paths (the midpoint basis
+    misses ``A(t1) V0`` at ``O(h^2)``); exact for rank-``r`` paths affine in ``t``.
+    """
+
+    name: ClassVar[str] = "midpoint-bug"
+    order: ClassVar[int] = 2
+
+    def step(
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
+    ) -> tuple[LowRank, Any]:
+        kit = self.kit(problem, Y0, counters)
+        t_half = t0 + 0.5 * (t1 - t0)
+        K, L, F0 = kit.kl_steps(t0, t_half, Y0)
+        U_half = kit.augment(K, Y0.U)
+        V_half = kit.augment(L, Y0.V)
+        S_half = kit.s_step(t0, t_half, kit.project(Y0, U_half, V_half), U_half, V_half, first=F0)
+        return midpoint_update(kit, self.truncation, t0, t1, Y0, U_half, S_half, V_half), state
+
+
+class ParallelBUG2(AbstractRankAdaptive):
+    r"""Second-order robust parallel BUG integrator (after Kusch 2024), rank adaptive.
+
+    One step ``t0 -> t1 = t0 + h`` from ``Y0 = U0 S0 V0^H`` of rank ``r``,
+    ``t½ = t0 + h/2``; the substeps of step 1 are independent of each other, as are
+    the two QR of step 2:
+
+    1. Half step of the parallel BUG integrator (:class:`~lowrank_core.ParallelBUG`,
+       untruncated): K-, L- and S-steps on ``[t0, t½]``, all from ``Y0``;
+       ``[U0, Ũ] = orth([U0, K½])``, ``[V0, Ṽ] = orth([V0, L½])``;
+       ``S½ = [[S̄½, L½^H Ṽ], [Ũ^H K½, 0]]`` in the bases ``U½ = [U0, Ũ]``,
+       ``V½ = [V0, Ṽ]`` (rank ``<= 2r``).
+    2.-4. As :class:`MidpointBUG`: ``F½ = F(t½, Y½)``, ``Û = orth([U½, F½ V½])``,
+       ``V̂ = orth([V½, F½^H U½])``, midpoint Galerkin update, truncation.
+
+    Cost per step: 4 thin QR (``m x 2r``, ``n x 2r``, ``m x 4r``, ``n x 4r``), 1 SVD
+    (``4r x 4r``), 2 right-hand-side points with Euler substeps.  The dropped block
+    ``Ũ^H F Ṽ`` of the half step is ``O(h ε + h^2)`` (the tangent part of ``F`` has no
+    component in it), so ``Y½`` is first-order accurate and the midpoint update is
+    robust second order as for :class:`MidpointBUG`.
+    """
+
+    name: ClassVar[str] = "parallel-bug-2"
+    order: ClassVar[int] = 2
+
+    def step(
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
+    ) -> tuple[LowRank, Any]:
+        xp = Y0.xp
+        kit = self.kit(problem, Y0, counters)
+        t_half = t0 + 0.5 * (t1 - t0)
+        r = Y0.rank
+        K, L, F0 = kit.kl_steps(t0, t_half, Y0)
+        S_bar = kit.s_step(t0, t_half, Y0.S, Y0.U, Y0.V, first=F0)
+        U_new = kit.augment(Y0.U, K)[..., r:]  # orth([U0, K]): the first r columns span U0
+        V_new = kit.augment(Y0.V, L)[..., r:]
+        k_u, k_v = U_new.shape[-1], V_new.shape[-1]
+        zero = xp.zeros((*Y0.batch_shape, k_u, k_v), dtype=Y0.S.dtype, device=Y0.device)
+        top = xp.concat([S_bar, kit.mm(kit.ch(L), V_new)], axis=-1)
+        bottom = xp.concat([kit.mm(kit.ch(U_new), K), zero], axis=-1)
+        S_half = xp.concat([top, bottom], axis=-2)
+        U_half = xp.concat([Y0.U, U_new], axis=-1)
+        V_half = xp.concat([Y0.V, V_new], axis=-1)
+        return midpoint_update(kit, self.truncation, t0, t1, Y0, U_half, S_half, V_half), state

@@ -1,0 +1,296 @@
+r"""Runge–Kutta low-rank integrators: the robust RK-BUG family and projected Runge–Kutta.
+
+* :class:`RKBUG` — Runge–Kutta BUG (Riffaud & Nobile 2025): one augmented BUG step per
+  stage of an explicit Runge–Kutta method; robust, the order of the tableau until the
+  error reaches the truncation plateau; rank adaptive.
+* :class:`ProjectedRK` — projected Runge–Kutta (Kieri & Vandereycken 2019; the methods of
+  Carrel's toolbox): the tangent projections ``P(Y_j) F(t_j, Y_j)`` of the stages combined
+  by the tableau and retracted to rank ``r`` by a truncated SVD.  Cheapest per step but
+  *not robust*: its retraction has curvature ``1 / sigma_r``.
+
+Both take the same tableaux (:data:`TABLEAUX`): ``"heun"`` (order 2), ``"ssprk3"`` (3)
+and ``"rk4"`` (4).  The stages evaluate ``F`` directly, so neither uses a substep
+solver: the ``substep`` argument is accepted for a uniform interface (``solve`` passes it
+to every method) but only a solver that evaluates ``F`` pointwise is allowed, and it has
+no effect.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .._linalg import Counters
+from .._lowrank import LowRank
+from .._problem import AbstractMatrixODE
+from .._truncation import Truncation
+from ._base import AbstractIntegrator, AbstractRankAdaptive, StepKit
+
+__all__ = ["TABLEAUX", "ButcherTableau", "ProjectedRK", "RKBUG"]
+
+
+@dataclass(frozen=True)
+class ButcherTableau:
+    """An explicit Runge–Kutta method: ``a`` strictly lower triangular (rows of stage
+    weights), ``b`` the weights of the update, ``c`` the stage times, ``order`` its
+    classical order."""
+
+    name: str
+    a: tuple[tuple[float, ...], ...]
+    b: tuple[float, ...]
+    c: tuple[float, ...]
+    order: int
+
+
+#: The tableaux of ``method="rk-bug"`` and ``method="projected-rk"`` (``tableau=``).
+TABLEAUX: dict[str, ButcherTableau] = {
+    "heun": ButcherTableau("heun", ((), (1.0,)), (0.5, 0.5), (0.0, 1.0), 2),
+    "ssprk3": ButcherTableau(
+        "ssprk3", ((), (1.0,), (0.25, 0.25)), (1.0 / 6.0, 1.0 / 6.0, 2.0 / 3.0), (0.0, 1.0, 0.5), 3
+    ),
+    "rk4": ButcherTableau(
+        "rk4",
+        ((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)),
+        (1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0),
+        (0.0, 0.5, 0.5, 1.0),
+        4,
+    ),
+}
+
+
+def resolve_tableau(tableau: Any, method: str) -> ButcherTableau:
+    """``tableau`` validated: a name from :data:`TABLEAUX`."""
+    if not isinstance(tableau, str):
+        msg = (
+            f"`tableau` of method {method!r} must be a name, one of {sorted(TABLEAUX)}; "
+            f"got {tableau!r} of type {type(tableau).__name__}."
+        )
+        raise TypeError(msg)
+    key = tableau.lower()
+    if key not in TABLEAUX:
+        msg = f"unknown `tableau` {tableau!r} for method {method!r}; choose one of {sorted(TABLEAUX)}."
+        raise ValueError(msg)
+    return TABLEAUX[key]
+
+
+def _check_pointwise_substep(integrator: AbstractIntegrator) -> None:
+    if integrator.substep.needs_increments:
+        msg = (
+            f"substep={integrator.substep.name!r} does not apply to method {integrator.name!r}: its "
+            "Runge-Kutta stages evaluate F at points (the tableau replaces the substep solver). "
+            "Drop `substep`."
+        )
+        raise ValueError(msg)
+
+
+def _count_point(kit: StepKit, t: float, Y: LowRank) -> Any:
+    """``F`` bound to ``(t, Y)``, counted as one point per matrix of the stack."""
+    kit.counters.rhs_evals += math.prod(Y.batch_shape)
+    return kit.problem.evaluate(t, Y)
+
+
+def _weighted(kit: StepKit, terms: list[tuple[float, Any]], U: Any, V: Any) -> Any:
+    """``sum_j w_j U^H F_j V`` over ``terms = [(w_j, F_j)]`` (``w_j != 0``)."""
+    total = None
+    for w, F in terms:
+        part = w * F.UH_F_V(U, V)
+        total = part if total is None else total + part
+    return total
+
+
+class RKBUG(AbstractRankAdaptive):
+    r"""Runge–Kutta BUG integrator (Riffaud & Nobile 2025), rank adaptive.
+
+    One step ``t0 -> t1 = t0 + h`` from ``Y0 = U0 S0 V0^H`` of rank ``r`` with an explicit
+    tableau ``(a, b, c)`` of ``s`` stages; ``Y_1 = Y0`` and ``F_j = F(t0 + c_j h, Y_j)``:
+
+    1. For each stage ``i = 2..s`` (a BUG step with explicit-Euler-type substeps built
+       from the earlier stages ``J_i = {j < i : a_ij != 0}``):
+
+       a. basis update ``Û_i = orth([U0, F_j V_j for j in C_i])``,
+          ``V̂_i = orth([V0, F_j^H U_j for j in C_i])``, where ``C_i = J_i ∪ C_j (j in J_i)``
+          collects the stages that generated the bases of the stages used, so
+          ``range(Û_i) ⊇ range(U_j)`` for ``j in J_i`` without repeating dependent columns;
+       b. Galerkin ``Ŝ_i = (Û_i^H U0) S0 (V0^H V̂_i) + h sum_{j in J_i} a_ij Û_i^H F_j V̂_i``;
+       c. truncation ``Y_i = U_i S_i V_i^H`` of ``Û_i Ŝ_i V̂_i^H`` (SVD), by the same rule
+          as the final state.
+    2. The same with the weights ``b`` in place of row ``i`` of ``a`` gives ``Y1``.
+
+    The bases of a stage contain the column and row spaces of the tangent parts
+    ``P(Y_j) F_j`` (``range(U_j) + range(F_j V_j)``), so each Galerkin step is the
+    Runge–Kutta stage up to the normal components of ``F``.
+
+    Cost per step (``r`` the rank, every stage kept at rank ``r``; ``k`` stages used in
+    ``C``): thin QR ``m x (k + 1) r`` and ``n x (k + 1) r`` and one SVD of the same size
+    per stage and for ``Y1``, ``s`` F points.  ``heun``: QR ``2r``, ``3r`` columns, SVD
+    ``2r``, ``3r``, 2 F points; ``ssprk3``: ``2r``, ``3r``, ``4r``, 3 F points; ``rk4``:
+    ``2r``, ``3r``, ``4r``, ``5r``, 4 F points.  Error ``C (h^p + plateau + theta/h)``
+    with ``p`` the order of the tableau and constants independent of the singular values;
+    the plateau is the truncation error of the stages and of ``Y1`` (it vanishes at full
+    rank).
+
+    Parameters
+    ----------
+    tableau : {"heun", "ssprk3", "rk4"}, default "rk4"
+    substep
+        Accepted for a uniform interface; unused (see the module docstring).  A solver
+        with exact increments (``"exact"``) raises ``ValueError``.
+    tol, rtol, min_rank, max_rank, truncation_rule
+        As for :class:`~lowrank_core.RABUG`; they apply to every stage and to ``Y1``.
+    """
+
+    name: ClassVar[str] = "rk-bug"
+    order: ClassVar[int] = 4
+    TABLEAUX: ClassVar[dict[str, ButcherTableau]] = TABLEAUX
+
+    def __init__(
+        self,
+        tableau: str = "rk4",
+        *,
+        substep: Any = "rk4",
+        tol: float | None = None,
+        rtol: float | None = None,
+        min_rank: int = 1,
+        max_rank: int | None = None,
+        truncation_rule: str = "tail",
+    ) -> None:
+        super().__init__(
+            substep=substep, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank, truncation_rule=truncation_rule
+        )
+        _check_pointwise_substep(self)
+        self.tableau = resolve_tableau(tableau, self.name)
+        self.order = self.tableau.order  # type: ignore[misc]
+
+    def step(
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
+    ) -> tuple[LowRank, Any]:
+        kit = self.kit(problem, Y0, counters)
+        tab = self.tableau
+        h = t1 - t0
+        s = len(tab.b)
+        values = [_count_point(kit, t0, Y0)]
+        blocks = [(values[0].F_V(Y0.V), values[0].FH_U(Y0.U))]  # (F_j V_j, F_j^H U_j)
+        closures: list[set[int]] = [set()]
+        for i in range(1, s + 1):
+            weights = tab.a[i] if i < s else tab.b
+            used = [j for j, w in enumerate(weights) if w != 0.0]
+            closure = set(used).union(*(closures[j] for j in used))
+            Y = self._galerkin(kit, Y0, values, blocks, sorted(closure), used, weights, h)
+            if i == s:
+                return Y, state
+            closures.append(closure)
+            values.append(_count_point(kit, t0 + tab.c[i] * h, Y))
+            blocks.append((values[i].F_V(Y.V), values[i].FH_U(Y.U)))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _galerkin(
+        self, kit: StepKit, Y0: LowRank, values: list, blocks: list, closure: list, used: list, weights: Any, h: float
+    ) -> LowRank:
+        """One BUG step of the tableau row ``weights``: basis update, Galerkin, truncation."""
+        xp = kit.xp
+        U_hat, _ = kit.qr(xp.concat([Y0.U, *(blocks[j][0] for j in closure)], axis=-1))
+        V_hat, _ = kit.qr(xp.concat([Y0.V, *(blocks[j][1] for j in closure)], axis=-1))
+        terms = [(h * weights[j], values[j]) for j in used]
+        S_hat = kit.project(Y0, U_hat, V_hat) + _weighted(kit, terms, U_hat, V_hat)
+        P, s, Q = kit.svd(S_hat)
+        return kit.truncate(self.truncation, U_hat, P, s, Q, V_hat, Y0.rank)
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace("(", f"(tableau={self.tableau.name!r}, ", 1)
+
+
+class ProjectedRK(AbstractIntegrator):
+    r"""Projected Runge–Kutta integrator (Kieri & Vandereycken 2019), fixed rank; not robust.
+
+    One step ``t0 -> t1 = t0 + h`` from ``Y0 = U0 S0 V0^H`` of rank ``r`` with an explicit
+    tableau ``(a, b, c)``; ``Y_1 = Y0``, ``F_j = F(t0 + c_j h, Y_j)`` and the tangent
+    vector ``T_j = P(Y_j) F_j = X_j V_j^H + U_j L_j^H`` with ``L_j = F_j^H U_j``,
+    ``X_j = F_j V_j - U_j (U_j^H F_j V_j)``:
+
+    1. For each stage ``i = 2..s``: ``Y_i = T_r(Y0 + h sum_{j<i} a_ij T_j)``, where the sum
+       is held in factored form ``Lf C Rf^H`` with ``Lf = [U0, X_1, (X_j, U_j)_{j>1}]``,
+       ``Rf = [V0 S0^H + h a_i1 L_1, V0, (V_j, L_j)_{j>1}]`` (terms with ``a_ij = 0``
+       left out) and ``T_r`` is the truncated SVD: QR of ``Lf`` and ``Rf``, SVD of
+       ``R_L C R_R^H``, keep ``r``.
+    2. ``Y1 = T_r(Y0 + h sum_j b_j T_j)`` in the same way.
+
+    Cost per step: ``heun``: 4 QR (``2r``, ``4r`` columns, each for ``m`` and ``n``), 2 SVD,
+    2 F points; ``ssprk3``: 6 QR (``2r``, ``4r``, ``6r``), 3 SVD, 3 F points; ``rk4``:
+    8 QR (``2r``, ``3r``, ``3r``, ``8r``), 4 SVD, 4 F points.  Order ``p`` of the tableau
+    while ``h`` is small against ``sigma_r`` (the retraction's curvature is
+    ``1 / sigma_r``); **not robust**: once ``sigma_r`` is small against ``h`` the
+    error is no longer bounded independently of ``sigma_r``.  Use :class:`RKBUG` for the
+    same tableaux with a robust bound.
+
+    Parameters
+    ----------
+    tableau : {"heun", "ssprk3", "rk4"}, default "rk4"
+    substep
+        Accepted for a uniform interface; unused.  ``"exact"`` raises ``ValueError``.
+    """
+
+    name: ClassVar[str] = "projected-rk"
+    order: ClassVar[int] = 4
+    TABLEAUX: ClassVar[dict[str, ButcherTableau]] = TABLEAUX
+
+    def __init__(self, tableau: str = "rk4", *, substep: Any = "rk4") -> None:
+        super().__init__(substep=substep)
+        _check_pointwise_substep(self)
+        self.tableau = resolve_tableau(tableau, self.name)
+        self.order = self.tableau.order  # type: ignore[misc]
+        self.truncation = Truncation()
+
+    def step(
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
+    ) -> tuple[LowRank, Any]:
+        kit = self.kit(problem, Y0, counters)
+        tab = self.tableau
+        h = t1 - t0
+        tangents = [self._tangent(kit, Y0, _count_point(kit, t0, Y0))]
+        for i in range(1, len(tab.b) + 1):
+            weights = tab.a[i] if i < len(tab.b) else tab.b
+            Y = self._retract(kit, Y0, tangents, weights, h)
+            if i == len(tab.b):
+                return Y, state
+            tangents.append(self._tangent(kit, Y, _count_point(kit, t0 + tab.c[i] * h, Y)))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _tangent(kit: StepKit, Y: LowRank, F: Any) -> tuple[Any, Any, Any, Any]:
+        """``(U, X, V, L)`` with ``P(Y) F = X V^H + U L^H``."""
+        K = F.F_V(Y.V)
+        L = F.FH_U(Y.U)
+        X = K - kit.mm(Y.U, kit.mm(kit.ch(Y.U), K))
+        return Y.U, X, Y.V, L
+
+    def _retract(self, kit: StepKit, Y0: LowRank, tangents: list, weights: Any, h: float) -> LowRank:
+        """``T_r(Y0 + h sum_j w_j T_j)`` from the factored sum."""
+        xp = kit.xp
+        r = Y0.rank
+        _, X1, _, L1 = tangents[0]
+        w1 = h * weights[0]
+        left = [Y0.U]
+        right = [kit.mm(Y0.V, kit.ch(Y0.S)) + w1 * L1 if w1 != 0.0 else kit.mm(Y0.V, kit.ch(Y0.S))]
+        scales = [1.0]
+        if w1 != 0.0:
+            left.append(X1)
+            right.append(Y0.V)
+            scales.append(w1)
+        for j in range(1, len(weights)):
+            w = h * weights[j]
+            if w == 0.0:
+                continue
+            U, X, V, L = tangents[j]
+            left += [X, U]
+            right += [V, L]
+            scales += [w, w]
+        Q_l, R_l = kit.qr(xp.concat(left, axis=-1))
+        Q_r, R_r = kit.qr(xp.concat(right, axis=-1))
+        # core C = blockdiag(scales_k I_r): R_l C R_r^H with the scales applied to R_l's blocks
+        R_l_scaled = xp.concat([scales[k] * R_l[..., k * r : (k + 1) * r] for k in range(len(scales))], axis=-1)
+        P, s, Q = kit.svd(kit.mm(R_l_scaled, kit.ch(R_r)))
+        return kit.truncate(self.truncation, Q_l, P, s, Q, Q_r, r)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(tableau={self.tableau.name!r})"
