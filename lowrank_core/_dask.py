@@ -112,6 +112,11 @@ class _Session:
 
     syncs: int = 0
     persists: int = 0
+    #: Whether tall QRs persist their outputs: needed only when the step synchronises
+    #: after them (rank-adaptive methods), else the end-of-step cut computes them once.
+    #: Learned from the previous step (True for the first).
+    persist_qr: bool = True
+    step_syncs: int = 0
     base: Any = None  # the scheduler ``get`` in force when the solve started
     client: Any = None  # the distributed Client, if one is the default
 
@@ -154,7 +159,10 @@ def dask_scope(Y0: Any) -> Iterator[_Session | None]:
     session = _Session(base=dask.base.get_scheduler(collections=[Y0.U]), client=_default_client())
     token = _SESSION.set(session)
     try:
-        with dask.config.set(scheduler=_CountingGet(session)):
+        # Low-level fusion renames keys (``getitem`` -> ``matmul-getitem`` aliases), so a
+        # key persisted in one submission would come back with another definition in the
+        # next: the distributed scheduler warns of deadlocks.  Keys are kept as built.
+        with dask.config.set({"scheduler": _CountingGet(session), "optimization.fuse.active": False}):
             yield session
     finally:
         _SESSION.reset(token)
@@ -197,6 +205,10 @@ def cut(Y: Any, t: float, step: int, check_finite: bool) -> Any:
 
     if not is_dask_namespace(Y.xp):
         return Y
+    session = _SESSION.get()
+    if session is not None:
+        session.persist_qr = session.step_syncs > 0
+        session.step_syncs = 0
     U, S, V = persist(Y.U, Y.S, Y.V)
     if check_finite:
         xp = Y.xp
@@ -349,6 +361,9 @@ def _np_namespace() -> Any:
 
 def _in_memory(x: Any) -> Any:
     """``x`` computed into the driver's memory (one synchronisation)."""
+    session = _SESSION.get()
+    if session is not None:
+        session.step_syncs += 1
     (out,) = compute(x)
     return out
 
@@ -372,15 +387,17 @@ def thin_qr(x: Any) -> tuple[Any, Any]:
     """Thin QR of a Dask array ``x (p, k)`` (the conventions of :func:`lowrank_core._linalg.thin_qr`).
 
     Tall (``p >= k``) arrays: :func:`tsqr`, its outputs persisted (a graph cut, so the
-    work before it is not repeated by later synchronisations).  Wide ones (``p < k``,
-    small): in memory.
+    work before it is not repeated by a later synchronisation of the step) when the
+    previous step of the solve synchronised mid-step (and in the first step); otherwise
+    left lazy for the end-of-step cut.  Wide ones (``p < k``, small): in memory.
     """
     from . import _linalg
 
     _check_2d(x, "thin QR")
     p, k = x.shape
     if p >= k:
-        return persist(*tsqr(x))
+        session = _SESSION.get()
+        return persist(*tsqr(x)) if session is None or session.persist_qr else tsqr(x)
     q, r = _linalg.thin_qr(_in_memory(x), _np_namespace())
     return _one_chunk(q), _one_chunk(r)
 

@@ -91,8 +91,19 @@ def is_torch_sparse(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor) and x.layout != torch.strided
 
 
+def is_block_operator(x: Any) -> bool:
+    """A row-block operator applied by halo exchange (:class:`lowrank_core.dask.StencilOperator`)."""
+    return bool(getattr(type(x), "_lowrank_row_block", False))
+
+
+def _dask_or_numpy(x: Any) -> bool:
+    return bool(array_api_compat.is_dask_array(x) or array_api_compat.is_numpy_array(x))
+
+
 def operator_kind(x: Any) -> str | None:
     """The kind of a non-dense operator (a key of :data:`STATE_LIBRARY`), else ``None``."""
+    if is_block_operator(x):
+        return "row-block stencil operator"
     if is_torch_sparse(x):
         return "PyTorch sparse tensor"
     if is_cupy_sparse(x):
@@ -111,6 +122,7 @@ STATE_LIBRARY: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "CuPy sparse matrix": ("CuPy", array_api_compat.is_cupy_array),
     "SciPy sparse matrix": ("NumPy", array_api_compat.is_numpy_array),
     "SciPy LinearOperator": ("NumPy", array_api_compat.is_numpy_array),
+    "row-block stencil operator": ("Dask or NumPy", _dask_or_numpy),
 }
 
 
@@ -253,6 +265,8 @@ class _MatrixFree:
 
 
 def _wrap(a: Any) -> Any:
+    if is_block_operator(a):  # applies itself (halo exchange on Dask row chunks)
+        return a
     if is_torch_sparse(a):
         return _TorchSparse(a)
     if is_scipy_sparse(a) or is_cupy_sparse(a):
