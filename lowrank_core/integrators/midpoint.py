@@ -32,7 +32,31 @@ from .._problem import AbstractMatrixODE
 from .._truncation import Truncation
 from ._base import AbstractRankAdaptive, StepKit
 
-__all__ = ["MidpointBUG", "ParallelBUG2"]
+__all__ = ["MidpointBUG", "ParallelBUG2", "augment_orthogonal"]
+
+
+def augment_orthogonal(kit: StepKit, Q: Any, X: Any) -> Any:
+    r"""``[Q, Q_X]`` with orthonormal columns and ``range ⊇ range([Q, X])``, from one counted
+    thin QR of ``[Q, X]`` (``(..., m, k + l)``; its first ``k`` columns span ``range(Q)``,
+    ``Q (..., m, k)`` orthonormal).
+
+    Columns of ``Q_X`` whose ``|R[i, i]|`` is at round-off level (``<= 1e3 m eps ||X||_F``
+    per matrix) are set to zero: they are directions of ``X`` already in ``range(Q)`` or in
+    the earlier columns (for instance ``F = B - Y`` puts ``B V0`` in both halves of the
+    midpoint basis).  A plain QR completes them with arbitrary orthonormal vectors (their
+    choice depends on rounding and on the QR route), and the Galerkin step would pick up
+    ``F`` in those arbitrary directions: an ``O(h)`` difference in the result and a noisy
+    rank.  The zero columns only add zero rows to the Galerkin core, which its SVD puts last.
+    """
+    xp = kit.xp
+    k = Q.shape[-1]
+    Q_full, R = kit.qr(xp.concat([Q, X], axis=-1))
+    d = xp.abs(xp.linalg.diagonal(R) if hasattr(xp.linalg, "diagonal") else xp.diagonal(R))[..., k:]
+    eps = float(xp.finfo(d.dtype).eps)
+    scale = xp.sqrt(xp.sum(xp.abs(X) ** 2, axis=(-2, -1)))
+    keep = d > (1e3 * X.shape[-2] * eps) * scale[..., None]
+    Q_X = Q_full[..., k:] * xp.astype(keep, Q_full.dtype)[..., None, :]
+    return xp.concat([Q, Q_X], axis=-1)
 
 
 def midpoint_update(
@@ -60,7 +84,8 @@ def midpoint_update(
     Returns
     -------
     LowRank
-        ``Y1``, the truncation of ``Û Ŝ1 V̂^H`` (bases ``m x 2k``, ``n x 2l``).
+        ``Y1``, the truncation of ``Û Ŝ1 V̂^H`` (bases ``m x 2k``, ``n x 2l``; the
+        second halves from :func:`augment_orthogonal`).
     """
     xp = kit.xp
     t_half = t0 + 0.5 * (t1 - t0)
@@ -68,8 +93,8 @@ def midpoint_update(
     # F at the midpoint is always a point value (also with exact substeps: the basis needs it)
     kit.counters.rhs_evals += math.prod(Y0.batch_shape)
     F_half = kit.problem.evaluate(t_half, Y_half)
-    U_hat, _ = kit.qr(xp.concat([U_half, F_half.F_V(V_half)], axis=-1))
-    V_hat, _ = kit.qr(xp.concat([V_half, F_half.FH_U(U_half)], axis=-1))
+    U_hat = augment_orthogonal(kit, U_half, F_half.F_V(V_half))
+    V_hat = augment_orthogonal(kit, V_half, F_half.FH_U(U_half))
     if kit.substep.needs_increments:
         # the exact integral of the Y-independent F replaces the midpoint quadrature h F_{1/2}
         kit.counters.rhs_evals += math.prod(Y0.batch_shape)
@@ -92,7 +117,8 @@ class MidpointBUG(AbstractRankAdaptive):
        (``m x 2r``), ``V½ = orth([L½, V0])`` (``n x 2r``); Galerkin S-step on ``[t0, t½]``
        from ``(U½^H U0) S0 (V0^H V½)`` -> ``S½``; ``Y½ = U½ S½ V½^H`` (rank ``<= 2r``).
     2. Evaluate ``F½ = F(t½, Y½)``; augment ``Û = orth([U½, F½ V½])`` (``m x 4r``),
-       ``V̂ = orth([V½, F½^H U½])`` (``n x 4r``).
+       ``V̂ = orth([V½, F½^H U½])`` (``n x 4r``), directions of ``F½ V½`` already in
+       ``U½`` (round-off level) left out as zero columns (:func:`augment_orthogonal`).
     3. Midpoint Galerkin update ``Ŝ1 = (Û^H U0) S0 (V0^H V̂) + h Û^H F½ V̂`` (with
        ``substep="exact"`` the increment ``Û^H (A(t1) - A(t0)) V̂`` replaces ``h Û^H F½ V̂``).
     4. Truncate ``Ŝ1`` (SVD ``4r x 4r``) with ``theta = tol + rtol ||Ŝ1||_F``, clamped to

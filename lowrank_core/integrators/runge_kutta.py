@@ -26,6 +26,7 @@ from .._lowrank import LowRank
 from .._problem import AbstractMatrixODE
 from .._truncation import Truncation
 from ._base import AbstractIntegrator, AbstractRankAdaptive, StepKit
+from .midpoint import augment_orthogonal
 
 __all__ = ["TABLEAUX", "ButcherTableau", "ProjectedRK", "RKBUG"]
 
@@ -109,7 +110,9 @@ class RKBUG(AbstractRankAdaptive):
        from the earlier stages ``J_i = {j < i : a_ij != 0}``):
 
        a. basis update ``Û_i = orth([U0, F_j V_j for j in C_i])``,
-          ``V̂_i = orth([V0, F_j^H U_j for j in C_i])``, where ``C_i = J_i ∪ C_j (j in J_i)``
+          ``V̂_i = orth([V0, F_j^H U_j for j in C_i])`` (round-off-level directions left
+          out as zero columns, :func:`~lowrank_core.integrators.midpoint.augment_orthogonal`),
+          where ``C_i = J_i ∪ C_j (j in J_i)``
           collects the stages that generated the bases of the stages used, so
           ``range(Û_i) ⊇ range(U_j)`` for ``j in J_i`` without repeating dependent columns;
        b. Galerkin ``Ŝ_i = (Û_i^H U0) S0 (V0^H V̂_i) + h sum_{j in J_i} a_ij Û_i^H F_j V̂_i``;
@@ -121,11 +124,10 @@ class RKBUG(AbstractRankAdaptive):
     ``P(Y_j) F_j`` (``range(U_j) + range(F_j V_j)``), so each Galerkin step is the
     Runge–Kutta stage up to the normal components of ``F``.
 
-    Cost per step (``r`` the rank, every stage kept at rank ``r``; ``k`` stages used in
-    ``C``): thin QR ``m x (k + 1) r`` and ``n x (k + 1) r`` and one SVD of the same size
-    per stage and for ``Y1``, ``s`` F points.  ``heun``: QR ``2r``, ``3r`` columns, SVD
-    ``2r``, ``3r``, 2 F points; ``ssprk3``: ``2r``, ``3r``, ``4r``, 3 F points; ``rk4``:
-    ``2r``, ``3r``, ``4r``, ``5r``, 4 F points.  Error ``C (h^p + plateau + theta/h)``
+    Cost per step (``r`` the rank, every stage kept at rank ``r``; ``k`` stages in
+    ``C``): thin QR ``m x (k + 1) r`` and ``n x (k + 1) r`` and one SVD ``(k + 1) r`` per
+    stage and for ``Y1``, ``s`` F points.  ``heun``: ``2r``, ``3r`` (2 F points);
+    ``ssprk3``: ``2r``, ``3r``, ``4r`` (3); ``rk4``: ``2r``, ``3r``, ``4r``, ``5r`` (4).  Error ``C (h^p + plateau + theta/h)``
     with ``p`` the order of the tableau and constants independent of the singular values;
     the plateau is the truncation error of the stages and of ``Y1`` (it vanishes at full
     rank).
@@ -189,8 +191,8 @@ class RKBUG(AbstractRankAdaptive):
     ) -> LowRank:
         """One BUG step of the tableau row ``weights``: basis update, Galerkin, truncation."""
         xp = kit.xp
-        U_hat, _ = kit.qr(xp.concat([Y0.U, *(blocks[j][0] for j in closure)], axis=-1))
-        V_hat, _ = kit.qr(xp.concat([Y0.V, *(blocks[j][1] for j in closure)], axis=-1))
+        U_hat = augment_orthogonal(kit, Y0.U, xp.concat([blocks[j][0] for j in closure], axis=-1))
+        V_hat = augment_orthogonal(kit, Y0.V, xp.concat([blocks[j][1] for j in closure], axis=-1))
         terms = [(h * weights[j], values[j]) for j in used]
         S_hat = kit.project(Y0, U_hat, V_hat) + _weighted(kit, terms, U_hat, V_hat)
         P, s, Q = kit.svd(S_hat)
