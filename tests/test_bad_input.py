@@ -977,10 +977,17 @@ row(
     torch_=True,
 )
 row(
-    "layer-dtype-float16",
+    "layer-dtype-int64",
     TypeError,
-    r"`dtype` must be torch\.float32 or torch\.float64; got torch\.float16",
-    lambda d: LowRankLinear(3, 4, 1, dtype=torch.float16),
+    r"`dtype` must be torch\.float32, float64, bfloat16 or float16; got torch\.int64",
+    lambda d: LowRankLinear(3, 4, 1, dtype=torch.int64),
+    torch_=True,
+)
+row(
+    "layer-max_rank-below-rank",
+    ValueError,
+    r"`max_rank` must satisfy rank <= max_rank <= min\(in_features, out_features\), here 2 <= max_rank <= 3; got 1",
+    lambda d: LowRankLinear(3, 4, 2, max_rank=1),
     torch_=True,
 )
 row(
@@ -1033,10 +1040,45 @@ row(
     torch_=True,
 )
 row(
-    "torchopt-model-str",
+    "torchopt-params-str",
     TypeError,
-    r"`model` must be a torch\.nn\.Module.*got str",
+    r"`params` must be an iterable of Parameters.*got str",
     lambda d: LowRankOptimizer("model", "abc-psi", 0.1),
+    torch_=True,
+)
+row(
+    "torchopt-lr-negative",
+    ValueError,
+    r"`lr` must be non-negative; got -0\.1",
+    lambda d: LowRankOptimizer(_model(), "abc-psi", -0.1),
+    torch_=True,
+)
+row(
+    "torchopt-group-lr-negative",
+    ValueError,
+    r"`lr` must be non-negative; got -1",
+    lambda d: LowRankOptimizer([{"params": _model().parameters(), "lr": -1}], "abc-psi", 0.1),
+    torch_=True,
+)
+row(
+    "torchopt-weight_decay-negative",
+    ValueError,
+    r"`weight_decay` must be non-negative.*got -0\.5",
+    lambda d: LowRankOptimizer(_model(), "adam", 0.1, weight_decay=-0.5),
+    torch_=True,
+)
+row(
+    "torchopt-momentum-without-momentum",
+    ValueError,
+    r"`momentum` is not an option of 'abc-psi'",
+    lambda d: LowRankOptimizer(_model(), "abc-psi", 0.1, momentum=0.9),
+    torch_=True,
+)
+row(
+    "torchopt-group-part-of-a-layer",
+    ValueError,
+    r"`params`: a param group holds some factors of a LowRankLinear but not \['S'\]",
+    lambda d: (lambda m: LowRankOptimizer([m[0].dK, m[0].dL], "abc-psi", 0.1))(_model()),
     torch_=True,
 )
 

@@ -186,3 +186,18 @@ def test_torch_layer_and_optimizer_round_trip():
     state = pickle.loads(pickle.dumps(opt.state_dict()))
     assert state.keys() == opt.state_dict().keys()
     copy.deepcopy(opt)
+    # A model and its optimizer copied together (mid-cycle: three abc-PSI steps) keep
+    # training: the copy recognises its own layers and takes the same step, bitwise.
+    opt.zero_grad()
+    model(x).pow(2).sum().backward()
+    opt.step()
+    for how in ("deepcopy", "pickle"):
+        model2, opt2 = copy.deepcopy((model, opt)) if how == "deepcopy" else pickle.loads(pickle.dumps((model, opt)))
+        assert [id(m) for m in opt2.layers] == [id(m) for m in (model2[0], model2[2])]
+        for m, o in ((model, opt), (model2, opt2)):
+            o.zero_grad()
+            m(x).pow(2).sum().backward()
+            o.step()
+        torch.testing.assert_close(model2(x), model(x), rtol=0, atol=0, msg=how)
+        copy_state = opt2.state_dict()
+        assert copy_state["state"].keys() == opt.state_dict()["state"].keys()
