@@ -73,7 +73,8 @@ default 3), ``--quick`` (2 timed steps, ``--settle 1``, no full-rank baseline un
 ``bench/results/scaling.json``; the plot goes beside it with the suffix ``.png``),
 ``--from FILE`` (render an earlier result instead of measuring).
 
-Output JSON: ``meta`` (versions, machine, command, git commit, seconds), ``environment``
+Output JSON (rewritten after every case; ``meta.complete`` is false until the run
+ends): ``meta`` (versions, machine, command, git commit, seconds), ``environment``
 (thread variables, BLAS, Numba threads), ``settings`` (sizes, rank, steps, dt, substep,
 methods, loads, full_max, problem), ``background`` (per condition: ``processes``,
 ``settle_cpu_share``, ``cpu_share``, ``seconds``), ``rows`` (one per condition, size and
@@ -461,33 +462,36 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     background: dict[str, Any] = {}
+    settings = {
+        "sizes": sizes, "rank": args.rank, "steps": steps, "dt": dt, "substep": SUBSTEP, "methods": methods,
+        "loads": args.load, "full_max": full_max, "settle": settle,
+        "problem": "1D1V Vlasov advection f_t = -v f_x + E(x) f_v, E = 0.1 sin(x/2), x in [0, 4pi), "
+                   "v in [-6, 6], central differences (scipy.sparse CSR), LinearMatrixODE terms",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(complete: bool) -> dict[str, Any]:
+        # written after every case, so that an interrupted run keeps what it measured
+        annotate(rows)
+        meta = run_metadata(benchmark="scaling", seconds=round(time.perf_counter() - start, 1),
+                            git_commit=_git_commit(), complete=complete)
+        meta["command"] = " ".join(["python", *sys.argv])
+        result = {"meta": meta, "environment": _environment(), "settings": settings, "background": background,
+                  "rows": rows, "fits": fits(rows)}
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        return result
+
     for load in args.load:
         cond = "idle" if load == 0 else f"load{load}"
         with background_load(load, settle) as info:
+            background[cond] = info
             for m in sizes:
                 for method in [*methods, *([BASELINE] if m * m <= full_max else [])]:
                     print(f"{cond} m=n={m:.0e} {method} ...", file=sys.stderr, flush=True)
                     rows.append({"condition": cond, **_run_worker(m, args.rank, method, steps, dt)})
-        background[cond] = info
-    annotate(rows)
+                    save(complete=False)
+    result = save(complete=True)
     seconds = time.perf_counter() - start
-    meta = run_metadata(benchmark="scaling", seconds=round(seconds, 1), git_commit=_git_commit())
-    meta["command"] = " ".join(["python", *sys.argv])
-    result = {
-        "meta": meta,
-        "environment": _environment(),
-        "settings": {
-            "sizes": sizes, "rank": args.rank, "steps": steps, "dt": dt, "substep": SUBSTEP, "methods": methods,
-            "loads": args.load, "full_max": full_max, "settle": settle,
-            "problem": "1D1V Vlasov advection f_t = -v f_x + E(x) f_v, E = 0.1 sin(x/2), x in [0, 4pi), "
-                       "v in [-6, 6], central differences (scipy.sparse CSR), LinearMatrixODE terms",
-        },
-        "background": background,
-        "rows": rows,
-        "fits": fits(rows),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(table(result))
     print(f"\n{seconds:.0f} s; wrote {args.out} and {plot(result, args.out.with_suffix('.png'))}")
     return 0
