@@ -70,9 +70,12 @@ def make_model(low_rank: bool, *, hidden: int = 256, rank: int = 32, seed: int =
 
 
 def accuracy(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
-    """Classification accuracy in percent."""
+    """Classification accuracy in percent (in eval mode, which finishes the optimizer's open cycle)."""
+    model.eval()
     with torch.no_grad():
-        return 100.0 * float((model(X).argmax(dim=1) == y).float().mean())
+        acc = 100.0 * float((model(X).argmax(dim=1) == y).float().mean())
+    model.train()
+    return acc
 
 
 def train(
@@ -101,7 +104,7 @@ def train(
     if dense:
         opt = (torch.optim.Adam if method == "dense-adam" else torch.optim.SGD)(model.parameters(), lr=lr)
     else:
-        opt = LowRankOptimizer(model, method, lr, **options)
+        opt = LowRankOptimizer(model.parameters(), method, lr, **options)
     gen = torch.Generator().manual_seed(seed)
     history: dict[str, list] = {"test_accuracy": [], "loss": [], "ranks": []}
     steps = 0
