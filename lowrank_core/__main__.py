@@ -7,6 +7,9 @@ bench qr-savings
     CSV files and PNG plots in ``--out``.
 bench kernels
     The batched QR/SVD kernel comparison, with the same outputs.
+bench scale
+    abc-PSI on Dask factors chunked by rows on a LocalCluster of ``--workers`` worker
+    processes: time per step, peak memory per worker (needs the dask extra).
 bench problems
     The kinetic and PDE reference problems with a few integrators: electric energy,
     drift of the conserved quantities and rank vs time (JSON, CSV, PNG in ``--out``).
@@ -28,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import _bench_scale
 from ._bench import BACKENDS, QR_SAVINGS_CASES
 from .integrators import METHODS
 
@@ -86,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="{bench,demo}")
     bench = sub.add_parser("bench", help="measure the integrators or the QR/SVD kernels; write tables and plots")
-    bench_sub = bench.add_subparsers(dest="bench", metavar="{qr-savings,kernels,problems}")
+    bench_sub = bench.add_subparsers(dest="bench", metavar="{qr-savings,kernels,problems,scale}")
     qr = bench_sub.add_parser(
         "qr-savings",
         parents=[backend, output],
@@ -134,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="methods to run (default: ksl abc-psi ra-bug)")
     phys.add_argument("--rtol", type=_positive_float, default=1e-5,
                       help="relative truncation tolerance of the rank-adaptive methods (default: 1e-5)")
+    _bench_scale.add_parser(bench_sub, [output])
 
     demo = sub.add_parser(
         "demo",
@@ -283,6 +288,21 @@ def _bench_problems(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_scale_cmd(args: argparse.Namespace) -> int:
+    from ._report import prepare_out_dir, run_metadata, write_rows
+
+    out = _checked(prepare_out_dir, args.out)
+    start = time.perf_counter()
+    try:
+        rows, lines = _checked(_bench_scale.run, args)
+    except ImportError as exc:
+        raise _UsageError(str(exc), code=1) from None
+    print("\n".join(lines))
+    meta = run_metadata(benchmark="scale", seconds=time.perf_counter() - start, workers=args.workers)
+    _wrote(write_rows(rows, out, "scale", meta))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ._bench import resolve_backend
     from ._demo import run_demo
@@ -307,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "`lowrank-core bench problems`")
                 raise _UsageError(msg)
             _require_bench_extras()
-            runs = {"qr-savings": _bench_qr_savings, "kernels": _bench_kernels, "problems": _bench_problems}
+            runs = {"qr-savings": _bench_qr_savings, "kernels": _bench_kernels, "problems": _bench_problems,
+                    "scale": _bench_scale_cmd}
             return runs[args.bench](args)
         return _demo(args)
     except _UsageError as exc:

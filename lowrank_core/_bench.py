@@ -48,6 +48,8 @@ BACKENDS: dict[str, tuple[str, str, str]] = {
     "torch": ("torch", "array_api_compat.torch", 'python -m pip install "lowrank-core[torch]"'),
     "cupy": ("cupy", "array_api_compat.cupy", 'python -m pip install "lowrank-core[cuda]"'),
     "array_api_strict": ("array_api_strict", "array_api_strict", "python -m pip install array-api-strict"),
+    # Dask: the problems' arrays are built as one-chunk Dask arrays (lowrank_core.dask, docs/dask.md).
+    "dask": ("dask", "array_api_compat.dask.array", 'python -m pip install "lowrank-core[dask]"'),
 }
 
 

@@ -238,7 +238,8 @@ class _FlakyA:
         if self.fail_at is not None and t >= self.fail_at - 1e-12:
             from distributed.scheduler import KilledWorker
 
-            raise KilledWorker("apply-0", SimpleNamespace(address="tcp://lost-worker:0"), 3)
+            task = "apply-0"
+            raise KilledWorker(task, SimpleNamespace(address="tcp://lost-worker:0"), 3)
         return self.op
 
 

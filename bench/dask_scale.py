@@ -1,0 +1,298 @@
+"""Dask scaling benchmark: abc-PSI on row-chunked tall factors (issue 17).
+
+The problem: 1D advection-diffusion in ``x`` times a small diffusion in ``v``,
+
+    Y' = A Y + Y B^T,   A = -a d/dx + nu d^2/dx^2 (periodic, m points),
+                        B = nu_v d^2/dv^2 (periodic, n = 64 points),
+
+with ``A`` and ``B`` as :class:`lowrank_core.dask.StencilOperator` (3-point stencils:
+a product exchanges one halo row per chunk edge, never gathers the factor).  ``U (m,
+16)`` is a Dask array in row chunks of ``--chunk`` rows (default 250 000: 32 MB per
+chunk of the ``m x 2r`` augmented basis), ``V (64, 16)`` and ``S`` one chunk each.  The
+initial value: orthonormal random ``U`` (a TSQR of Gaussian chunks built on the
+workers), ``S = diag(1, 1/2, ..., 1/16)``.  Method: ``abc-psi`` (fixed rank 16, Euler
+substeps: one right-hand-side point per step), ``dt = 1e-9``.
+
+For each (m, workers): a fresh ``LocalCluster(n_workers=workers, threads_per_worker=1,
+processes=True, memory_limit=...)``; one warm-up step (Numba loads, first persist of
+the QRs), then ``--steps`` timed steps (``ms_per_step``: the mean); the peak resident
+memory of every worker process since it started (``ru_maxrss``) and the bytes spilled to
+disk.  Where it fits (``m <= --numpy-max``), the same solve on NumPy factors in a fresh
+process (its time per step and peak RSS).
+
+``--tsqr``: the two TSQRs (``lowrank_core.dask.tsqr(x, "kernels")``, leaves by
+``lowrank_kernels.batched_qr``; ``"dask"``, :func:`dask.array.linalg.tsqr`) on an
+``m x 32`` array in the same chunks, 2 workers, mean of 3 after a warm-up.
+
+Run (the machine's figures in docs/dask.md came from these)::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/dask_scale.py --tsqr
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/dask_scale.py --sizes 1e6 1e7 --workers 1 2
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/dask_scale.py --sizes 4e7 --workers 2 \
+        --memory-limit 4GB --steps 1
+
+Results are merged into ``bench/results/dask_scale.json`` (one row per case) and
+plotted to ``bench/results/dask_scale.png`` (``--plot``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RANK = 16
+N_V = 64
+DT = 1e-9
+
+
+def _problem(m: int):
+    import lowrank_core as lc
+    from lowrank_core import dask as lcd
+
+    A = lcd.advection_diffusion(m, speed=1.0, nu=1e-3)
+    B = lcd.StencilOperator([-1, 0, 1], [1e-2, -2e-2, 1e-2], size=N_V)
+    return lc.LinearMatrixODE(A, B)
+
+
+def _small_factors():
+    rng = np.random.default_rng(1)
+    V, _ = np.linalg.qr(rng.standard_normal((N_V, RANK)))
+    S = np.diag(1.0 / np.arange(1, RANK + 1))
+    return V, S
+
+
+def _dask_state(m: int, chunk: int):
+    import dask.array as da
+
+    import lowrank_core as lc
+    from lowrank_core import dask as lcd
+
+    X = da.random.default_rng(0).standard_normal((m, RANK), chunks=(min(chunk, m), RANK))
+    U, _ = lcd.tsqr(X)
+    (U,) = _client().persist([U])
+    V, S = _small_factors()
+    return lc.LowRank(U, da.from_array(S), da.from_array(V), check=False)
+
+
+def _client():
+    from distributed import default_client
+
+    return default_client()
+
+
+def _worker_stats():
+    """(peak RSS in bytes, spilled bytes) of the worker process this runs in."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    spilled = 0
+    try:
+        from distributed import get_worker
+
+        data = get_worker().data
+        slow = getattr(data, "slow", None)  # zict's disk buffer of a spilling worker
+        spilled = int(getattr(data, "spilled_total", 0) or 0) or int(getattr(slow, "total_weight", 0) or 0)
+    except Exception:
+        pass
+    return peak, spilled
+
+
+def run_dask(m: int, workers: int, steps: int, chunk: int, memory_limit: str) -> dict:
+    from distributed import Client, LocalCluster
+
+    import lowrank_core as lc
+
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+        dashboard_address=None, silence_logs=40,
+    )
+    client = Client(cluster)
+    try:
+        t_build = time.perf_counter()
+        Y = _dask_state(m, chunk)
+        problem = _problem(m)
+        from distributed import wait
+
+        wait([Y.U])
+        build_s = time.perf_counter() - t_build
+        t0 = time.perf_counter()
+        warm = lc.solve(problem, Y, (0.0, DT), DT, method="abc-psi", substep="euler")
+        wait([warm.Y.U])
+        first_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sol = lc.solve(problem, warm.Y, (0.0, steps * DT), DT, method="abc-psi", substep="euler")
+        wait([sol.Y.U])
+        per_step = (time.perf_counter() - t0) / steps
+        stats = client.run(_worker_stats)
+        return {
+            "backend": "dask", "m": m, "workers": workers, "rank": RANK, "n": N_V, "chunk_rows": chunk,
+            "memory_limit": memory_limit, "steps": steps, "build_s": build_s, "first_step_s": first_s,
+            "ms_per_step": 1e3 * per_step,
+            "peak_rss_per_worker_bytes": [v[0] for v in stats.values()],
+            "spilled_bytes_per_worker": [v[1] for v in stats.values()],
+            "dask_syncs_per_step": sol.stats["dask_syncs"] / steps,
+            "dask_persists_per_step": sol.stats["dask_persists"] / steps,
+            "factor_bytes": m * RANK * 8,
+        }
+    finally:
+        client.close()
+        cluster.close()
+
+
+def run_numpy(m: int, steps: int) -> dict:
+    import lowrank_core as lc
+
+    rng = np.random.default_rng(0)
+    U, _ = np.linalg.qr(rng.standard_normal((m, RANK)))
+    V, S = _small_factors()
+    Y = lc.LowRank(U, S, V, check=False)
+    problem = _problem(m)
+    Y = lc.solve(problem, Y, (0.0, DT), DT, method="abc-psi", substep="euler").Y
+    t0 = time.perf_counter()
+    lc.solve(problem, Y, (0.0, steps * DT), DT, method="abc-psi", substep="euler")
+    per_step = (time.perf_counter() - t0) / steps
+    return {
+        "backend": "numpy", "m": m, "workers": 1, "rank": RANK, "n": N_V, "steps": steps,
+        "ms_per_step": 1e3 * per_step,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "factor_bytes": m * RANK * 8,
+    }
+
+
+def run_tsqr(m: int, chunk: int, repeat: int = 3) -> list[dict]:
+    import dask.array as da
+    from distributed import Client, LocalCluster, wait
+
+    from lowrank_core import dask as lcd
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40)
+    client = Client(cluster)
+    rows = []
+    try:
+        X = da.random.default_rng(0).standard_normal((m, 2 * RANK), chunks=(min(chunk, m), 2 * RANK))
+        (X,) = client.persist([X])
+        wait([X])
+        for kind in lcd.TSQR_IMPLEMENTATIONS:
+            times = []
+            for i in range(repeat + 1):
+                Xi = X * (1.0 + i * 2.0**-40)  # new keys: no result reused from the previous repeat
+                (Xi,) = client.persist([Xi])
+                wait([Xi])
+                t0 = time.perf_counter()
+                q, r = lcd.tsqr(Xi, kind)
+                q, r = client.persist([q, r])
+                wait([q, r])
+                if i:
+                    times.append(time.perf_counter() - t0)
+                del q, r, Xi
+            rows.append({"tsqr": kind, "m": m, "k": 2 * RANK, "chunk_rows": chunk, "workers": 2,
+                         "ms": 1e3 * float(np.mean(times)), "samples_ms": [1e3 * t for t in times]})
+    finally:
+        client.close()
+        cluster.close()
+    return rows
+
+
+def _merge(rows: list[dict], key: str) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "dask_scale.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    old = data.get(key, [])
+    ident = ("backend", "m", "workers", "memory_limit", "tsqr")
+    new_ids = {tuple(r.get(k) for k in ident) for r in rows}
+    data[key] = [r for r in old if tuple(r.get(k) for k in ident) not in new_ids] + rows
+    data.setdefault("meta", {}).update({
+        "command": "python bench/dask_scale.py " + " ".join(sys.argv[1:]),
+        "cpus": os.cpu_count(),
+        "load_average_at_end": os.getloadavg(),
+        "note": "2-core machine shared with other developers' jobs while measured (see load_average_at_end)",
+    })
+    path.write_text(json.dumps(data, indent=1))
+
+
+def plot() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = json.loads((RESULTS / "dask_scale.json").read_text())
+    rows = data.get("runs", [])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for label, sel in (
+        ("Dask, 1 worker", lambda r: r["backend"] == "dask" and r["workers"] == 1),
+        ("Dask, 2 workers", lambda r: r["backend"] == "dask" and r["workers"] == 2),
+        ("NumPy (in memory)", lambda r: r["backend"] == "numpy"),
+    ):
+        pts = sorted((r["m"], r["ms_per_step"], r.get("peak_rss_bytes") or max(r["peak_rss_per_worker_bytes"]))
+                     for r in rows if sel(r))
+        if not pts:
+            continue
+        ms = [p[0] for p in pts]
+        ax1.loglog(ms, [p[1] / 1e3 for p in pts], "o-", label=label)
+        ax2.loglog(ms, [p[2] / 2**30 for p in pts], "o-", label=label)
+    ax1.set_xlabel("rows m")
+    ax1.set_ylabel("seconds per abc-PSI step (r = 16)")
+    ax2.set_xlabel("rows m")
+    ax2.set_ylabel("peak RSS per process (GiB)")
+    for ax in (ax1, ax2):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "dask_scale.png", dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", nargs="*", type=float, default=[1e6])
+    p.add_argument("--workers", nargs="*", type=int, default=[1, 2])
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--chunk", type=int, default=250_000)
+    p.add_argument("--memory-limit", default="8GB")
+    p.add_argument("--numpy-max", type=float, default=1e7)
+    p.add_argument("--tsqr", action="store_true", help="compare the two TSQRs instead")
+    p.add_argument("--plot", action="store_true", help="only redraw the plot")
+    p.add_argument("--numpy-case", type=float, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.numpy_case:
+        print(json.dumps(run_numpy(int(args.numpy_case), args.steps)))
+        return 0
+    if args.plot:
+        plot()
+        return 0
+    if args.tsqr:
+        rows = []
+        for m in args.sizes:
+            rows += run_tsqr(int(m), args.chunk)
+            print(json.dumps(rows[-2:]), flush=True)
+        _merge(rows, "tsqr")
+        return 0
+    for m in (int(s) for s in args.sizes):
+        rows = []
+        for w in args.workers:
+            row = run_dask(m, w, args.steps, args.chunk, args.memory_limit)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+            _merge([row], "runs")
+        if m <= args.numpy_max:
+            out = subprocess.run([sys.executable, __file__, "--numpy-case", str(m), "--steps", str(args.steps)],
+                                 capture_output=True, text=True, check=False)
+            if out.returncode == 0:
+                row = json.loads(out.stdout.strip().splitlines()[-1])
+            else:
+                row = {"backend": "numpy", "m": m, "workers": 1, "error": out.stderr.strip().splitlines()[-1:]}
+            print(json.dumps(row), flush=True)
+            _merge([row], "runs")
+    plot()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
