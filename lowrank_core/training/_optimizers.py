@@ -292,8 +292,9 @@ class AbstractLowRankOptimizer:
 
         * ``W`` already ``U S V^H`` with ``p = q`` columns (right after a fixed-rank basis
           change, or RA-BUG's pending K-step result): no arithmetic, ``W`` unchanged.
-        * right after abc-PSI's augmentation (``U`` with ``p > q`` columns, ``dK = dL = 0``):
-          SVD of ``S`` (``p x q``) and truncation.
+        * in an augmented basis (abc-PSI's ``U`` with ``p > q`` columns, RA-BUG's S-phase
+          with ``2r`` columns each), ``dK = dL = 0``: SVD of ``S`` (``p x q``) and
+          truncation.
         * increments in flight (in the middle of a phase): the tangent methods
           (:class:`ParallelBUG`, :class:`HeavyBall`, :class:`Adam`) close their phase as at
           its regular end (momentum transported); the others write
@@ -331,7 +332,7 @@ class AbstractLowRankOptimizer:
         rank_in = param.state.get("r0", min(p, q))
         if param.step % self.basis_update_every != 0:  # increments in flight
             new = self._finish_phase(param, kit, rank_in)
-        elif p != q:  # augmented basis, dK = dL = 0: W = U S V^H
+        elif p != q or "r0" in param.state:  # augmented basis (abc-PSI, RA-BUG), dK = dL = 0
             P, s, Q = kit.svd(param.S)
             Y1 = kit.truncate(self.truncation, param.U, P, s, Q, param.V, rank_in)
             new = _with_increments(param, Y1.U, Y1.S, Y1.V)

@@ -190,7 +190,7 @@ class LowRankLinear(torch.nn.Module):
 
     @classmethod
     def from_linear(cls, linear: torch.nn.Linear, rank: int, *, max_rank: int | None = None) -> LowRankLinear:
-        """Best rank-``rank`` approximation (truncated SVD, in float32 or better) of a dense :class:`torch.nn.Linear`."""
+        """Best rank-``rank`` approximation of a dense :class:`torch.nn.Linear` (truncated SVD, float32 or better)."""
         if not isinstance(linear, torch.nn.Linear):
             msg = f"`linear` must be a torch.nn.Linear; got {type(linear).__name__}."
             raise TypeError(msg)
@@ -554,7 +554,9 @@ class LowRankOptimizer(torch.optim.Optimizer):
             members.setdefault(id(layer), set()).add(name)
         for key, layer in layers.items():
             if key in seen:
-                msg = "`params`: a LowRankLinear appears in two param groups; give each layer's parameters to one group."
+                msg = (
+                    "`params`: a LowRankLinear appears in two param groups; give each layer's parameters to one group."
+                )
                 raise ValueError(msg)
             missing = {"S", "dK", "dL"} - members[key]
             if missing:
@@ -788,7 +790,7 @@ class LowRankOptimizer(torch.optim.Optimizer):
         return super().state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """As ``torch.optim``; the state of 16-bit layers is kept in float32 (torch would cast it to the layer's dtype)."""
+        """As ``torch.optim``; the state of 16-bit layers stays float32 (torch would cast it to the layer's dtype)."""
         super().load_state_dict(state_dict)
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
         mine = [p for g in self.param_groups for p in g["params"]]
@@ -797,8 +799,10 @@ class LowRankOptimizer(torch.optim.Optimizer):
             if m.compute_dtype != m.S.dtype and id(m.S) in index:
                 saved = state_dict["state"].get(index[id(m.S)], {})
                 self.state[m.S] = {
-                    k: v.to(device=m.S.device, dtype=m.compute_dtype) if torch.is_tensor(v) and v.is_floating_point()
-                    else v for k, v in saved.items()
+                    k: v.to(device=m.S.device, dtype=m.compute_dtype)
+                    if torch.is_tensor(v) and v.is_floating_point()
+                    else v
+                    for k, v in saved.items()
                 }
         self._nonfinite.clear()
 

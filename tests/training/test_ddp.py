@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import tempfile
 
 import pytest
 
@@ -37,8 +36,11 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         for method, options in METHODS.items():
             torch.manual_seed(0)
             model = torch.nn.Sequential(
-                LowRankLinear(10, 16, 4, max_rank=6), torch.nn.Tanh(), LowRankLinear(16, 16, 4, max_rank=6),
-                torch.nn.Tanh(), torch.nn.Linear(16, 3),
+                LowRankLinear(10, 16, 4, max_rank=6),
+                torch.nn.Tanh(),
+                LowRankLinear(16, 16, 4, max_rank=6),
+                torch.nn.Tanh(),
+                torch.nn.Linear(16, 3),
             )
             ddp = torch.nn.parallel.DistributedDataParallel(model)
             opt = LowRankOptimizer(ddp.parameters(), method, **options)
