@@ -119,6 +119,36 @@ def time_grid(t_span: Any, dt: Any) -> list[float]:
     return grid
 
 
+def _per_unit_time(flag: Any, tol: Any, rtol: Any, dt: Any, method: Any) -> tuple[Any, Any]:
+    """``tol * dt`` and ``rtol * dt`` for ``solve(..., tol_per_unit_time=True)``."""
+    if not isinstance(flag, bool):
+        msg = f"`tol_per_unit_time` must be True or False; got {flag!r} of type {type(flag).__name__}."
+        raise TypeError(msg)
+    if dt is None:
+        msg = (
+            "`tol_per_unit_time=True` scales the truncation tolerance by the fixed step size (theta = tol * dt), "
+            "but `dt` is None (step-size control). Pass `dt`, or pass the per-step tolerance as `tol`."
+        )
+        raise ValueError(msg)
+    if isinstance(method, AbstractIntegrator):
+        msg = (
+            "`tol_per_unit_time=True` cannot be combined with an integrator instance; pass the method's name "
+            "with `tol`/`rtol`, or configure the instance with tol = (tolerance per unit time) * dt."
+        )
+        raise ValueError(msg)
+    if all(v is _DEFAULT or v is None for v in (tol, rtol)):
+        msg = "`tol_per_unit_time=True` needs a truncation tolerance: pass `tol` or `rtol` (per unit time)."
+        raise ValueError(msg)
+
+    def scaled(value: Any) -> Any:
+        real = (int, float, np.integer, np.floating)
+        if isinstance(value, bool) or not isinstance(value, real) or not isinstance(dt, real):
+            return value  # left to the checks of `tol`/`rtol`/`dt`, which name the argument
+        return float(value) * float(dt)
+
+    return scaled(tol), scaled(rtol)
+
+
 def _resolve_method(
     method: Any,
     substep: Any,
@@ -220,6 +250,7 @@ def solve(
     truncation_rule: str = _DEFAULT,  # type: ignore[assignment]
     conserve: Any = _DEFAULT,
     tableau: str | None = _DEFAULT,  # type: ignore[assignment]
+    tol_per_unit_time: bool = False,
     save_every: int = 1,
     check_finite: bool = True,
     linalg: str | None = None,
@@ -280,6 +311,15 @@ def solve(
     tableau : {"heun", "ssprk3", "rk4"}, optional
         Runge-Kutta tableau of ``"rk-bug"`` and ``"projected-rk"`` (default ``"rk4"``;
         other methods raise ``ValueError``).
+    tol_per_unit_time : bool, default False
+        Read ``tol`` and ``rtol`` per unit time: every step truncates with
+        ``theta = (tol + rtol ||Y||_F) * dt`` instead of ``tol + rtol ||Y||_F``.  The
+        truncation errors of the ``(t1 - t0)/dt`` steps then add up to at most
+        ``(t1 - t0) (tol + rtol ||Y||_F)`` whatever ``dt`` is, so the error of a
+        rank-adaptive method decreases as ``dt`` shrinks, down to that floor, instead of
+        growing like ``theta/dt`` (the ``theta/h`` term of the error bounds of
+        RA-BUG and parallel BUG, Ceruti, Kusch & Lubich 2022, 2024).  Needs a fixed
+        ``dt``, a method name or class and ``tol`` or ``rtol``.
     save_every : int, default 1
         Keep every ``save_every``-th state (the final state is always kept).
     check_finite : bool, default True
@@ -327,6 +367,8 @@ def solve(
     >>> sol.stats["qr"], sol.stats["rhs_evals"]
     (10, 10)
     """
+    if tol_per_unit_time is not False:
+        tol, rtol = _per_unit_time(tol_per_unit_time, tol, rtol, dt, method)
     integrator = _resolve_method(
         method, substep, tol, rtol, min_rank, max_rank, variant, truncation_rule, conserve, tableau=tableau
     )
