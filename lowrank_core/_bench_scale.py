@@ -159,8 +159,12 @@ def run(args: Any) -> tuple[list[dict[str, Any]], list[str]]:
             client, cluster = Client(args.address), None
         else:
             cluster = LocalCluster(
-                n_workers=args.workers, threads_per_worker=1, processes=True, memory_limit=args.memory_limit,
-                dashboard_address=None, silence_logs=40,
+                n_workers=args.workers,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=args.memory_limit,
+                dashboard_address=None,
+                silence_logs=40,
             )
             client = Client(cluster)
         try:

@@ -177,8 +177,16 @@ class StencilOperator:
             depth = [{0: d, 1: 0}] * (1 + len(arrays))
             bnd = [{0: boundary, 1: "none"}] * (1 + len(arrays))
             return da.map_overlap(
-                _stencil_block, x, *arrays, depth=depth, boundary=bnd, trim=False, dtype=dtype, chunks=x.chunks,
-                align_arrays=False, **kwargs,
+                _stencil_block,
+                x,
+                *arrays,
+                depth=depth,
+                boundary=bnd,
+                trim=False,
+                dtype=dtype,
+                chunks=x.chunks,
+                align_arrays=False,
+                **kwargs,
             )
         mode = "wrap" if self.boundary == "periodic" else "constant"
         ext = np.pad(x, ((d, d), (0, 0)), mode=mode)
