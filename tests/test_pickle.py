@@ -98,6 +98,7 @@ def test_configuration_objects_round_trip():
     configuration and round-trip with their settings (repr and attributes)."""
     objs = [cls() for cls in METHODS.values()]
     objs += [lc.ABCPSI(rtol=1e-3, max_rank=7, variant="two-qr"), lc.RABUG(tol=1e-6, min_rank=2)]
+    objs += [lc.RKBUG("ssprk3", rtol=1e-3), lc.ProjectedRK("heun"), lc.MidpointBUG(tol=1e-6), lc.ParallelBUG2()]
     objs += [lc.RK4(), lc.Euler(), lc.Exact(), lc.Truncation(tol=1e-3, rtol=None, min_rank=2, max_rank=9)]
     objs += [lc.RK45(rtol=1e-4, atol=1e-7, first_step=0.01, max_substeps=50)]
     for obj in objs:

@@ -26,7 +26,7 @@ from .._lowrank import LowRank
 from .._problem import AbstractMatrixODE
 from .._truncation import Truncation
 from ._base import AbstractIntegrator, AbstractRankAdaptive, StepKit
-from .midpoint import augment_orthogonal
+from .midpoint import augment_basis, truncate_capped
 
 __all__ = ["TABLEAUX", "ButcherTableau", "ProjectedRK", "RKBUG"]
 
@@ -110,8 +110,7 @@ class RKBUG(AbstractRankAdaptive):
        from the earlier stages ``J_i = {j < i : a_ij != 0}``):
 
        a. basis update ``Û_i = orth([U0, F_j V_j for j in C_i])``,
-          ``V̂_i = orth([V0, F_j^H U_j for j in C_i])`` (round-off-level directions left
-          out as zero columns, :func:`~lowrank_core.integrators.midpoint.augment_orthogonal`),
+          ``V̂_i = orth([V0, F_j^H U_j for j in C_i])``,
           where ``C_i = J_i ∪ C_j (j in J_i)``
           collects the stages that generated the bases of the stages used, so
           ``range(Û_i) ⊇ range(U_j)`` for ``j in J_i`` without repeating dependent columns;
@@ -139,7 +138,8 @@ class RKBUG(AbstractRankAdaptive):
         Accepted for a uniform interface; unused (see the module docstring).  A solver
         with exact increments (``"exact"``) raises ``ValueError``.
     tol, rtol, min_rank, max_rank, truncation_rule
-        As for :class:`~lowrank_core.RABUG`; they apply to every stage and to ``Y1``.
+        As for :class:`~lowrank_core.RABUG`; they apply to every stage and to ``Y1``
+        (without ``max_rank`` a rank at most doubles per step).
     """
 
     name: ClassVar[str] = "rk-bug"
@@ -191,12 +191,11 @@ class RKBUG(AbstractRankAdaptive):
     ) -> LowRank:
         """One BUG step of the tableau row ``weights``: basis update, Galerkin, truncation."""
         xp = kit.xp
-        U_hat = augment_orthogonal(kit, Y0.U, xp.concat([blocks[j][0] for j in closure], axis=-1))
-        V_hat = augment_orthogonal(kit, Y0.V, xp.concat([blocks[j][1] for j in closure], axis=-1))
+        U_hat = augment_basis(kit, Y0.U, xp.concat([blocks[j][0] for j in closure], axis=-1))
+        V_hat = augment_basis(kit, Y0.V, xp.concat([blocks[j][1] for j in closure], axis=-1))
         terms = [(h * weights[j], values[j]) for j in used]
         S_hat = kit.project(Y0, U_hat, V_hat) + _weighted(kit, terms, U_hat, V_hat)
-        P, s, Q = kit.svd(S_hat)
-        return kit.truncate(self.truncation, U_hat, P, s, Q, V_hat, Y0.rank)
+        return truncate_capped(kit, self.truncation, U_hat, S_hat, V_hat, Y0.rank)
 
     def __repr__(self) -> str:
         return super().__repr__().replace("(", f"(tableau={self.tableau.name!r}, ", 1)
