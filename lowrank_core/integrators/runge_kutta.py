@@ -9,10 +9,10 @@ r"""Runge–Kutta low-rank integrators: the robust RK-BUG family and projected R
   *not robust*: its retraction has curvature ``1 / sigma_r``.
 
 Both take the same tableaux (:data:`TABLEAUX`): ``"heun"`` (order 2), ``"ssprk3"`` (3)
-and ``"rk4"`` (4).  The stages evaluate ``F`` directly, so neither uses a substep
-solver: the ``substep`` argument is accepted for a uniform interface (``solve`` passes it
-to every method) but only a solver that evaluates ``F`` pointwise is allowed, and it has
-no effect.
+and ``"rk4"`` (4).  The stages evaluate ``F`` at points (``dA/dt`` for a
+:class:`~lowrank_core.MatrixPath`), so neither uses a substep solver: the ``substep``
+argument is accepted for a uniform interface (``solve`` and the benchmarks pass it to
+every method) and has no effect.
 """
 
 from __future__ import annotations
@@ -75,16 +75,6 @@ def resolve_tableau(tableau: Any, method: str) -> ButcherTableau:
     return TABLEAUX[key]
 
 
-def _check_pointwise_substep(integrator: AbstractIntegrator) -> None:
-    if integrator.substep.needs_increments:
-        msg = (
-            f"substep={integrator.substep.name!r} does not apply to method {integrator.name!r}: its "
-            "Runge-Kutta stages evaluate F at points (the tableau replaces the substep solver). "
-            "Drop `substep`."
-        )
-        raise ValueError(msg)
-
-
 def _count_point(kit: StepKit, t: float, Y: LowRank) -> Any:
     """``F`` bound to ``(t, Y)``, counted as one point per matrix of the stack."""
     kit.counters.rhs_evals += math.prod(Y.batch_shape)
@@ -135,8 +125,7 @@ class RKBUG(AbstractRankAdaptive):
     ----------
     tableau : {"heun", "ssprk3", "rk4"}, default "rk4"
     substep
-        Accepted for a uniform interface; unused (see the module docstring).  A solver
-        with exact increments (``"exact"``) raises ``ValueError``.
+        Accepted for a uniform interface; unused (see the module docstring).
     tol, rtol, min_rank, max_rank, truncation_rule
         As for :class:`~lowrank_core.RABUG`; they apply to every stage and to ``Y1``
         (without ``max_rank`` a rank at most doubles per step).
@@ -160,7 +149,6 @@ class RKBUG(AbstractRankAdaptive):
         super().__init__(
             substep=substep, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank, truncation_rule=truncation_rule
         )
-        _check_pointwise_substep(self)
         self.tableau = resolve_tableau(tableau, self.name)
         self.order = self.tableau.order  # type: ignore[misc]
 
@@ -228,7 +216,7 @@ class ProjectedRK(AbstractIntegrator):
     ----------
     tableau : {"heun", "ssprk3", "rk4"}, default "rk4"
     substep
-        Accepted for a uniform interface; unused.  ``"exact"`` raises ``ValueError``.
+        Accepted for a uniform interface; unused.
     """
 
     name: ClassVar[str] = "projected-rk"
@@ -237,7 +225,6 @@ class ProjectedRK(AbstractIntegrator):
 
     def __init__(self, tableau: str = "rk4", *, substep: Any = "rk4") -> None:
         super().__init__(substep=substep)
-        _check_pointwise_substep(self)
         self.tableau = resolve_tableau(tableau, self.name)
         self.order = self.tableau.order  # type: ignore[misc]
         self.truncation = Truncation()

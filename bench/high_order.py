@@ -1,0 +1,153 @@
+"""Error per F evaluation and per QR flop of the integrators on reference problems.
+
+Every method runs at fixed rank ``r`` (the rank-adaptive ones without a tolerance are
+truncated back to ``r``) with its default substeps (RK4) on two reference problems of
+``lowrank_core.problems`` at several step sizes; for each run the relative error at the
+final time against the problem's reference, the F points (``stats["rhs_evals"]``), the
+QR flops and all decomposition flops are recorded.  For each problem and method the
+cost to reach a target error (log-log interpolation between the two runs that bracket
+it) gives the ranking of docs/choosing.md.  The ranks are chosen so that the
+best-approximation plateau (``best_error``) lies below the target: prescribed path
+``N = 100``, ``r = 20`` (plateau 9.5e-7, target 1e-5); Schrödinger ``N = 48``,
+``r = 20`` (target 2e-4).
+
+Run (about 3-5 minutes on one busy CPU core)::
+
+    python bench/high_order.py            # writes bench/results/high_order.json
+    python bench/high_order.py --quick    # two step sizes per problem, no file written
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+import lowrank_core as lc
+from lowrank_core import problems
+
+METHODS = [
+    ("ksl-strang", {}),
+    ("bug", {}),
+    ("ra-bug", {}),
+    ("abc-psi", {}),
+    ("midpoint-bug", {}),
+    ("parallel-bug-2", {}),
+    ("rk-bug", {"tableau": "heun"}),
+    ("rk-bug", {"tableau": "ssprk3"}),
+    ("rk-bug", {"tableau": "rk4"}),
+    ("projected-rk", {"tableau": "heun"}),
+    ("projected-rk", {"tableau": "rk4"}),
+]
+
+#: problem name -> (constructor keyword arguments, step sizes, target relative error)
+PROBLEMS = {
+    "prescribed-path": ({"N": 100, "r": 20, "w_norm": 2.0}, (0.2, 0.1, 0.05, 0.025), 1e-5),
+    "schrodinger": ({"N": 48, "r": 20}, (0.1, 0.05, 0.025, 0.0125), 2e-4),
+}
+
+
+def label(method: str, kw: dict) -> str:
+    return method + (f"[{kw['tableau']}]" if "tableau" in kw else "")
+
+
+def run(problem_name: str, kwargs: dict, dts: tuple[float, ...]) -> list[dict]:
+    ref = problems.get(problem_name, **kwargs)
+    t1 = ref.t_span[1]
+    rows = []
+    for method, kw in METHODS:
+        for dt in dts:
+            start = time.perf_counter()
+            try:
+                sol = lc.solve(ref.problem, ref.Y0, ref.t_span, dt, method=method, **kw)
+            except lc.LowRankIntegrationError as exc:
+                rows.append({"problem": problem_name, "method": label(method, kw), "dt": dt, "status": str(exc)})
+                continue
+            st = sol.stats
+            rows.append(
+                {
+                    "problem": problem_name,
+                    "method": label(method, kw),
+                    "dt": dt,
+                    "status": "ok",
+                    "error": float(ref.error(sol.Y, t1)),
+                    "best_error": float(ref.best_error(t1, sol.Y.rank)),
+                    "rank": sol.Y.rank,
+                    "rhs_evals": st["rhs_evals"],
+                    "qr": st["qr"],
+                    "svd": st["svd"],
+                    "qr_flops": st["qr_flops"],
+                    "flops": st["flops"],
+                    "wall_time": time.perf_counter() - start,
+                }
+            )
+    return rows
+
+
+def cost_to_reach(rows: list[dict], key: str, target: float) -> float:
+    """``key`` (a cost) at error ``target``, interpolated in log-log between the two runs
+    that bracket it; ``nan`` when no run reaches it."""
+    pts = sorted((r[key], r["error"]) for r in rows if r.get("status") == "ok" and np.isfinite(r["error"]))
+    for (c0, e0), (c1, e1) in zip(pts, pts[1:], strict=False):
+        if e0 >= target >= e1 and e0 > e1:
+            w = (math.log(e0) - math.log(target)) / (math.log(e0) - math.log(e1))
+            return float(math.exp(math.log(c0) + w * (math.log(c1) - math.log(c0))))
+    if pts and pts[0][1] <= target:
+        return float(pts[0][0])  # already below the target at the largest step size
+    return float("nan")
+
+
+def ranking(rows: list[dict], targets: dict[str, float]) -> dict[str, list[dict]]:
+    out = {}
+    for name, target in targets.items():
+        entries = []
+        for method, kw in METHODS:
+            mine = [r for r in rows if r["problem"] == name and r["method"] == label(method, kw)]
+            entries.append(
+                {
+                    "method": label(method, kw),
+                    "rhs_evals": cost_to_reach(mine, "rhs_evals", target),
+                    "qr_flops": cost_to_reach(mine, "qr_flops", target),
+                }
+            )
+        entries.sort(key=lambda e: (math.isnan(e["rhs_evals"]), e["rhs_evals"]))
+        out[name] = entries
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two step sizes per problem, print only")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "high_order.json"))
+    args = parser.parse_args()
+    rows = []
+    targets = {}
+    for name, (kwargs, dts, target) in PROBLEMS.items():
+        rows += run(name, kwargs, dts[:2] if args.quick else dts)
+        targets[name] = target
+    ranks = ranking(rows, targets)
+    for name, entries in ranks.items():
+        print(f"\n{name}: cost to reach relative error {targets[name]:.0e}")
+        print(f"  {'method':24s} {'F points':>10s} {'QR flops':>12s}")
+        for e in entries:
+            print(f"  {e['method']:24s} {e['rhs_evals']:10.4g} {e['qr_flops']:12.4g}")
+    if not args.quick:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "command": "python bench/high_order.py",
+            "problems": {k: {"kwargs": v[0], "dts": v[1], "target": v[2]} for k, v in PROBLEMS.items()},
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+        }
+        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows, "ranking": ranks}, indent=1))
+        print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
