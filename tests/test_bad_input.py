@@ -991,6 +991,20 @@ row(
     torch_=True,
 )
 row(
+    "layer-capacity-below-max_rank",
+    ValueError,
+    r"`capacity` must be at least max_rank = 2 \(columns of U and V\); got 1",
+    lambda d: LowRankLinear(3, 4, 2, capacity=1),
+    torch_=True,
+)
+row(
+    "torchopt-abc-psi-on-small-capacity",
+    ValueError,
+    r"`params`: abc-psi keeps augmented bases.*capacity \(2, 2\) < \(4, 2\)",
+    lambda d: LowRankOptimizer(torch.nn.Sequential(LowRankLinear(5, 4, 2, capacity=2)), "abc-psi", 0.1),
+    torch_=True,
+)
+row(
     "layer-dtype-numpy",
     TypeError,
     r"`dtype` must be a torch\.dtype.*got <class 'numpy\.float32'>",

@@ -11,7 +11,7 @@ and updated together, so each basis update is one batched QR/SVD call for the gr
 
 Conventions (docs/training.md, "PyTorch conventions"):
 
-* the factors are allocated once at a fixed capacity (``2 max_rank`` columns): their
+* the factors are allocated once at a fixed capacity (``2 max_rank`` columns by default): their
   shapes never change, so DDP, ``torch.compile`` and checkpoints see fixed shapes; the
   active sizes are a buffer (``active_rank``) and the unused columns are zero;
 * the optimizer takes parameters or param groups like ``torch.optim`` optimizers and
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -89,8 +88,9 @@ class LowRankLinear(torch.nn.Module):
     The weight is stored as ``W = U S V^T + dK V^T + U dL^T`` (the representation of
     :class:`~lowrank_core.training.LowRankParam`, ``m = out_features``,
     ``n = in_features``) in factors of **fixed capacity**: ``U (m, cu)``, ``S (cu, cv)``,
-    ``V (n, cv)``, ``dK (m, cv)``, ``dL (n, cu)`` with ``cu = min(2 max_rank, m)``,
-    ``cv = min(2 max_rank, n)`` (room for the augmented bases of abc-PSI and RA-BUG).
+    ``V (n, cv)``, ``dK (m, cv)``, ``dL (n, cu)`` with ``cu = min(capacity, m)``,
+    ``cv = min(capacity, n)``, ``capacity = 2 max_rank`` by default (room for the
+    augmented bases that abc-PSI and RA-BUG keep between basis updates).
     Only the leading ``p`` columns of ``U`` and ``q`` of ``V`` are in use (the buffer
     ``active_rank = (p, q)``); every other entry is zero, so the forward through the full
     factors is exact and the gradients of the unused entries are zero.  Parameter shapes
@@ -109,8 +109,13 @@ class LowRankLinear(torch.nn.Module):
         Initial rank ``r`` (``1 <= r <= min(in, out)``).
     max_rank : int, optional
         Largest rank after a basis update (default ``rank``: the rank may fall and come
-        back, not grow past its start).  Fixes the capacity; the optimizer's truncation
-        is clamped to it.
+        back, not grow past its start).  The optimizer's truncation is clamped to it.
+    capacity : int, optional
+        Columns allocated for ``U`` and ``V`` (default ``2 max_rank``; at least
+        ``max_rank``).  ``capacity = max_rank`` halves the forward cost and the storage
+        and suits the methods that never store an augmented basis (``psi``, ``bc-psi``,
+        ``parallel-bug``, ``heavy-ball``, ``adam``); :class:`LowRankOptimizer` refuses
+        abc-PSI and RA-BUG on such a layer.
     bias : bool, default True
     device, dtype : optional
         As for :class:`torch.nn.Linear`; ``dtype`` one of float32, float64, bfloat16,
@@ -135,6 +140,7 @@ class LowRankLinear(torch.nn.Module):
         rank: int,
         *,
         max_rank: int | None = None,
+        capacity: int | None = None,
         bias: bool = True,
         device: Any = None,
         dtype: Any = None,
@@ -154,6 +160,10 @@ class LowRankLinear(torch.nn.Module):
                 f"{rank} <= max_rank <= {bound}; got {max_rank}."
             )
             raise ValueError(msg)
+        capacity = 2 * max_rank if capacity is None else _count(capacity, "capacity")
+        if capacity < max_rank:
+            msg = f"`capacity` must be at least max_rank = {max_rank} (columns of U and V); got {capacity}."
+            raise ValueError(msg)
         if not isinstance(bias, bool):
             msg = f"`bias` must be True or False; got {bias!r} of type {type(bias).__name__}."
             raise TypeError(msg)
@@ -171,7 +181,7 @@ class LowRankLinear(torch.nn.Module):
         self.in_features, self.out_features, self.max_rank = in_features, out_features, max_rank
         work = torch.float32 if resolved in _LOW_PRECISION else resolved
         dense = torch.nn.Linear(in_features, out_features, bias=bias, device=device, dtype=work)
-        cu, cv = min(2 * max_rank, out_features), min(2 * max_rank, in_features)
+        cu, cv = min(capacity, out_features), min(capacity, in_features)
         P = torch.nn.Parameter
         z = {"device": dense.weight.device, "dtype": resolved}
         self.U = P(torch.zeros(out_features, cu, **z), requires_grad=False)
@@ -189,7 +199,9 @@ class LowRankLinear(torch.nn.Module):
         self._register()
 
     @classmethod
-    def from_linear(cls, linear: torch.nn.Linear, rank: int, *, max_rank: int | None = None) -> LowRankLinear:
+    def from_linear(
+        cls, linear: torch.nn.Linear, rank: int, *, max_rank: int | None = None, capacity: int | None = None
+    ) -> LowRankLinear:
         """Best rank-``rank`` approximation of a dense :class:`torch.nn.Linear` (truncated SVD, float32 or better)."""
         if not isinstance(linear, torch.nn.Linear):
             msg = f"`linear` must be a torch.nn.Linear; got {type(linear).__name__}."
@@ -199,6 +211,7 @@ class LowRankLinear(torch.nn.Module):
             linear.out_features,
             rank,
             max_rank=max_rank,
+            capacity=capacity,
             bias=linear.bias is not None,
             device=linear.weight.device,
             dtype=linear.weight.dtype,
@@ -244,7 +257,7 @@ class LowRankLinear(torch.nn.Module):
         if p > cu or q > cv:
             msg = (
                 f"factors with {p} and {q} columns exceed the capacity ({cu}, {cv}) of this LowRankLinear "
-                f"(max_rank={self.max_rank}); build it with a larger `max_rank`."
+                f"(max_rank={self.max_rank}); build it with a larger `capacity` (default 2 max_rank)."
             )
             raise ValueError(msg)
         self._p, self._q = p, q
@@ -324,7 +337,7 @@ class LowRankLinear(torch.nn.Module):
             if p > cu or q > cv:
                 errors.append(
                     f"{prefix}: a checkpoint with active rank ({p}, {q}) does not fit the capacity ({cu}, {cv}) "
-                    f"of this LowRankLinear; build it with max_rank >= {math.ceil(max(p, q) / 2)}."
+                    f"of this LowRankLinear; build it with capacity >= {max(p, q)}."
                 )
                 return
             blocks = {"U": (None, p), "S": (p, q), "V": (None, q), "dK": (None, q), "dL": (None, p)}
@@ -565,9 +578,27 @@ class LowRankOptimizer(torch.optim.Optimizer):
                     "all of the layer's parameters (layer.parameters()) in one group."
                 )
                 raise ValueError(msg)
+            self._check_capacity(layer)
             layer._owner = weakref.ref(self)
         self._layers_of.append(list(layers.values()))
         self._dense_of.append(dense)
+
+    def _check_capacity(self, layer: LowRankLinear) -> None:
+        """abc-PSI and RA-BUG keep bases of up to ``2 r`` columns in the layer between basis updates."""
+        from . import ABCPSI, RABUG
+
+        if not isinstance(self.core, (ABCPSI, RABUG)):
+            return
+        need_u = min(2 * layer.max_rank, layer.out_features)
+        need_v = min(2 * layer.max_rank, layer.in_features) if isinstance(self.core, RABUG) else layer.max_rank
+        cu, cv = layer.capacity
+        if cu < need_u or cv < need_v:
+            msg = (
+                f"`params`: {self.core.name} keeps augmented bases of up to 2 max_rank columns in the layer between "
+                f"basis updates, but a LowRankLinear has capacity ({cu}, {cv}) < ({need_u}, {need_v}); build it with "
+                "capacity=None (2 max_rank), or use a method that does not (parallel-bug, heavy-ball, adam)."
+            )
+            raise ValueError(msg)
 
     def _check_group(self, group: dict[str, Any]) -> None:
         lr = _real_number(group["lr"], "lr")

@@ -313,6 +313,37 @@ def test_factor_parameters_keep_their_shapes_and_objects():
     assert max(ranks) <= 6
 
 
+@pytest.mark.parametrize("method", ["parallel-bug", "heavy-ball", "adam", "psi"])
+def test_capacity_max_rank_suffices_for_methods_without_stored_augmented_bases(method):
+    """capacity = max_rank (half the default storage and forward cost) holds every state
+    of the methods that close their augmented bases inside one step (tangent methods)
+    or never augment (PSI): they train, heavy ball and Adam growing the rank to max_rank
+    (the augmented 2r-column bases live only inside the step).  abc-PSI and
+    RA-BUG, which keep 2r-column bases in the layer, are refused when the optimizer is
+    built, not at the first basis update."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        LowRankLinear(12, 16, 4, max_rank=5, capacity=5, dtype=torch.float64),
+        torch.nn.Tanh(),
+        LowRankLinear(16, 16, 4, max_rank=5, capacity=5, dtype=torch.float64),
+        torch.nn.Tanh(),
+        torch.nn.Linear(16, 3, dtype=torch.float64),
+    )
+    assert model[0].U.shape == (16, 5)
+    options = {} if method == "psi" else {"rtol": 0.01}
+    opt = LowRankOptimizer(model.parameters(), method, lr=0.3, basis_update_every=2, **options)
+    seen = set()
+    for k in range(9):
+        _train(model, opt, 1, start=k)
+        seen.update(m.rank for m in opt.layers)
+    assert max(seen) <= 5
+    if method in ("heavy-ball", "adam"):  # the tolerance asks for more: the rank grows to max_rank
+        assert 5 in seen
+    for name in ("abc-psi", "ra-bug"):
+        with pytest.raises(ValueError, match="keeps augmented bases"):
+            LowRankOptimizer(model.parameters(), name, lr=0.1)
+
+
 def test_weight_is_a_read_only_tensor_property_and_counting_is_documented():
     """``layer.weight`` is the (out, in) tensor W = U S V^T + dK V^T + U dL^T (nn.init's
     fan computation works on it), it cannot be assigned, and parameter counting follows
