@@ -43,12 +43,16 @@ members (own bases and spectrum, shared generators); the rank is fixed, so membe
 interact and slopes are per member.
 
 Planted bugs (each planted once in the source, seen to fail here, reverted): midpoint
-Galerkin update evaluated at ``t0`` instead of ``t_{1/2}`` (order 1: order test);
-parallel-bug-2 half step run over the whole step (order 1: order test); RK-BUG stage
-bases built from the stages used only, without the stages that generated their bases
-(``C_i = J_i``: rk4's third stage misses ``range(U_2)``); projected RK with the ``-U_j (U_j^H F V_j)``
-term of ``X_j`` left out (the tangent vector counts ``U^H F V`` twice: order 1); and the
-automated one below (rk4 weights ``b`` swapped for the stage times ``c``).
+Galerkin update with ``F`` evaluated at ``t0`` instead of ``t_{1/2}`` (order tests of
+midpoint-bug and parallel-bug-2); parallel-bug-2 half step run over the whole step (order
+test); the midpoint update started from ``Y_{1/2}`` instead of ``Y0`` (exactness test);
+RK-BUG stages evaluated at ``t0`` instead of ``t0 + c_i h`` (robustness test); projected
+RK with the ``-U_j (U_j^H F V_j)`` term of ``X_j`` left out, which counts ``U^H F V``
+twice (order, robustness and full-rank tests); and the automated one below (rk4 weights
+``b`` replaced by ``1/4``).  Not caught by these tests (checked): an RK-BUG stage basis
+built from the stages used only (``C_i = J_i``, rk4's third stage then misses part of
+``range(U_2)``) and a midpoint basis without the ``F_{1/2} V_{1/2}`` block; both lose
+accuracy at an order these problems do not resolve.
 """
 
 from __future__ import annotations
@@ -215,8 +219,8 @@ def method_error(problem, A, Y0, method, tableau):
 @given(drawn=graded_full_paths())
 @example(drawn=(100.0, 5.0, 1))  # sigma_r = 1e-10
 def test_robust_methods_keep_their_error_as_sigma_r_vanishes(np_xp, method, tableau, drawn):
-    """Guards against a Galerkin step in bases that miss the tangent directions of a stage
-    (RK-BUG without ``U_j`` in ``Û_i``): the error then depends on ``sigma_r``."""
+    """Guards against stage times lost in the stages (RK-BUG stages all evaluated at
+    ``t0``): the error then exceeds the rule's bound by far."""
     problem, A, Y0, eps_r, _ = graded_path(drawn)
     bound = C_ROBUST * (rule_error(problem, A, tableau, H_ROBUST) + eps_r)
     assert method_error(problem, A, Y0, method, tableau) <= bound
@@ -266,7 +270,10 @@ def test_exact_on_affine_rank_r_paths(xp, method, tableau, dtype):
     """Exactness: the bases of one step contain ``A(t1) V0`` and ``A(t1)^H U0`` (``B V0`` is
     in ``F V``), so ``Y1 = A(t1)`` up to round-off: ``10 steps * 100 eps`` relative (each step
     a few backward-stable QR/SVD/products of condition ~ ``||A|| / sigma_r`` <= 10 here).
-    Guards against a midpoint basis without the ``F_{1/2} V_{1/2}`` block (error O(h))."""
+    Guards against a midpoint update started from ``Y_{1/2}`` instead of ``Y0``.  (The
+    column space of these paths over all ``t`` has dimension ``r1 + 2 r2 <= 2r``, so the
+    half-step bases already contain it: the test checks the update and the increments,
+    not the augmentation by ``F_{1/2} V_{1/2}``.)"""
     kw = {"substep": "exact"} if tableau is None else {"tableau": tableau}
     problem, Y0, exact = affine_path(xp, dtype, seed=4)
     sol = lc.solve(problem, Y0, (0.0, 1.0), 0.1, method=method, **kw)
