@@ -96,9 +96,12 @@ def _parser() -> argparse.ArgumentParser:
         parents=[backend, output],
         help="every integrator on the reference problems at several step sizes",
         description=(
-            "Solve the reference problems with every integrator at several step sizes; print the error at "
-            "the final time, rank, QR/SVD counts with shapes, flops, F evaluations and wall time; write "
-            "JSON, CSV and PNG plots (error vs dt, vs QR flops, vs wall time; rank vs t) to --out."
+            "Solve the reference problems with every integrator at several step sizes, every method at the "
+            "same rank r (rank-adaptive methods capped at r, tolerance per unit time); print the error at "
+            "the final time, rank, QR/SVD counts with shapes and flops, F evaluations and wall time, and an "
+            "equal-accuracy table (each method's cheapest step size reaching a target error); write JSON, CSV "
+            "and PNG plots (error vs dt, vs decomposition flops, vs number of QRs, vs wall time; decompositions "
+            "at equal accuracy; rank vs t) to --out."
         ),
     )
     qr.add_argument("--methods", nargs="+", metavar="NAME", choices=list(METHODS),
@@ -202,9 +205,16 @@ def _wrote(paths: Sequence[Path]) -> None:
 
 
 def _bench_qr_savings(args: argparse.Namespace) -> int:
-    from ._bench import prepare_cases, resolve_backend, run_qr_savings
+    from ._bench import equal_accuracy_table, equal_rank_table, prepare_cases, resolve_backend, run_qr_savings
     from ._plots import plot_qr_savings
-    from ._report import QR_SAVINGS_COLUMNS, format_table, prepare_out_dir, run_metadata, write_rows
+    from ._report import (
+        EQUAL_ACCURACY_COLUMNS,
+        QR_SAVINGS_COLUMNS,
+        format_table,
+        prepare_out_dir,
+        run_metadata,
+        write_rows,
+    )
 
     backend = _checked(resolve_backend, args.backend, args.device)
     out = _checked(prepare_out_dir, args.out)
@@ -213,21 +223,35 @@ def _bench_qr_savings(args: argparse.Namespace) -> int:
     with _ProgressBar(quiet=args.quiet, unit="solve") as progress:
         rows = run_qr_savings(prepared, args.methods, backend, progress=progress)
     seconds = time.perf_counter() - start
-    for p in prepared:
-        print(f"\n{p.case.problem}: {p.case.title}; rank-adaptive methods: tol = {p.case.tol:g}, max_rank = 2r")
+    equal_rank = equal_rank_table(rows)
+    for p, eq in zip(prepared, equal_rank, strict=True):
+        print(f"\n{p.case.problem}: {p.case.title}; rank-adaptive methods: max_rank = r, "
+              f"tol = {p.case.tol:g} per unit time (theta = tol*dt)")
+        same = ", ".join(f"{dt:.3g}" for dt in eq["dts"]) or "none"
+        print(f"every method ends at rank {eq['rank']} at dt = {same}" if eq["dts"] else
+              "the methods end at different ranks at every dt (see the rank column)")
         print(format_table([r for r in rows if r["problem"] == p.case.problem], QR_SAVINGS_COLUMNS[1:]))
+    accuracy = equal_accuracy_table(rows)
+    print("\nequal accuracy: each method's largest dt whose error is <= the target "
+          "(1.1 x the median of the methods' smallest errors)")
+    print(format_table(accuracy, EQUAL_ACCURACY_COLUMNS))
     for r in rows:
         if r["status"] != "ok":
             print(f"note: {r['problem']} {r['method']} dt={r['dt']:.3g} {r['status']}", file=sys.stderr)
     print(
         "\nerror: relative Frobenius error at the final time; best@rank: best approximation at the final rank;"
-        "\nF: right-hand-side evaluations; Mflop: QR + SVD operation counts; ms: wall time of the solve."
+        "\nF: right-hand-side evaluations; QR/SVD Mflop: decomposition operation counts (LAPACK estimates);"
+        "\nms: wall time of the solve (after a one-step warm-up solve that compiles the kernels)."
         f"\n{len(rows)} solves in {seconds:.1f} s on {backend.label}."
     )
     meta = run_metadata(benchmark="qr-savings", backend=backend.label, seconds=seconds,
                         cases={p.case.problem: {"title": p.case.title, "dts": p.dts, "tol": p.case.tol,
-                                                "substep": p.case.substep, "kwargs": p.case.kwargs} for p in prepared})
-    _wrote([*write_rows(rows, out, "qr_savings", meta), *plot_qr_savings(rows, out)])
+                                                "tol_per_unit_time": True, "max_rank": "r",
+                                                "substep": p.case.substep, "kwargs": p.case.kwargs} for p in prepared},
+                        equal_rank=equal_rank, equal_accuracy=accuracy)
+    _wrote([*write_rows(rows, out, "qr_savings", meta),
+            *write_rows(accuracy, out, "qr_savings_equal_accuracy", meta),
+            *plot_qr_savings(rows, out, accuracy=accuracy)])
     return 0
 
 

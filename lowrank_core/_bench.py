@@ -3,7 +3,13 @@
 * :func:`run_qr_savings` solves reference problems of :mod:`lowrank_core.problems` with
   every integrator at several step sizes and returns one row per solve: error at the
   final time, final rank, QR/SVD counts with shapes, flops, right-hand-side
-  evaluations and wall time.
+  evaluations and wall time.  Rank-adaptive methods are capped at the rank ``r`` of the
+  fixed-rank methods (``max_rank=r``) with a tolerance per unit time
+  (``tol_per_unit_time=True``), so that every method ends at the same rank.
+* :func:`equal_rank_table` and :func:`equal_accuracy_table` summarise those rows: which
+  step sizes have every method at the same final rank, and each method's cheapest
+  step size reaching a target error with its decomposition counts, flops, F
+  evaluations and time there.
 * :func:`run_kernels` runs ``lowrank_core._linalg.kernel_benchmark`` (the batched QR/SVD
   kernel comparison) and returns its rows.
 
@@ -15,6 +21,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +40,8 @@ __all__ = [
     "Backend",
     "Case",
     "PreparedCase",
+    "equal_accuracy_table",
+    "equal_rank_table",
     "prepare_cases",
     "resolve_backend",
     "run_qr_savings",
@@ -141,7 +151,9 @@ class Case:
     """A reference problem as the QR-savings benchmark runs it.
 
     ``dts`` are absolute step sizes, or multiples of the problem's ``suggested_dt``
-    (the RK4 stability limit of stiff problems) when ``relative`` is true.
+    (the RK4 stability limit of stiff problems) when ``relative`` is true.  ``tol`` is
+    the truncation tolerance of the rank-adaptive methods per unit time
+    (``solve(..., tol_per_unit_time=True)``: ``theta = tol * dt`` per step).
     """
 
     problem: str
@@ -154,16 +166,18 @@ class Case:
 
 
 #: The embedded default of ``lowrank-core bench qr-savings``: every reference problem,
-#: sized so that the full run takes well under a minute per problem on one CPU core.
+#: with ranks at which the best rank-``r`` approximation is far below the time-stepping
+#: errors (so that the errors compare the methods, not the rank), sized so that the
+#: full run takes about a minute on this machine.
 QR_SAVINGS_CASES: dict[str, Case] = {
     case.problem: case
     for case in (
         Case(
             "prescribed-path",
-            "matrix path A(t), 100×100, r = 8, exact increments",
-            {"N": 100, "r": 8},
+            "matrix path A(t), 100×100, r = 16, exact increments",
+            {"N": 100, "r": 16},
             "exact",
-            (0.1, 0.05, 0.02, 0.01, 0.005),
+            (0.1, 0.05, 0.02),
             1e-6,
         ),
         Case(
@@ -172,7 +186,7 @@ QR_SAVINGS_CASES: dict[str, Case] = {
             {"size": 24, "r": 8, "t_end": 0.05},
             "rk4",
             (1.0, 0.5, 0.25),
-            1e-8,
+            1e-6,
             relative=True,
         ),
         Case(
@@ -180,24 +194,24 @@ QR_SAVINGS_CASES: dict[str, Case] = {
             "Schrödinger, 64×64 complex, r = 8, RK4",
             {"N": 64, "r": 8},
             "rk4",
-            (0.1, 0.05, 0.02, 0.01),
-            1e-8,
+            (0.1, 0.05, 0.02),
+            1e-6,
         ),
         Case(
             "riccati",
-            "Riccati (stiff), 32×32, r = 8, RK4",
-            {"m": 32, "r": 8, "t_end": 0.02},
+            "Riccati (stiff), 32×32, r = 16, RK4",
+            {"m": 32, "r": 16, "t_end": 0.02},
             "rk4",
             (1.0, 0.5, 0.25),
-            1e-8,
+            1e-6,
             relative=True,
         ),
         Case(
             "quadratic",
-            "gradient flow of ||W - B||²/2, 60×40, r = 5, Euler",
-            {"m": 60, "n": 40, "r": 5, "t_end": 5.0},
+            "gradient flow of ||W - B||²/2, 60×40, rank(B) = r = 5, Euler",
+            {"m": 60, "n": 40, "r": 5, "t_end": 5.0, "spectrum": (1.0, 0.7071, 0.5, 0.3536, 0.25)},
             "euler",
-            (0.5, 0.2, 0.1, 0.05),
+            (0.5, 0.2, 0.1),
             1e-6,
         ),
     )
@@ -278,9 +292,15 @@ def solve_case(
     """
     case, ref = prepared.case, prepared.reference
     r = ref.Y0.rank
-    kwargs: dict[str, Any] = {"method": method, "substep": case.substep}
+    kwargs: dict[str, Any] = {"method": method}
+    if not hasattr(METHODS[method], "TABLEAUX"):
+        # Runge-Kutta methods (rk-bug, projected-rk) evaluate F at their stages with
+        # their default tableau instead of a substep solver.
+        kwargs["substep"] = case.substep
     if METHODS[method].rank_adaptive:
-        kwargs.update(tol=case.tol, max_rank=2 * r)
+        # Equal rank: capped at the fixed rank r; the tolerance per unit time keeps the
+        # truncation error of the whole solve <= (t1 - t0) * tol whatever dt is.
+        kwargs.update(tol=case.tol, max_rank=r, tol_per_unit_time=True)
     t0, t1 = ref.t_span
     row: dict[str, Any] = {"problem": case.problem, "method": method, "dt": dt, "backend": backend.label}
     try:
@@ -309,6 +329,7 @@ def solve_case(
         qr_flops=st["qr_flops"],
         svd_flops=st["svd_flops"],
         flops=st["flops"],
+        decompositions=st["qr"] + st["svd"],
         rhs_evals=st["rhs_evals"],
         max_rank_hits=st["max_rank_hits"],
         rejections=st["rejections"],
@@ -358,7 +379,104 @@ def run_qr_savings(
         rows.append(solve_case(p, m, dt, backend))
     if progress is not None:
         progress(len(jobs), len(jobs), "done")
+    _mark_equal_rank(rows)
     return rows
+
+
+def _mark_equal_rank(rows: Sequence[dict[str, Any]]) -> None:
+    """Set ``row["equal_rank"]``: every method solved (problem, dt) and ended at one rank."""
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["problem"], row["dt"]), []).append(row)
+    for group in groups.values():
+        ranks = {r.get("rank") for r in group}
+        same = all(r["status"] == "ok" for r in group) and len(ranks) == 1
+        for r in group:
+            r["equal_rank"] = same
+
+
+def equal_rank_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per problem: the step sizes at which every method ends at the same rank.
+
+    Returns
+    -------
+    list of dict
+        One entry per problem: ``problem``, ``rank`` (the common final rank, or
+        ``None``), ``dts`` (step sizes with equal ranks), ``all_dts`` and
+        ``methods``.
+    """
+    out = []
+    for problem in dict.fromkeys(r["problem"] for r in rows):
+        prows = [r for r in rows if r["problem"] == problem]
+        equal = [r for r in prows if r.get("equal_rank")]
+        out.append({
+            "problem": problem,
+            "rank": equal[0]["rank"] if equal else None,
+            "dts": sorted({r["dt"] for r in equal}, reverse=True),
+            "all_dts": sorted({r["dt"] for r in prows}, reverse=True),
+            "methods": list(dict.fromkeys(r["method"] for r in prows)),
+        })
+    return out
+
+
+def _reached(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r["status"] == "ok" and math.isfinite(r["error"])]
+
+
+#: Slack of the default equal-accuracy target over the median best error: errors at the
+#: truncation plateau differ by a few per cent between methods and step sizes.
+TARGET_SLACK = 1.1
+
+
+def default_target(rows: Sequence[dict[str, Any]]) -> float:
+    """The equal-accuracy target of one problem: ``TARGET_SLACK`` times the median over
+    the methods of each method's smallest error over the step sizes.
+
+    About half of the methods reach it within the benchmark's step sizes; methods that
+    fail at every step size are left out of the choice.
+    """
+    best: dict[str, float] = {}
+    for r in _reached(rows):
+        best[r["method"]] = min(best.get(r["method"], math.inf), r["error"])
+    return TARGET_SLACK * statistics.median(best.values()) if best else math.nan
+
+
+def equal_accuracy_table(
+    rows: Sequence[dict[str, Any]], targets: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """Each method's cheapest step size reaching a target error, per problem.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        From :func:`run_qr_savings`.
+    targets : dict, optional
+        Problem -> target error (relative error at the final time); default
+        :func:`default_target` of each problem's rows.
+
+    Returns
+    -------
+    list of dict
+        One row per (problem, method): ``target``, ``dt`` (the largest step size whose
+        error is ``<= target``; ``None`` when no step size reaches it) and, at that
+        step size, ``error``, ``rank``, ``qr``, ``svd``, ``decompositions``,
+        ``qr_flops``, ``svd_flops``, ``flops``, ``rhs_evals`` and ``wall_time``.
+    """
+    keys = ("error", "rank", "qr", "svd", "decompositions", "qr_flops", "svd_flops", "flops", "rhs_evals", "wall_time")
+    out = []
+    for problem in dict.fromkeys(r["problem"] for r in rows):
+        prows = [r for r in rows if r["problem"] == problem]
+        target = (targets or {}).get(problem, default_target(prows))
+        for method in dict.fromkeys(r["method"] for r in prows):
+            hits = [r for r in _reached(prows) if r["method"] == method and r["error"] <= target * (1 + 1e-9)]
+            row: dict[str, Any] = {"problem": problem, "method": method, "target": target}
+            if hits:
+                best = max(hits, key=lambda r: r["dt"])
+                row.update(dt=best["dt"], **{k: best[k] for k in keys})
+            else:
+                row.update(dt=None, **dict.fromkeys(keys))
+            out.append(row)
+    return out
 
 
 # ====================================================================== kernels

@@ -120,11 +120,11 @@ def _per_problem(
     methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
     fig, axes = _figure(len(problems))
     for ax, problem in zip(axes, problems, strict=True):
+        ax.set_title(problem)  # draw() may replace it
         for method in methods:
             mrows = [r for r in rows if r["problem"] == problem and r["method"] == method]
             if mrows:
                 draw(ax, mrows, {"label": method, **_style(method, list(METHODS))})
-        ax.set_title(problem)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         if logx:
@@ -139,21 +139,44 @@ def _per_problem(
     return _finish(fig, axes, title, path)
 
 
-def plot_qr_savings(rows: Sequence[dict[str, Any]], out_dir: Path, *, stem: str = "qr_savings") -> list[Path]:
-    """Write the four QR-savings figures; return their paths.
+def _modal_rank(rows: Sequence[dict[str, Any]]) -> int | None:
+    ranks = [r["rank"] for r in rows if r.get("rank") is not None]
+    return max(set(ranks), key=ranks.count) if ranks else None
 
-    ``stem_error_vs_dt.png``, ``stem_error_vs_qr_flops.png``,
+
+def plot_qr_savings(
+    rows: Sequence[dict[str, Any]],
+    out_dir: Path,
+    *,
+    stem: str = "qr_savings",
+    accuracy: Sequence[dict[str, Any]] | None = None,
+) -> list[Path]:
+    """Write the QR-savings figures; return their paths.
+
+    ``stem_error_vs_dt.png``, ``stem_error_vs_flops.png`` (QR + SVD flops),
+    ``stem_error_vs_qr_count.png`` (number of QRs per solve),
     ``stem_error_vs_wall_time.png`` (relative error at the final time, log-log, one
-    panel per problem) and ``stem_rank_vs_t.png`` (rank after every step of the
-    smallest step size).
+    panel per problem; the final rank of every point is in the panel title, and a
+    point that ends at another rank carries its rank as a label),
+    ``stem_equal_accuracy.png`` (with ``accuracy``, from
+    :func:`~lowrank_core._bench.equal_accuracy_table`: QRs and SVDs per method at the
+    target error) and ``stem_rank_vs_t.png`` (rank after every step of the smallest step
+    size).
     """
     ok = _ok(rows)
     err_label = r"relative error at $T$:  $\|Y - X\|_F \,/\, \|X\|_F$"
+    modal = {p: _modal_rank([r for r in ok if r["problem"] == p]) for p in dict.fromkeys(r["problem"] for r in ok)}
 
     def vs(key: str) -> Callable[[Any, list[dict[str, Any]], dict[str, Any]], None]:
         def draw(ax: Any, mrows: list[dict[str, Any]], style: dict[str, Any]) -> None:
-            pts = sorted((r[key], r["error"]) for r in mrows)
+            pts = sorted((r[key], r["error"], r["rank"]) for r in mrows)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], **style)
+            common = modal[mrows[0]["problem"]]
+            for x, y, rank in pts:
+                if rank != common:
+                    ax.annotate(f"r={rank}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7,
+                                color=style["color"])
+            ax.set_title(f"{mrows[0]['problem']} (every point at rank {common} unless labelled)", fontsize=9)
 
         return draw
 
@@ -163,16 +186,45 @@ def plot_qr_savings(rows: Sequence[dict[str, Any]], out_dir: Path, *, stem: str 
         ax.plot(t, row["step_ranks"], drawstyle="steps-post", markevery=max(1, len(t) // 8), **style)
 
     backend = rows[0].get("backend", "numpy") if rows else "numpy"
-    return [
-        _per_problem(ok, out_dir / f"{stem}_error_vs_dt.png", f"Error vs step size ({backend})", vs("dt"),
+    paths = [
+        _per_problem(ok, out_dir / f"{stem}_error_vs_dt.png", f"Error vs step size, equal rank ({backend})", vs("dt"),
                      "step size dt (problem time units)", err_label),
-        _per_problem(ok, out_dir / f"{stem}_error_vs_qr_flops.png", f"Error vs QR cost ({backend})", vs("qr_flops"),
-                     "QR flops per solve (LAPACK estimate, flop)", err_label),
-        _per_problem(ok, out_dir / f"{stem}_error_vs_wall_time.png", f"Error vs wall time ({backend})",
+        _per_problem(ok, out_dir / f"{stem}_error_vs_flops.png",
+                     f"Error vs decomposition work, QR + SVD flops, equal rank ({backend})", vs("flops"),
+                     "QR + SVD flops per solve (LAPACK estimates)", err_label),
+        _per_problem(ok, out_dir / f"{stem}_error_vs_qr_count.png", f"Error vs number of QRs, equal rank ({backend})",
+                     vs("qr"), "QR decompositions per solve", err_label),
+        _per_problem(ok, out_dir / f"{stem}_error_vs_wall_time.png", f"Error vs wall time, equal rank ({backend})",
                      vs("wall_time"), "wall time per solve (s)", err_label),
-        _per_problem(ok, out_dir / f"{stem}_rank_vs_t.png", f"Rank after each step, smallest dt ({backend})", ranks,
-                     "time t (problem time units)", "rank", logx=False, logy=False),
     ]
+    if accuracy:
+        paths.append(_plot_equal_accuracy(accuracy, out_dir / f"{stem}_equal_accuracy.png", backend))
+    paths.append(
+        _per_problem(ok, out_dir / f"{stem}_rank_vs_t.png", f"Rank after each step, smallest dt ({backend})", ranks,
+                     "time t (problem time units)", "rank", logx=False, logy=False)
+    )
+    return paths
+
+
+def _plot_equal_accuracy(accuracy: Sequence[dict[str, Any]], path: Path, backend: str) -> Path:
+    """Stacked bars: QRs and SVDs per method at its cheapest step size reaching the target."""
+    problems = list(dict.fromkeys(r["problem"] for r in accuracy))
+    fig, axes = _figure(len(problems), width=5.0, height=3.6)
+    for ax, problem in zip(axes, problems, strict=True):
+        prows = [r for r in accuracy if r["problem"] == problem]
+        names = [r["method"] for r in prows]
+        qr = [r["qr"] or 0 for r in prows]
+        svd = [r["svd"] or 0 for r in prows]
+        x = list(range(len(prows)))
+        ax.bar(x, qr, color="tab:blue", label="QR")
+        ax.bar(x, svd, bottom=qr, color="tab:orange", label="SVD")
+        for i, r in enumerate(prows):
+            if r["dt"] is None:
+                ax.annotate("not reached", (i, 0), rotation=90, fontsize=7, ha="center", va="bottom")
+        ax.set_xticks(x, names, rotation=45, ha="right", fontsize=7)
+        ax.set_ylabel("decompositions per solve")
+        ax.set_title(f"{problem}: error <= {prows[0]['target']:.2g}", fontsize=9)
+    return _finish(fig, axes, f"Decompositions at equal accuracy, cheapest dt per method ({backend})", path)
 
 
 def _case_label(row: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "EQUAL_ACCURACY_COLUMNS",
     "KERNEL_COLUMNS",
     "QR_SAVINGS_COLUMNS",
     "Column",
@@ -59,6 +60,10 @@ def _ms(seconds: float) -> str:
     return f"{1e3 * seconds:.1f}"
 
 
+def _mflop(flops: float) -> str:
+    return f"{flops / 1e6:.3g}"
+
+
 #: Columns of the QR-savings table (``bench qr-savings`` and ``demo``).
 QR_SAVINGS_COLUMNS = [
     Column("problem", "problem", align="<"),
@@ -70,10 +75,29 @@ QR_SAVINGS_COLUMNS = [
     Column("QR", "qr"),
     Column("SVD", "svd"),
     Column("F", "rhs_evals"),
-    Column("Mflop", "flops", lambda v: f"{v / 1e6:.3g}"),
+    Column("QR Mflop", "qr_flops", _mflop),
+    Column("SVD Mflop", "svd_flops", _mflop),
     Column("ms", "wall_time", _ms),
     Column("QR shapes", "qr_shapes", lambda v: format_shapes(v, limit=3), align="<"),
     Column("SVD shapes", "svd_shapes", lambda v: format_shapes(v, limit=3), align="<"),
+]
+
+#: Columns of the equal-accuracy table (``bench qr-savings``): each method at its
+#: cheapest step size reaching the problem's target error.
+EQUAL_ACCURACY_COLUMNS = [
+    Column("problem", "problem", align="<"),
+    Column("method", "method", align="<"),
+    Column("target", "target", "{:.2e}".format),
+    Column("dt", "dt", "{:.3g}".format),
+    Column("error", "error", "{:.2e}".format),
+    Column("rank", "rank"),
+    Column("QR", "qr"),
+    Column("SVD", "svd"),
+    Column("QR+SVD", "decompositions"),
+    Column("QR Mflop", "qr_flops", _mflop),
+    Column("SVD Mflop", "svd_flops", _mflop),
+    Column("F", "rhs_evals"),
+    Column("ms", "wall_time", _ms),
 ]
 
 #: Columns of the kernel table (``bench kernels``).
