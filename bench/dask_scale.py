@@ -32,7 +32,8 @@ Run (the machine's figures in docs/dask.md came from these)::
         --memory-limit 4GB --steps 1
 
 Results are merged into ``bench/results/dask_scale.json`` (one row per case) and
-plotted to ``bench/results/dask_scale.png`` (``--plot``).
+plotted to ``bench/results/dask_scale.png`` and ``docs/results/dask_scale.png``
+(``--plot`` redraws from the JSON).
 """
 
 from __future__ import annotations
@@ -48,26 +49,18 @@ from pathlib import Path
 
 import numpy as np
 
+from lowrank_core import _bench_scale  # the problem, shared with `lowrank-core bench scale`
+
 RESULTS = Path(__file__).resolve().parent / "results"
-RANK = 16
-N_V = 64
-DT = 1e-9
+RANK, N_V, DT = _bench_scale.RANK, _bench_scale.N_V, _bench_scale.DT
 
 
 def _problem(m: int):
-    import lowrank_core as lc
-    from lowrank_core import dask as lcd
-
-    A = lcd.advection_diffusion(m, speed=1.0, nu=1e-3)
-    B = lcd.StencilOperator([-1, 0, 1], [1e-2, -2e-2, 1e-2], size=N_V)
-    return lc.LinearMatrixODE(A, B)
+    return _bench_scale.problem(m)
 
 
 def _small_factors():
-    rng = np.random.default_rng(1)
-    V, _ = np.linalg.qr(rng.standard_normal((N_V, RANK)))
-    S = np.diag(1.0 / np.arange(1, RANK + 1))
-    return V, S
+    return _bench_scale.small_factors()
 
 
 def _dask_state(m: int, chunk: int):
@@ -147,23 +140,7 @@ def run_dask(m: int, workers: int, steps: int, chunk: int, memory_limit: str) ->
 
 
 def run_numpy(m: int, steps: int) -> dict:
-    import lowrank_core as lc
-
-    rng = np.random.default_rng(0)
-    U, _ = np.linalg.qr(rng.standard_normal((m, RANK)))
-    V, S = _small_factors()
-    Y = lc.LowRank(U, S, V, check=False)
-    problem = _problem(m)
-    Y = lc.solve(problem, Y, (0.0, DT), DT, method="abc-psi", substep="euler").Y
-    t0 = time.perf_counter()
-    lc.solve(problem, Y, (0.0, steps * DT), DT, method="abc-psi", substep="euler")
-    per_step = (time.perf_counter() - t0) / steps
-    return {
-        "backend": "numpy", "m": m, "workers": 1, "rank": RANK, "n": N_V, "steps": steps,
-        "ms_per_step": 1e3 * per_step,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "factor_bytes": m * RANK * 8,
-    }
+    return _bench_scale.run_numpy(m, steps)
 
 
 def run_tsqr(m: int, chunk: int, repeat: int = 3) -> list[dict]:
@@ -247,6 +224,7 @@ def plot() -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(RESULTS / "dask_scale.png", dpi=110)
+    fig.savefig(RESULTS.parent.parent / "docs" / "results" / "dask_scale.png", dpi=110)  # shown in docs/dask.md
 
 
 def main(argv: list[str] | None = None) -> int:
