@@ -765,7 +765,7 @@ def _run(
             if h < low:
                 msg = (
                     f"the step-size controller shrank the step to {h:.3g}, below the floor min_step = {low:.3g}; "
-                    "the estimated error of the last trial step {t_a:.6g} -> {t_b:.6g} was "
+                    f"the estimated error of the last trial step {t_a:.6g} -> {t_b:.6g} was "
                     f"{est:.3g}, allowed {(control.atol + control.rtol * float(ck.Y.xp.max(ck.Y.norm()))) * h_try:.3g}"
                 )
                 theta = truncation_theta(integrator, ck.Y)
