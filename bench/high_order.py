@@ -15,6 +15,7 @@ Run (about 3-5 minutes on one busy CPU core)::
 
     python bench/high_order.py            # writes bench/results/high_order.json
     python bench/high_order.py --quick    # two step sizes per problem, no file written
+    python bench/high_order.py --only "midpoint-bug[euler]"   # rerun some, merge into the file
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ METHODS = [
     ("ra-bug", {}),
     ("abc-psi", {}),
     ("midpoint-bug", {}),
+    ("midpoint-bug", {"substep": "euler"}),
     ("parallel-bug-2", {}),
+    ("parallel-bug-2", {"substep": "euler"}),
     ("rk-bug", {"tableau": "heun"}),
     ("rk-bug", {"tableau": "ssprk3"}),
     ("rk-bug", {"tableau": "rk4"}),
@@ -54,14 +57,16 @@ PROBLEMS = {
 
 
 def label(method: str, kw: dict) -> str:
-    return method + (f"[{kw['tableau']}]" if "tableau" in kw else "")
+    return method + "".join(f"[{v}]" for v in kw.values())
 
 
-def run(problem_name: str, kwargs: dict, dts: tuple[float, ...]) -> list[dict]:
+def run(problem_name: str, kwargs: dict, dts: tuple[float, ...], only: set[str] | None = None) -> list[dict]:
     ref = problems.get(problem_name, **kwargs)
     t1 = ref.t_span[1]
     rows = []
     for method, kw in METHODS:
+        if only is not None and label(method, kw) not in only:
+            continue
         for dt in dts:
             start = time.perf_counter()
             try:
@@ -125,11 +130,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two step sizes per problem, print only")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "high_order.json"))
+    parser.add_argument(
+        "--only", default=None, help="comma-separated method labels to (re)run, merged into the existing --out file"
+    )
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else None
     rows = []
+    if only is not None and Path(args.out).exists():
+        rows = [r for r in json.loads(Path(args.out).read_text())["rows"] if r["method"] not in only]
     targets = {}
     for name, (kwargs, dts, target) in PROBLEMS.items():
-        rows += run(name, kwargs, dts[:2] if args.quick else dts)
+        rows += run(name, kwargs, dts[:2] if args.quick else dts, only)
         targets[name] = target
     ranks = ranking(rows, targets)
     for name, entries in ranks.items():
