@@ -163,8 +163,9 @@ class ParallelBUG2(AbstractRankAdaptive):
        ``[U0, Ũ] = orth([U0, K½])``, ``[V0, Ṽ] = orth([V0, L½])``;
        ``S½ = [[S̄½, L½^H Ṽ], [Ũ^H K½, 0]]`` in the bases ``U½ = [U0, Ũ]``,
        ``V½ = [V0, Ṽ]`` (rank ``<= 2r``).
-    2.-4. As :class:`MidpointBUG`: ``F½ = F(t½, Y½)``, ``Û = orth([U½, F½ V½])``,
-       ``V̂ = orth([V½, F½^H U½])``, midpoint Galerkin update, truncation.
+    2. As steps 2 to 4 of :class:`MidpointBUG`: ``F½ = F(t½, Y½)``,
+       ``Û = orth([U½, F½ V½])``, ``V̂ = orth([V½, F½^H U½])``, midpoint Galerkin update,
+       truncation.
 
     Cost per step: 4 thin QR (``m x 2r``, ``n x 2r``, ``m x 4r``, ``n x 4r``), 1 SVD
     (``4r x 4r``), 2 right-hand-side points with Euler substeps.  The dropped block
