@@ -241,7 +241,7 @@ def _bench_qr_savings(args: argparse.Namespace) -> int:
     print(
         "\nerror: relative Frobenius error at the final time; best@rank: best approximation at the final rank;"
         "\nF: right-hand-side evaluations; QR/SVD Mflop: decomposition operation counts (LAPACK estimates);"
-        "\nms: wall time of the solve (after a one-step warm-up solve that compiles the kernels)."
+        "\nms: wall time of the solve, without the two-step warm-up solve before it that compiles the kernels."
         f"\n{len(rows)} solves in {seconds:.1f} s on {backend.label}."
     )
     meta = run_metadata(benchmark="qr-savings", backend=backend.label, seconds=seconds,

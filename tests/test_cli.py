@@ -13,6 +13,7 @@ import pytest
 
 from lowrank_core import _linalg
 from lowrank_core.__main__ import main
+from lowrank_core.integrators import METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -46,18 +47,39 @@ def test_bench_qr_savings_quick_writes_json_csv_and_plots(tmp_path, capsys):
     assert abc["status"] == "ok"
     assert abc["steps"] == 5
     assert abc["qr"] == 5  # one QR per step
-    assert abc["qr_shapes"] == {"60x10": 1, "60x20": 4}
+    assert abc["qr_shapes"] == {"60x10": 5}  # [K1, U0]: 2r columns
+    assert abc["svd_shapes"] == {"40x10": 5}  # one n x 2r SVD per step
+    assert abc["decompositions"] == 10
+    assert abc["flops"] == abc["qr_flops"] + abc["svd_flops"]
     assert abc["rhs_evals"] == 5
     assert 0 < abc["error"] < 1
     assert abc["best_error"] <= abc["error"]
-    assert abc["step_ranks"] == [5, 10, 10, 10, 10, 10]
-    assert doc["meta"]["backend"] == "numpy"
+    # equal rank: the rank-adaptive method is capped at the fixed rank r = 5 of ksl
+    assert abc["step_ranks"] == [5, 5, 5, 5, 5, 5]
+    assert [r["equal_rank"] for r in rows] == [True, True]
+    assert 0 <= abc["warmup_time"]
+    meta = doc["meta"]
+    assert meta["backend"] == "numpy"
+    assert meta["equal_rank"] == [
+        {"problem": "quadratic", "rank": 5, "dts": [1.0], "all_dts": [1.0], "methods": ["ksl", "abc-psi"]}
+    ]
+    # both methods reach the same error, so both meet the target at their only step size
+    assert [(r["method"], r["dt"], r["decompositions"]) for r in meta["equal_accuracy"]] == [
+        ("ksl", 1.0, 10),
+        ("abc-psi", 1.0, 10),
+    ]
+    accuracy = json.loads((out / "qr_savings_equal_accuracy.json").read_text())["rows"]
+    assert accuracy == meta["equal_accuracy"]
     with (out / "qr_savings.csv").open(newline="") as fh:
         table = list(csv.DictReader(fh))
     assert [r["method"] for r in table] == ["ksl", "abc-psi"]
-    assert table[1]["qr_shapes"] == "60x10:1 60x20:4"
+    assert table[1]["qr_shapes"] == "60x10:5"
+    assert table[1]["equal_rank"] == "True"
     assert "step_ranks" not in table[0]
-    names = ["error_vs_dt", "error_vs_qr_flops", "error_vs_wall_time", "rank_vs_t"]
+    assert "equal accuracy" in captured.out
+    assert "every method ends at rank 5 at dt = 1" in captured.out
+    names = ["error_vs_dt", "error_vs_flops", "error_vs_qr_count", "error_vs_wall_time", "equal_accuracy",
+             "rank_vs_t"]
     _assert_pngs([out / f"qr_savings_{n}.png" for n in names])
 
 
@@ -103,9 +125,12 @@ def test_demo_tells_what_happened(capsys):
     assert main(["demo", "--problem", "quadratic", "--dt", "1.0"]) == 0
     out = capsys.readouterr().out
     assert "What happened" in out
-    assert "QR decompositions   5 = 1×(60x10), 4×(60x20): 1 per step" in out
-    for name in ("ksl", "ksl-strang", "bc-psi", "bug", "ra-bug", "parallel-bug"):
-        assert f"\n{name} " in out
+    assert "QR decompositions   5 = 5×(60x10): 1 per step" in out
+    assert "max_rank = 5 (the rank of the fixed-rank methods)" in out
+    assert "is not included" in out  # the warm-up (compilation) is reported apart from the solve
+    for name in METHODS:
+        if name != "abc-psi":
+            assert f"\n{name} " in out
 
 
 def _one_line_error(code, err):
