@@ -29,12 +29,12 @@ from .integrators import BUG as BUG
 from .integrators import KSL as KSL
 from .integrators import METHODS as METHODS
 from .integrators import RABUG as RABUG
+from .integrators import RKBUG as RKBUG
 from .integrators import KSLStrang as KSLStrang
-from .integrators import ParallelBUG as ParallelBUG
 from .integrators import MidpointBUG as MidpointBUG
+from .integrators import ParallelBUG as ParallelBUG
 from .integrators import ParallelBUG2 as ParallelBUG2
 from .integrators import ProjectedRK as ProjectedRK
-from .integrators import RKBUG as RKBUG
 
 __version__ = "0.1.0"
 

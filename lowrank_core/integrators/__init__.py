@@ -12,8 +12,8 @@ from .midpoint import MidpointBUG as MidpointBUG
 from .midpoint import ParallelBUG2 as ParallelBUG2
 from .projector_splitting import KSL as KSL
 from .projector_splitting import KSLStrang as KSLStrang
-from .runge_kutta import TABLEAUX as TABLEAUX
 from .runge_kutta import RKBUG as RKBUG
+from .runge_kutta import TABLEAUX as TABLEAUX
 from .runge_kutta import ProjectedRK as ProjectedRK
 
 #: name -> integrator class, used by :func:`lowrank_core.solve`

@@ -116,10 +116,10 @@ class RKBUG(AbstractRankAdaptive):
     Cost per step (``r`` the rank, every stage kept at rank ``r``; ``k`` stages in
     ``C``): thin QR ``m x (k + 1) r`` and ``n x (k + 1) r`` and one SVD ``(k + 1) r`` per
     stage and for ``Y1``, ``s`` F points.  ``heun``: ``2r``, ``3r`` (2 F points);
-    ``ssprk3``: ``2r``, ``3r``, ``4r`` (3); ``rk4``: ``2r``, ``3r``, ``4r``, ``5r`` (4).  Error ``C (h^p + plateau + theta/h)``
-    with ``p`` the order of the tableau and constants independent of the singular values;
-    the plateau is the truncation error of the stages and of ``Y1`` (it vanishes at full
-    rank).
+    ``ssprk3``: ``2r``, ``3r``, ``4r`` (3); ``rk4``: ``2r``, ``3r``, ``4r``, ``5r`` (4).
+    Error ``C (h^p + plateau + theta/h)`` with ``p`` the order of the tableau and constants
+    independent of the singular values; the plateau is the truncation error of the stages
+    and of ``Y1`` (it vanishes at full rank).
 
     Parameters
     ----------
@@ -172,7 +172,8 @@ class RKBUG(AbstractRankAdaptive):
             closures.append(closure)
             values.append(_count_point(kit, t0 + tab.c[i] * h, Y))
             blocks.append((values[i].F_V(Y.V), values[i].FH_U(Y.U)))
-        raise AssertionError("unreachable")  # pragma: no cover
+        msg = "unreachable: the last tableau row returns"
+        raise AssertionError(msg)  # pragma: no cover
 
     def _galerkin(
         self, kit: StepKit, Y0: LowRank, values: list, blocks: list, closure: list, used: list, weights: Any, h: float
@@ -242,7 +243,8 @@ class ProjectedRK(AbstractIntegrator):
             if i == len(tab.b):
                 return Y, state
             tangents.append(self._tangent(kit, Y, _count_point(kit, t0 + tab.c[i] * h, Y)))
-        raise AssertionError("unreachable")  # pragma: no cover
+        msg = "unreachable: the last tableau row returns"
+        raise AssertionError(msg)  # pragma: no cover
 
     @staticmethod
     def _tangent(kit: StepKit, Y: LowRank, F: Any) -> tuple[Any, Any, Any, Any]:

@@ -113,7 +113,11 @@ def tangent_problem(xp, drawn):
     W1, W2 = random_skew(rng, M, norm, cplx), random_skew(rng, N, norm, cplx)
     tail = 1e-10 * 0.1 * 10.0 ** -np.arange(N - R, dtype=float)
     members = [
-        (random_orthonormal(rng, M, N, cplx), np.diag(np.concatenate([head, tail])), random_orthonormal(rng, N, N, cplx))
+        (
+            random_orthonormal(rng, M, N, cplx),
+            np.diag(np.concatenate([head, tail])),
+            random_orthonormal(rng, N, N, cplx),
+        )
         for head in heads
     ]
     P, S, Q = (np.stack(f).reshape(*batch, *f[0].shape) for f in zip(*members, strict=True))
@@ -138,7 +142,9 @@ def slopes_of(xp, drawn, method, tableau):
     ref = exact(1.0)
     errs = np.stack(
         [
-            np.linalg.norm(dense(lc.solve(problem, Y0, (0.0, 1.0), h, method=method, **_kw(tableau)).Y) - ref, axis=(-2, -1))
+            np.linalg.norm(
+                dense(lc.solve(problem, Y0, (0.0, 1.0), h, method=method, **_kw(tableau)).Y) - ref, axis=(-2, -1)
+            )
             / np.linalg.norm(ref, axis=(-2, -1))
             for h in HS
         ],
@@ -249,6 +255,7 @@ def affine_path(xp, dtype, seed, m=30, n=24, r1=2, r2=2):
     affine in ``t``, with moving column *and* row spaces."""
     rng = np.random.default_rng(seed)
     cplx = dtype.startswith("complex")
+
     def g(*shape):
         x = rng.standard_normal(shape)
         return x + 1j * rng.standard_normal(shape) if cplx else x
