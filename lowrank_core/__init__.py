@@ -6,6 +6,8 @@ augmented backward-corrected PSI), on any array-API backend.
 """
 
 from ._conservation import Conservation as Conservation
+from ._control import Checkpoint as Checkpoint
+from ._control import StepToleranceWarning as StepToleranceWarning
 from ._errors import LowRankIntegrationError as LowRankIntegrationError
 from ._integrate import Solution as Solution
 from ._integrate import solve as solve
@@ -61,6 +63,8 @@ __all__ = [
     "LinearMatrixODE",
     "LowRank",
     "LowRankIntegrationError",
+    "Checkpoint",
+    "StepToleranceWarning",
     "MatrixODE",
     "MatrixPath",
     "RHSValue",
