@@ -79,7 +79,9 @@ class Solution:
         ``reject=True``) and ``wall_time`` (seconds).  Decompositions and evaluations are
         counted per matrix: a stack of ``B`` problems counts ``B`` per batched call;
         ``max_rank_hits`` and ``rejections`` count steps.  With ``substep="exact"``,
-        ``rhs_evals`` counts exact increments (one per substep).
+        ``rhs_evals`` counts exact increments (one per substep).  With ``dt=None``:
+        ``rejected_steps`` (rejected trial steps of the controller; all counts include
+        the work of rejected trials).
     method : AbstractIntegrator
         The integrator that produced the solution.
     step_ranks : list of int
@@ -361,8 +363,10 @@ def solve(
         ``V0 (..., n, r)``; leading dimensions are independent problems.
     t_span : (float, float)
         ``(t0, t1)`` with ``t0 < t1``.
-    dt : float
+    dt : float or None
         Step size, ``0 < dt <= t1 - t0``; the last step is shortened to end at ``t1``.
+        ``None`` (the default): the step size is chosen by the controller from
+        ``step_rtol``/``step_atol`` (step doubling; see ``docs/solve.md``).
     method : str, integrator class or instance, default "abc-psi"
         ``"ksl"``, ``"ksl-strang"``, ``"bc-psi"``, ``"abc-psi"``, ``"bug"``,
         ``"ra-bug"``, ``"parallel-bug"``, the second-order ``"midpoint-bug"`` and
@@ -434,19 +438,52 @@ def solve(
         alone would (bit for bit on the kernel and NumPy paths); ``sol.failed_members``
         maps each broken member to the ``(step, t)`` where it broke.  The solve still
         raises if every member breaks.  Implies the per-step finiteness check.
+        Fixed ``dt`` only.
+    step_rtol, step_atol : float, optional
+        With ``dt=None``: the error allowed per unit of time,
+        ``est <= (step_atol + step_rtol ||Y||_F) h`` for a step of size ``h``, with
+        ``est = ||Y_2 - Y_1||_F / (2^p - 1)`` the step-doubling estimate of a method of
+        order ``p`` (:attr:`AbstractIntegrator.order`).  At least one must be positive;
+        ``step_rtol < 1``.  A rank-adaptive method's truncation ``theta`` should stay
+        below a quarter of ``(step_atol + step_rtol ||Y||) h``
+        (:class:`StepToleranceWarning` otherwise).
+    first_step, min_step, max_step : float, optional
+        With ``dt=None``: the first trial step (default ``0.01 ||Y0|| / ||P(Y0) F||``
+        from one probe step), the floor below which the solve raises (default 64
+        round-off units of ``t``) and a ceiling (default none).
+    t_eval : sequence of float, optional
+        Sorted times inside ``t_span`` at which to save the state (then ``sol.t`` is
+        ``t_eval``); each is hit exactly by shortening the step that would pass it.
+    callback : callable, optional
+        ``callback(t, Y)`` after every accepted step; its return values are collected in
+        ``sol.callback_values``.  An exception in it stops the solve (with
+        ``exc.checkpoint``).
+    events : callable or list of callables, optional
+        ``event(t, Y) -> float`` as in :func:`scipy.integrate.solve_ivp` (attributes
+        ``terminal``, ``direction``); zeros located to ``1e-10 h`` by regula falsi on the
+        step size, in ``sol.t_events``/``sol.Y_events``; a terminal one ends the solve
+        (``sol.status == 1``).
+    resume : Checkpoint, optional
+        Continue the solve of :meth:`Solution.checkpoint` (then ``Y0`` is ``None``, the
+        method and step settings come from the checkpoint, ``t_span = (t0, t2)`` is the
+        span of the whole solve); bit for bit equal to one uninterrupted solve.
 
     Returns
     -------
     Solution
-        ``sol.Y`` (final state), ``sol.t``, ``sol.Ys``, ``sol.ranks``, ``sol.stats``.
+        ``sol.Y`` (final state), ``sol.t``, ``sol.Ys``, ``sol.ranks``, ``sol.stats``,
+        ``sol.step_sizes``, ``sol.t_events``, ``sol.status``, ``sol.checkpoint()``.
 
     Raises
     ------
     TypeError, ValueError
         Invalid arguments (named in the message).
     LowRankIntegrationError
-        Numerical breakdown (non-finite values, failed decomposition), with ``.t`` and
-        ``.step``.
+        Numerical breakdown (non-finite values, failed decomposition, the controller's
+        floor), with ``.t``, ``.step``, ``.error_estimate`` (floor) and the last good
+        state (``.last_good``, ``.checkpoint`` to resume from).  A ``KeyboardInterrupt``
+        and exceptions from ``F`` or ``callback`` propagate with ``.checkpoint`` and
+        ``.last_good`` attached.
 
     Examples
     --------
@@ -534,8 +571,7 @@ def solve(
         raise ValueError(msg)
     if callback is not None and not callable(callback):
         msg = (
-            f"`callback` must be a callable callback(t, Y) or None; got {callback!r} of type "
-            f"{type(callback).__name__}."
+            f"`callback` must be a callable callback(t, Y) or None; got {callback!r} of type {type(callback).__name__}."
         )
         raise TypeError(msg)
     events = check_events(events)
@@ -597,10 +633,7 @@ def _check_t_eval(t_eval: Any, span: tuple[float, float], resume: Any) -> np.nda
 def _check_resume(resume: Any, Y0: Any, given: list[str]) -> None:
     """``resume`` must be a :class:`Checkpoint`, without ``Y0`` and method options."""
     if not isinstance(resume, Checkpoint):
-        msg = (
-            f"`resume` must be a Checkpoint (from sol.checkpoint() or err.checkpoint); got "
-            f"{type(resume).__name__}."
-        )
+        msg = f"`resume` must be a Checkpoint (from sol.checkpoint() or err.checkpoint); got {type(resume).__name__}."
         raise TypeError(msg)
     if Y0 is not None:
         msg = (

@@ -70,7 +70,8 @@ def test_callback_error_stops_with_context(setup):
 
     def cb(t, Y):
         if t > 0.35:
-            raise RuntimeError("diagnostic failed")
+            msg = "diagnostic failed"
+            raise RuntimeError(msg)
 
     with pytest.raises(RuntimeError, match="diagnostic failed") as info:
         lc.solve(problem, Y0, (0.0, 1.0), dt=0.1, method="ksl", callback=cb)
