@@ -132,7 +132,9 @@ class AbstractIntegrator:
     name : str
         Registry name used by :func:`lowrank_core.solve`.
     order : int
-        Classical order of the method with exact substeps.
+        Classical order of the method with exact substeps.  ``solve(..., dt=None)`` uses
+        it for its step-doubling estimate ``||Y_2 - Y_1|| / (2^p - 1)`` and its
+        controller exponent ``1/p``: a new integrator sets its own.
     rank_adaptive : bool
         Whether the rank may change from step to step.
     """
