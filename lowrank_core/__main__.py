@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="{bench,demo}")
     bench = sub.add_parser("bench", help="measure the integrators or the QR/SVD kernels; write tables and plots")
-    bench_sub = bench.add_subparsers(dest="bench", metavar="{qr-savings,kernels,problems,scale}")
+    bench_sub = bench.add_subparsers(dest="bench", metavar="{qr-savings,training-cost,kernels,problems,scale}")
     qr = bench_sub.add_parser(
         "qr-savings",
         parents=[backend, output],
@@ -110,6 +110,19 @@ def _parser() -> argparse.ArgumentParser:
                     help=f"problems to run (default: all of {', '.join(QR_SAVINGS_CASES)})")
     qr.add_argument("--dt", nargs="+", type=_positive_float, metavar="DT",
                     help="step sizes for every problem (default: 3 to 5 per problem, 2 with --quick)")
+    train = bench_sub.add_parser(
+        "training-cost",
+        parents=[output],
+        help="one cycle of each low-rank optimizer at the layer shapes of a 784-1024-1024-10 MLP",
+        description=(
+            "Time one cycle (one basis update) of each lowrank_core.training optimizer at the low-rank layer "
+            "shapes of a 784 -> 1024 -> 1024 -> 10 MLP (1024x784, 1024x1024) at ranks 32 and 128, with PyTorch "
+            "if installed (else NumPy); split the time into QR, SVD (each shape timed alone) and products; "
+            "write JSON and CSV to --out."
+        ),
+    )
+    train.add_argument("--repeat", type=_positive_int, default=5,
+                       help="timed cycles per case; the shortest is reported (default: 5, 2 with --quick)")
     kern = bench_sub.add_parser(
         "kernels",
         parents=[output],
@@ -255,6 +268,30 @@ def _bench_qr_savings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_training_cost(args: argparse.Namespace) -> int:
+    from ._bench import MLP_LAYERS, TRAINING_RANKS, run_training_cost
+    from ._report import TRAINING_COST_COLUMNS, format_table, prepare_out_dir, run_metadata, write_rows
+
+    out = _checked(prepare_out_dir, args.out)
+    repeat = 2 if args.quick and args.repeat == 5 else args.repeat
+    ranks = TRAINING_RANKS[:1] if args.quick else TRAINING_RANKS
+    start = time.perf_counter()
+    with _ProgressBar(quiet=args.quiet, unit="case") as progress:
+        rows = run_training_cost(ranks=ranks, repeat=repeat, progress=progress)
+    seconds = time.perf_counter() - start
+    for row in rows:
+        row["layer"] = f"{row['m']}x{row['n']}"
+    print(f"\none cycle (one basis update) per optimizer, {rows[0]['backend'] if rows else '-'}, "
+          f"shortest of {repeat} timed cycles")
+    print(format_table(rows, TRAINING_COST_COLUMNS))
+    print("\nms QR / ms SVD: the cycle's decompositions timed alone (shape by shape); ms products: the rest of "
+          f"the cycle.\n{len(rows)} cases in {seconds:.1f} s.")
+    meta = run_metadata(benchmark="training-cost", seconds=seconds, repeat=repeat, layers=list(MLP_LAYERS),
+                        ranks=list(ranks))
+    _wrote(write_rows(rows, out, "training_cost", meta))
+    return 0
+
+
 def _bench_kernels(args: argparse.Namespace) -> int:
     from ._bench import kernel_benchmark
     from ._plots import plot_kernels
@@ -351,7 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "`lowrank-core bench problems`")
                 raise _UsageError(msg)
             _require_bench_extras()
-            runs = {"qr-savings": _bench_qr_savings, "kernels": _bench_kernels, "problems": _bench_problems,
+            runs = {"qr-savings": _bench_qr_savings, "training-cost": _bench_training_cost,
+                    "kernels": _bench_kernels, "problems": _bench_problems,
                     "scale": _bench_scale_cmd}
             return runs[args.bench](args)
         return _demo(args)

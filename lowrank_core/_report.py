@@ -24,6 +24,7 @@ from typing import Any
 __all__ = [
     "EQUAL_ACCURACY_COLUMNS",
     "KERNEL_COLUMNS",
+    "TRAINING_COST_COLUMNS",
     "QR_SAVINGS_COLUMNS",
     "Column",
     "format_shapes", "format_table", "prepare_out_dir", "run_metadata", "write_rows"]
@@ -98,6 +99,22 @@ EQUAL_ACCURACY_COLUMNS = [
     Column("SVD Mflop", "svd_flops", _mflop),
     Column("F", "rhs_evals"),
     Column("ms", "wall_time", _ms),
+]
+
+#: Columns of the training-cost table (``bench training-cost``).
+TRAINING_COST_COLUMNS = [
+    Column("layer", "layer", align="<"),
+    Column("rank", "rank"),
+    Column("optimizer", "optimizer", align="<"),
+    Column("steps", "steps"),
+    Column("QR", "qr"),
+    Column("SVD", "svd"),
+    Column("ms cycle", "cycle_ms", "{:.2f}".format),
+    Column("ms QR", "qr_ms", "{:.2f}".format),
+    Column("ms SVD", "svd_ms", "{:.2f}".format),
+    Column("ms products", "products_ms", "{:.2f}".format),
+    Column("QR shapes", "qr_shapes", format_shapes, align="<"),
+    Column("SVD shapes", "svd_shapes", format_shapes, align="<"),
 ]
 
 #: Columns of the kernel table (``bench kernels``).

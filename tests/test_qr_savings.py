@@ -158,3 +158,24 @@ def test_tol_per_unit_time_bad_input(riccati, kwargs, error, match):
     kw = {"dt": riccati.suggested_dt, "method": "ra-bug", **kwargs}
     with pytest.raises(error, match=match):
         lc.solve(riccati.problem, riccati.Y0, riccati.t_span, **kw)
+
+
+def test_training_cost_counts_each_optimizers_decompositions():
+    """One cycle per optimizer: abc-PSI does one m x 2r QR and one n x 2r SVD, RA-BUG two
+    QRs and a 2r x 2r SVD, PSI two rank-r QRs; the time split adds up to the cycle.
+
+    Guards against timing a different unit than one basis update (a cycle), or against
+    a split whose parts do not come from the cycle's own decompositions."""
+    from lowrank_core._bench import run_training_cost
+
+    rows = run_training_cost(layers=[(40, 30)], ranks=[4], optimizers=["psi", "abc-psi", "ra-bug"], repeat=1)
+    by_name = {r["optimizer"]: r for r in rows}
+    assert by_name["psi"]["qr_shapes"] == {"30x4": 1, "40x4": 1}
+    assert by_name["psi"]["svd"] == 0
+    assert by_name["abc-psi"]["qr_shapes"] == {"40x8": 1}
+    assert by_name["abc-psi"]["svd_shapes"] == {"30x8": 1}
+    assert by_name["ra-bug"]["qr_shapes"] == {"30x8": 1, "40x8": 1}
+    assert by_name["ra-bug"]["svd_shapes"] == {"8x8": 1}
+    for r in rows:
+        assert r["products_ms"] >= 0
+        assert r["products_ms"] == pytest.approx(max(r["cycle_ms"] - r["qr_ms"] - r["svd_ms"], 0.0))
