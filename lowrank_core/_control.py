@@ -319,7 +319,7 @@ def locate(g: Any, t_a: float, t_b: float, g_a: float, g_b: float) -> float:
 class Checkpoint:
     """Everything :func:`~lowrank_core.solve` needs to continue a solve bit for bit.
 
-    Made by :meth:`Solution.checkpoint` (or attached to the exception of an interrupted
+    Made by :meth:`~lowrank_core.Solution.checkpoint` (or attached to the exception of an interrupted
     solve as ``.checkpoint``); pass it as ``lc.solve(problem, None, t_span,
     resume=checkpoint)``.  It pickles (with the problem's arrays not included: the
     problem is given again to the resumed solve).

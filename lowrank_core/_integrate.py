@@ -97,7 +97,7 @@ class Solution:
         event).  ``stats["rejected_steps"]`` counts the rejected trial steps.
     t_events, Y_events : list or None
         With ``events``: for each event, the times (array) and states (list of
-        :class:`LowRank`) where it occurred, as in :func:`scipy.integrate.solve_ivp`;
+        :class:`LowRank`) where it occurred, as in ``scipy.integrate.solve_ivp``;
         ``None`` without events.
     status : int
         ``0``: the solve reached ``t1``; ``1``: a terminal event stopped it (then
@@ -127,7 +127,7 @@ class Solution:
     _checkpoint: Checkpoint | None = field(default=None, repr=False)
 
     def checkpoint(self, *, history: bool = True) -> Checkpoint:
-        """A picklable :class:`Checkpoint` of the final state, to continue the solve.
+        """A picklable :class:`~lowrank_core.Checkpoint` of the final state, to continue the solve.
 
         ``lc.solve(problem, None, (t0, t2), resume=sol.checkpoint())`` continues from
         ``sol.t[-1]`` with the same method, integrator state (rank, kept columns),
@@ -443,10 +443,10 @@ def solve(
         With ``dt=None``: the error allowed per unit of time,
         ``est <= (step_atol + step_rtol ||Y||_F) h`` for a step of size ``h``, with
         ``est = ||Y_2 - Y_1||_F / (2^p - 1)`` the step-doubling estimate of a method of
-        order ``p`` (:attr:`AbstractIntegrator.order`).  At least one must be positive;
+        order ``p`` (``AbstractIntegrator.order``).  At least one must be positive;
         ``step_rtol < 1``.  A rank-adaptive method's truncation ``theta`` should stay
         below a quarter of ``(step_atol + step_rtol ||Y||) h``
-        (:class:`StepToleranceWarning` otherwise).
+        (:class:`~lowrank_core.StepToleranceWarning` otherwise).
     first_step, min_step, max_step : float, optional
         With ``dt=None``: the first trial step (default ``0.01 ||Y0|| / ||P(Y0) F||``
         from one probe step), the floor below which the solve raises (default 64
@@ -459,12 +459,12 @@ def solve(
         ``sol.callback_values``.  An exception in it stops the solve (with
         ``exc.checkpoint``).
     events : callable or list of callables, optional
-        ``event(t, Y) -> float`` as in :func:`scipy.integrate.solve_ivp` (attributes
+        ``event(t, Y) -> float`` as in ``scipy.integrate.solve_ivp`` (attributes
         ``terminal``, ``direction``); zeros located to ``1e-10 h`` by regula falsi on the
         step size, in ``sol.t_events``/``sol.Y_events``; a terminal one ends the solve
         (``sol.status == 1``).
     resume : Checkpoint, optional
-        Continue the solve of :meth:`Solution.checkpoint` (then ``Y0`` is ``None``, the
+        Continue the solve of :meth:`~lowrank_core.Solution.checkpoint` (then ``Y0`` is ``None``, the
         method and step settings come from the checkpoint, ``t_span = (t0, t2)`` is the
         span of the whole solve); bit for bit equal to one uninterrupted solve.
 
