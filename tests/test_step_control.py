@@ -117,18 +117,20 @@ def test_floor_raises_with_time_step_and_estimate(small):
     assert np.isfinite(err.last_good.S).all()
 
 
-@pytest.mark.parametrize("gap", [1e-1, 1e-6, 1e-12])
-def test_difference_norm_matches_dense(gap):
+@pytest.mark.parametrize(("gap", "rank2"), [(1e-1, 7), (1e-6, 5), (1e-12, 5), (1e-12, 6)])
+def test_difference_norm_matches_dense(gap, rank2):
     """``||Y_2 - Y_1||_F`` from the factors equals the dense norm for states of different
-    ranks, to round-off of ``||Y||`` (1e3 eps) also when they differ by ``1e-12 ||Y||``.
+    ranks, to round-off of ``||Y||`` (1e3 eps) also when they differ by ``1e-12 ||Y||``
+    (same rank, nearly the same bases).
 
     Guards against the Gram formula ``||S_1||^2 + ||S_2||^2 - 2 Re<Y_1, Y_2>``, which loses
     everything below ``sqrt(eps) ||Y||`` to cancellation (checked by planting it).
     """
     rng = np.random.default_rng(7)
     A = rng.standard_normal((30, 20))
+    A[:, 5:] *= 1e-13  # (nearly) rank 5: a sixth column of Y2 is as small as the gap
     Y1 = lc.LowRank.from_dense(A, rank=5)
-    Y2 = lc.LowRank.from_dense(A + gap * rng.standard_normal((30, 20)), rank=7)
+    Y2 = lc.LowRank.from_dense(A + gap * rng.standard_normal((30, 20)), rank=rank2)
     dense = np.linalg.norm(Y2.to_dense() - Y1.to_dense())
     scale = np.linalg.norm(A)
     assert abs(float(difference_norm(Y1, Y2)) - dense) <= 1e3 * np.finfo(float).eps * scale
