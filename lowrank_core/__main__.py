@@ -80,7 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     output = _Parser(add_help=False)
     output.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"folder for the JSON, CSV and PNG files (default: ./{DEFAULT_OUT}/)")
-    output.add_argument("--quick", action="store_true", help="a short run (well under a minute)")
+    output.add_argument("--quick", action="store_true",
+                        help="a shorter run (qr-savings: the two largest step sizes, 110 solves instead of 165; "
+                             "44 s warm, 116 s cold on the loaded 2-core development machine)")
     output.add_argument("--quiet", action="store_true", help="no progress bar")
 
     parser = _Parser(
@@ -159,7 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         parents=[backend],
-        help="a short guided run on one reference problem (default)",
+        help="a short guided run on one reference problem (default; 15 s warm, 73 s cold with compilation "
+             "on the loaded 2-core development machine)",
         description="Solve one reference problem, explain what the integrator did, then compare every method.",
     )
     demo.add_argument("--problem", default="prescribed-path", choices=list(QR_SAVINGS_CASES),
