@@ -417,13 +417,15 @@ def equal_rank_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for problem in dict.fromkeys(r["problem"] for r in rows):
         prows = [r for r in rows if r["problem"] == problem]
         equal = [r for r in prows if r.get("equal_rank")]
-        out.append({
-            "problem": problem,
-            "rank": equal[0]["rank"] if equal else None,
-            "dts": sorted({r["dt"] for r in equal}, reverse=True),
-            "all_dts": sorted({r["dt"] for r in prows}, reverse=True),
-            "methods": list(dict.fromkeys(r["method"] for r in prows)),
-        })
+        out.append(
+            {
+                "problem": problem,
+                "rank": equal[0]["rank"] if equal else None,
+                "dts": sorted({r["dt"] for r in equal}, reverse=True),
+                "all_dts": sorted({r["dt"] for r in prows}, reverse=True),
+                "methods": list(dict.fromkeys(r["method"] for r in prows)),
+            }
+        )
     return out
 
 
@@ -587,7 +589,7 @@ def run_training_cost(
         param0 = opt.init(Y0)
         counters = Counters()
 
-        def cycle(counters: Any = None) -> Any:
+        def cycle(counters: Any = None, opt: Any = opt, param0: Any = param0, G: Any = G) -> Any:
             param = param0
             for _ in range(opt.cycle_length):
                 param = opt.step(param, grad=G, counters=counters, check_finite=False)

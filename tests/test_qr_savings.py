@@ -112,8 +112,22 @@ def test_explicit_targets_replace_the_default():
 
     Guards against ``targets`` being ignored."""
     rows = [
-        {"problem": "p", "method": "m", "dt": dt, "status": "ok", "error": err, "rank": 3, "qr": q, "svd": 0,
-         "decompositions": q, "qr_flops": 1.0, "svd_flops": 0.0, "flops": 1.0, "rhs_evals": q, "wall_time": 0.1}
+        {
+            "problem": "p",
+            "method": "m",
+            "dt": dt,
+            "status": "ok",
+            "error": err,
+            "rank": 3,
+            "qr": q,
+            "svd": 0,
+            "decompositions": q,
+            "qr_flops": 1.0,
+            "svd_flops": 0.0,
+            "flops": 1.0,
+            "rhs_evals": q,
+            "wall_time": 0.1,
+        }
         for dt, err, q in ((0.1, 1e-2, 10), (0.05, 1e-3, 20))
     ]
     assert equal_accuracy_table(rows, {"p": 1e-6})[0]["dt"] is None
