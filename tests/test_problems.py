@@ -311,9 +311,14 @@ def test_get_rejects_unknown_names():
     with pytest.raises(TypeError, match="`name` must be a string"):
         P.get(3)
     assert P.get("quadratic", m=6, n=5, r=2).name == "quadratic"
-    assert {"prescribed-path", "heat", "schrodinger", "riccati", "quadratic", "stochastic-burgers", "allen-cahn"} <= set(
-        P.PROBLEMS
-    )
+    # every registered problem is listed here, so a new one must also be given its
+    # entries in SMALL, FD_TOL and SOLVE_FACTOR above (the parametrised tests use them)
+    assert set(P.PROBLEMS) == {
+        "prescribed-path", "heat", "schrodinger", "riccati", "quadratic",
+        "landau-damping", "two-stream", "stochastic-burgers", "allen-cahn", "plane-source",
+    }  # fmt: skip
+    for name in P.PROBLEMS:
+        assert P.PROBLEMS[name].__module__.startswith("lowrank_core.problems.")
 
 
 @pytest.mark.parametrize(
