@@ -165,16 +165,7 @@ def time_grid(t_span: Any, dt: Any) -> list[float]:
     Times are computed as ``t0 + k dt`` rather than by repeated addition, so rounding
     errors do not accumulate.
     """
-    try:
-        if isinstance(t_span, (str, bytes)) or any(isinstance(v, (str, bytes, bool)) for v in t_span):
-            raise TypeError
-        t0, t1 = (float(v) for v in t_span)
-    except (TypeError, ValueError):
-        msg = f"`t_span` must be a pair of real numbers (t0, t1); got {t_span!r}."
-        raise TypeError(msg) from None
-    if not (math.isfinite(t0) and math.isfinite(t1)) or t1 <= t0:
-        msg = f"`t_span` must satisfy t0 < t1 with finite values; got ({t0}, {t1})."
-        raise ValueError(msg)
+    t0, t1 = _check_span(t_span)
     if isinstance(dt, bool) or not isinstance(dt, (int, float, np.floating, np.integer)):
         msg = f"`dt` must be a positive real number; got {dt!r} of type {type(dt).__name__}."
         raise TypeError(msg)
