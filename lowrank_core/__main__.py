@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"folder for the JSON, CSV and PNG files (default: ./{DEFAULT_OUT}/)")
     output.add_argument("--quick", action="store_true",
                         help="a shorter run (qr-savings: the two largest step sizes, 110 solves instead of 165; "
-                             "44 s warm, 116 s cold on the loaded 2-core development machine)")
+                             "20 s warm, 56 s cold with compilation on a 2-core machine)")
     output.add_argument("--quiet", action="store_true", help="no progress bar")
 
     parser = _Parser(
@@ -161,8 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         parents=[backend],
-        help="a short guided run on one reference problem (default; 15 s warm, 73 s cold with compilation "
-             "on the loaded 2-core development machine)",
+        help="a short guided run on one reference problem (default; 2 s warm, 21 s cold with compilation "
+             "on a 2-core machine)",
         description="Solve one reference problem, explain what the integrator did, then compare every method.",
     )
     demo.add_argument("--problem", default="prescribed-path", choices=list(QR_SAVINGS_CASES),
