@@ -48,7 +48,21 @@ from .integrators._base import check_conservation
 
 __all__ = ["Checkpoint", "Solution", "solve", "time_grid"]
 
-_DEFAULT = object()
+
+
+class _Default:
+    """The value of an option of :func:`solve` that was not given: the method's own
+    default applies (shown as ``default`` in the signature; one instance, which pickles
+    as itself)."""
+
+    def __repr__(self) -> str:
+        return "default"
+
+    def __reduce__(self) -> str:
+        return "_DEFAULT"
+
+
+_DEFAULT = _Default()
 #: Most steps a time grid may have: beyond, ``dt`` is almost surely a mistake (and the
 #: grid alone would need gigabytes).
 MAX_STEPS = 10**8
