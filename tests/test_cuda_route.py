@@ -37,8 +37,7 @@ import numpy as np
 import pytest
 
 import lowrank_kernels as lk
-from lowrank_core import _linalg
-from lowrank_core._linalg import Counters
+from lowrank_core import Counters, _linalg
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("NUMBA_ENABLE_CUDASIM") != "1" or not lk.has_cuda(),

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lowrank_core import _linalg
-from lowrank_core._linalg import Counters
+from lowrank_core import Counters, _linalg
 
 from ._helpers import eps_of, to_numpy
 

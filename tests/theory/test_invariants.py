@@ -33,7 +33,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lowrank_core as lc
-from lowrank_core._truncation import Truncation
+from lowrank_core import Truncation
 from lowrank_core.integrators import _base
 
 from .._helpers import dense, random_orthonormal, random_skew, to_numpy

@@ -33,7 +33,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import lowrank_core as lc
-from lowrank_core._substep import RK4
+from lowrank_core import RK4
 
 from .._helpers import dense, loglog_slope
 from ._problems import NonTangentProblem, StackedNonTangent

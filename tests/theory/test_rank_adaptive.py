@@ -40,8 +40,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import lowrank_core as lc
-from lowrank_core import problems
-from lowrank_core._truncation import Truncation
+from lowrank_core import Truncation, problems
 
 from .._helpers import dense, loglog_slope, random_skew
 from ._problems import full_rank_path, record_truncations
