@@ -55,33 +55,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RANK, N_V, DT = _bench_scale.RANK, _bench_scale.N_V, _bench_scale.DT
 
 
-def _problem(m: int):
-    return _bench_scale.problem(m)
-
-
-def _small_factors():
-    return _bench_scale.small_factors()
-
-
-def _dask_state(m: int, chunk: int):
-    import dask.array as da
-
-    import lowrank_core as lc
-    from lowrank_core import dask as lcd
-
-    X = da.random.default_rng(0).standard_normal((m, RANK), chunks=(min(chunk, m), RANK))
-    U, _ = lcd.tsqr(X)
-    (U,) = _client().persist([U])
-    V, S = _small_factors()
-    return lc.LowRank(U, da.from_array(S), da.from_array(V), check=False)
-
-
-def _client():
-    from distributed import default_client
-
-    return default_client()
-
-
 def _worker_stats():
     """(peak RSS in bytes, spilled bytes) of the worker process this runs in."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -100,40 +73,21 @@ def _worker_stats():
 def run_dask(m: int, workers: int, steps: int, chunk: int, memory_limit: str) -> dict:
     from distributed import Client, LocalCluster
 
-    import lowrank_core as lc
-
     cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-        dashboard_address=None, silence_logs=40,
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=memory_limit,
+        dashboard_address=None,
+        silence_logs=40,
     )
     client = Client(cluster)
     try:
-        t_build = time.perf_counter()
-        Y = _dask_state(m, chunk)
-        problem = _problem(m)
-        from distributed import wait
-
-        wait([Y.U])
-        build_s = time.perf_counter() - t_build
-        t0 = time.perf_counter()
-        warm = lc.solve(problem, Y, (0.0, DT), DT, method="abc-psi", substep="euler")
-        wait([warm.Y.U])
-        first_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        sol = lc.solve(problem, warm.Y, (0.0, steps * DT), DT, method="abc-psi", substep="euler")
-        wait([sol.Y.U])
-        per_step = (time.perf_counter() - t0) / steps
+        row = _bench_scale.run_case(client, m, steps, chunk)  # one definition of the timed case
         stats = client.run(_worker_stats)
-        return {
-            "backend": "dask", "m": m, "workers": workers, "rank": RANK, "n": N_V, "chunk_rows": chunk,
-            "memory_limit": memory_limit, "steps": steps, "build_s": build_s, "first_step_s": first_s,
-            "ms_per_step": 1e3 * per_step,
-            "peak_rss_per_worker_bytes": [v[0] for v in stats.values()],
-            "spilled_bytes_per_worker": [v[1] for v in stats.values()],
-            "dask_syncs_per_step": sol.stats["dask_syncs"] / steps,
-            "dask_persists_per_step": sol.stats["dask_persists"] / steps,
-            "factor_bytes": m * RANK * 8,
-        }
+        row["memory_limit"] = memory_limit
+        row["spilled_bytes_per_worker"] = [v[1] for v in stats.values()]
+        return row
     finally:
         client.close()
         cluster.close()
@@ -169,8 +123,17 @@ def run_tsqr(m: int, chunk: int, repeat: int = 3) -> list[dict]:
                 if i:
                     times.append(time.perf_counter() - t0)
                 del q, r, Xi
-            rows.append({"tsqr": kind, "m": m, "k": 2 * RANK, "chunk_rows": chunk, "workers": 2,
-                         "ms": 1e3 * float(np.mean(times)), "samples_ms": [1e3 * t for t in times]})
+            rows.append(
+                {
+                    "tsqr": kind,
+                    "m": m,
+                    "k": 2 * RANK,
+                    "chunk_rows": chunk,
+                    "workers": 2,
+                    "ms": 1e3 * float(np.mean(times)),
+                    "samples_ms": [1e3 * t for t in times],
+                }
+            )
     finally:
         client.close()
         cluster.close()
@@ -185,12 +148,14 @@ def _merge(rows: list[dict], key: str) -> None:
     ident = ("backend", "m", "workers", "memory_limit", "tsqr")
     new_ids = {tuple(r.get(k) for k in ident) for r in rows}
     data[key] = [r for r in old if tuple(r.get(k) for k in ident) not in new_ids] + rows
-    data.setdefault("meta", {}).update({
-        "command": "python bench/dask_scale.py " + " ".join(sys.argv[1:]),
-        "cpus": os.cpu_count(),
-        "load_average_at_end": os.getloadavg(),
-        "note": "2-core machine shared with other developers' jobs while measured (see load_average_at_end)",
-    })
+    data.setdefault("meta", {}).update(
+        {
+            "command": "python bench/dask_scale.py " + " ".join(sys.argv[1:]),
+            "cpus": os.cpu_count(),
+            "load_average_at_end": os.getloadavg(),
+            "note": "2-core machine shared with other developers' jobs while measured (see load_average_at_end)",
+        }
+    )
     path.write_text(json.dumps(data, indent=1))
 
 
@@ -208,8 +173,11 @@ def plot() -> None:
         ("Dask, 2 workers", lambda r: r["backend"] == "dask" and r["workers"] == 2),
         ("NumPy (in memory)", lambda r: r["backend"] == "numpy"),
     ):
-        pts = sorted((r["m"], r["ms_per_step"], r.get("peak_rss_bytes") or max(r["peak_rss_per_worker_bytes"]))
-                     for r in rows if sel(r))
+        pts = sorted(
+            (r["m"], r["ms_per_step"], r.get("peak_rss_bytes") or max(r["peak_rss_per_worker_bytes"]))
+            for r in rows
+            if sel(r)
+        )
         if not pts:
             continue
         ms = [p[0] for p in pts]
@@ -260,8 +228,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             _merge([row], "runs")
         if m <= args.numpy_max:
-            out = subprocess.run([sys.executable, __file__, "--numpy-case", str(m), "--steps", str(args.steps)],
-                                 capture_output=True, text=True, check=False)
+            out = subprocess.run(
+                [sys.executable, __file__, "--numpy-case", str(m), "--steps", str(args.steps)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if out.returncode == 0:
                 row = json.loads(out.stdout.strip().splitlines()[-1])
             else:
