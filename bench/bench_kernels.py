@@ -39,7 +39,7 @@ import numpy as np
 
 import lowrank_core as lc
 from lowrank_core._linalg import kernel_benchmark, kernel_environment
-from lowrank_core._report import KERNEL_COLUMNS, format_table
+from lowrank_core.bench._report import KERNEL_COLUMNS, format_table
 
 _STARTUP = """
 import time

@@ -96,7 +96,7 @@ import numpy as np
 
 import lowrank_core as lc
 from lowrank_core._linalg import kernel_environment, thin_qr, use_linalg
-from lowrank_core._report import Column, format_table, run_metadata
+from lowrank_core.bench._report import Column, format_table, run_metadata
 from lowrank_kernels.benchmark import _time_rounds
 
 N, RANK = 1000, 20

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lowrank_core import _bench_scale  # the problem, shared with `lowrank-core bench scale`
+from lowrank_core.bench import _scale as _bench_scale  # the problem, shared with `lowrank-core bench scale`
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RANK, N_V, DT = _bench_scale.RANK, _bench_scale.N_V, _bench_scale.DT

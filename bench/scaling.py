@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).parent))
     from contention import background_load  # bench/contention.py, beside this script
 
-    from lowrank_core._report import run_metadata
+    from lowrank_core.bench._report import run_metadata
 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     start = time.perf_counter()

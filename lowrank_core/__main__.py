@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import _bench_scale
-from ._bench import BACKENDS, QR_SAVINGS_CASES
+from .bench import _scale as _bench_scale
+from .bench._qr_savings import BACKENDS, QR_SAVINGS_CASES
 from .integrators import METHODS
 
 DEFAULT_OUT = "lowrank-core-results"
@@ -221,9 +221,15 @@ def _wrote(paths: Sequence[Path]) -> None:
 
 
 def _bench_qr_savings(args: argparse.Namespace) -> int:
-    from ._bench import equal_accuracy_table, equal_rank_table, prepare_cases, resolve_backend, run_qr_savings
-    from ._plots import plot_qr_savings
-    from ._report import (
+    from .bench._plots import plot_qr_savings
+    from .bench._qr_savings import (
+        equal_accuracy_table,
+        equal_rank_table,
+        prepare_cases,
+        resolve_backend,
+        run_qr_savings,
+    )
+    from .bench._report import (
         EQUAL_ACCURACY_COLUMNS,
         QR_SAVINGS_COLUMNS,
         format_table,
@@ -272,8 +278,8 @@ def _bench_qr_savings(args: argparse.Namespace) -> int:
 
 
 def _bench_training_cost(args: argparse.Namespace) -> int:
-    from ._bench import MLP_LAYERS, TRAINING_RANKS, run_training_cost
-    from ._report import TRAINING_COST_COLUMNS, format_table, prepare_out_dir, run_metadata, write_rows
+    from .bench._qr_savings import MLP_LAYERS, TRAINING_RANKS, run_training_cost
+    from .bench._report import TRAINING_COST_COLUMNS, format_table, prepare_out_dir, run_metadata, write_rows
 
     out = _checked(prepare_out_dir, args.out)
     repeat = 2 if args.quick and args.repeat == 5 else args.repeat
@@ -296,9 +302,9 @@ def _bench_training_cost(args: argparse.Namespace) -> int:
 
 
 def _bench_kernels(args: argparse.Namespace) -> int:
-    from ._bench import kernel_benchmark
-    from ._plots import plot_kernels
-    from ._report import KERNEL_COLUMNS, format_table, prepare_out_dir, run_metadata, write_rows
+    from .bench._plots import plot_kernels
+    from .bench._qr_savings import kernel_benchmark
+    from .bench._report import KERNEL_COLUMNS, format_table, prepare_out_dir, run_metadata, write_rows
 
     bench = _checked(kernel_benchmark)
     out = _checked(prepare_out_dir, args.out)
@@ -324,8 +330,8 @@ def _bench_kernels(args: argparse.Namespace) -> int:
 
 
 def _bench_problems(args: argparse.Namespace) -> int:
-    from ._bench_problems import drift_summary, plot_problems, run_problems
-    from ._report import Column, format_table, prepare_out_dir, run_metadata, write_rows
+    from .bench._problems import drift_summary, plot_problems, run_problems
+    from .bench._report import Column, format_table, prepare_out_dir, run_metadata, write_rows
 
     out = _checked(prepare_out_dir, args.out)
     start = time.perf_counter()
@@ -353,7 +359,7 @@ def _bench_problems(args: argparse.Namespace) -> int:
 
 
 def _bench_scale_cmd(args: argparse.Namespace) -> int:
-    from ._report import prepare_out_dir, run_metadata, write_rows
+    from .bench._report import prepare_out_dir, run_metadata, write_rows
 
     out = _checked(prepare_out_dir, args.out)
     start = time.perf_counter()
@@ -368,8 +374,8 @@ def _bench_scale_cmd(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ._bench import resolve_backend
-    from ._demo import run_demo
+    from .bench._demo import run_demo
+    from .bench._qr_savings import resolve_backend
 
     backend = _checked(resolve_backend, getattr(args, "backend", "numpy"), getattr(args, "device", None))
     _checked(run_demo, getattr(args, "problem", "prescribed-path"), getattr(args, "method", "abc-psi"), backend,

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from lowrank_core import _bench_problems
 from lowrank_core.__main__ import main
+from lowrank_core.bench import _problems as _bench_problems
 from lowrank_core.integrators import METHODS
 from lowrank_core.problems import PROBLEMS
 

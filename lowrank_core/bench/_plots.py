@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._integrate import time_grid
-from .integrators import METHODS
+from .._integrate import time_grid
+from ..integrators import METHODS
 
 __all__ = ["plot_kernels", "plot_qr_savings"]
 
@@ -159,7 +159,7 @@ def plot_qr_savings(
     panel per problem; the final rank of every point is in the panel title, and a
     point that ends at another rank carries its rank as a label),
     ``stem_equal_accuracy.png`` (with ``accuracy``, from
-    :func:`~lowrank_core._bench.equal_accuracy_table`: QRs and SVDs per method at the
+    :func:`~lowrank_core.bench._qr_savings.equal_accuracy_table`: QRs and SVDs per method at the
     target error) and ``stem_rank_vs_t.png`` (rank after every step of the smallest step
     size).
     """

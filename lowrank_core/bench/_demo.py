@@ -12,9 +12,9 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from ._bench import Backend, prepare_cases, solve_case
+from ..integrators import METHODS
+from ._qr_savings import Backend, prepare_cases, solve_case
 from ._report import QR_SAVINGS_COLUMNS, format_shapes, format_table
-from .integrators import METHODS
 
 __all__ = ["run_demo"]
 
@@ -70,7 +70,7 @@ def run_demo(
     Parameters
     ----------
     problem : str
-        A key of :data:`lowrank_core._bench.QR_SAVINGS_CASES`.
+        A key of :data:`lowrank_core.bench._qr_savings.QR_SAVINGS_CASES`.
     method : str
         A key of :data:`lowrank_core.METHODS`, the method narrated first.
     backend : Backend
@@ -84,7 +84,7 @@ def run_demo(
     -------
     list of dict
         One row per method (the narrated method first), as from
-        :func:`lowrank_core._bench.solve_case`.
+        :func:`lowrank_core.bench._qr_savings.solve_case`.
     """
     out = stream or sys.stdout
     if method not in METHODS:

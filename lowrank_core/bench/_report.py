@@ -182,7 +182,7 @@ def run_metadata(**extra: Any) -> dict[str, Any]:
     """Versions, machine and command line of this run, plus ``extra`` entries."""
     import numpy as np
 
-    from . import __version__
+    from .. import __version__
 
     return {
         "lowrank_core": __version__,

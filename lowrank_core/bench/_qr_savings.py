@@ -28,10 +28,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import LowRankIntegrationError
-from ._integrate import solve, time_grid
-from .integrators import METHODS
-from .problems import PROBLEMS, ReferenceProblem
+from .._errors import LowRankIntegrationError
+from .._integrate import solve, time_grid
+from ..integrators import METHODS
+from ..problems import PROBLEMS, ReferenceProblem
 
 __all__ = [
     "BACKENDS",
@@ -498,7 +498,7 @@ def kernel_benchmark() -> Callable[..., list[dict[str, Any]]]:
     ValueError
         If this build of the library has no kernel benchmark.
     """
-    from . import _linalg
+    from .. import _linalg
 
     bench = getattr(_linalg, "kernel_benchmark", None)
     if bench is None:
@@ -561,9 +561,9 @@ def run_training_cost(
     """
     import numpy as np
 
-    from ._linalg import Counters
-    from ._lowrank import LowRank
-    from .training import OPTIMIZERS
+    from .._stats import Counters
+    from .._lowrank import LowRank
+    from ..training import OPTIMIZERS
 
     backend, xp = _training_namespace()
     names = list(optimizers or OPTIMIZERS)

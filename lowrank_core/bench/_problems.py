@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import LowRankIntegrationError
-from ._integrate import solve
-from .integrators import METHODS
-from .problems import PROBLEMS, ReferenceProblem
+from .._errors import LowRankIntegrationError
+from .._integrate import solve
+from ..integrators import METHODS
+from ..problems import PROBLEMS, ReferenceProblem
 
 __all__ = [
     "ABSOLUTE_BELOW",
