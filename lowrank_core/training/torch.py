@@ -54,7 +54,7 @@ from .._lowrank import LowRank
 from . import OPTIMIZERS, AbstractLowRankOptimizer, LowRankParam, NonFiniteGradientError
 from ._optimizers import _check_counters, _count, _positive, _real_number, _tolerance, _unit_interval
 
-__all__ = ["LowRankLinear", "LowRankOptimizer"]
+__all__ = ["LowRankLayer", "LowRankLinear", "LowRankOptimizer"]
 
 _FACTORS = ("U", "S", "V", "dK", "dL")
 #: dtypes a layer may have; the two 16-bit ones are factorised in float32
@@ -82,8 +82,13 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-class LowRankLinear(torch.nn.Module):
-    r"""Linear layer ``y = x W^T + b`` with a low-rank weight ``W (out, in)``.
+class LowRankLayer(torch.nn.Module):
+    r"""Base of the low-rank layers: a weight matrix ``W (out_features, in_features)`` in factors.
+
+    The subclasses (:class:`LowRankLinear`, :class:`LowRankConv2d`,
+    :class:`LowRankEmbedding`, :class:`LowRankAdapter`) share this storage and differ
+    only in how ``forward`` applies ``W`` and in the shape of :attr:`weight`;
+    :class:`LowRankOptimizer` recognises and trains all of them alike.
 
     The weight is stored as ``W = U S V^T + dK V^T + U dL^T`` (the representation of
     :class:`~lowrank_core.training.LowRankParam`, ``m = out_features``,
@@ -198,31 +203,6 @@ class LowRankLinear(torch.nn.Module):
         self.bias = None if dense.bias is None else P(dense.bias.detach().to(resolved))
         self._register()
 
-    @classmethod
-    def from_linear(
-        cls, linear: torch.nn.Linear, rank: int, *, max_rank: int | None = None, capacity: int | None = None
-    ) -> LowRankLinear:
-        """Best rank-``rank`` approximation of a dense :class:`torch.nn.Linear` (truncated SVD, float32 or better)."""
-        if not isinstance(linear, torch.nn.Linear):
-            msg = f"`linear` must be a torch.nn.Linear; got {type(linear).__name__}."
-            raise TypeError(msg)
-        layer = cls(
-            linear.in_features,
-            linear.out_features,
-            rank,
-            max_rank=max_rank,
-            capacity=capacity,
-            bias=linear.bias is not None,
-            device=linear.weight.device,
-            dtype=linear.weight.dtype,
-        )
-        with torch.no_grad():
-            u, s, vh = torch.linalg.svd(linear.weight.to(layer.compute_dtype), full_matrices=False)
-            layer._write(u[:, :rank], torch.diag(s[:rank]), vh[:rank].mT)
-            if linear.bias is not None:
-                layer.bias.copy_(linear.bias)
-        return layer
-
     # ------------------------------------------------------------------ storage
     def _register(self) -> None:
         for name in _FACTORS:
@@ -302,13 +282,8 @@ class LowRankLinear(torch.nn.Module):
         writing into it does not change the layer)."""
         return (self.U @ self.S + self.dK) @ self.V.mT + self.U @ self.dL.mT
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xv = x @ self.V
-        y = (xv @ self.S.mT + x @ self.dL) @ self.U.mT + xv @ self.dK.mT
-        return y if self.bias is None else y + self.bias
-
     # ------------------------------------------------------------------ module protocol
-    def train(self, mode: bool = True) -> LowRankLinear:
+    def train(self, mode: bool = True) -> LowRankLayer:
         if not mode:
             self._finish_through_owner("eval()")
         return super().train(mode)
@@ -368,6 +343,44 @@ class LowRankLinear(torch.nn.Module):
     def extra_repr(self) -> str:
         sizes = f"in_features={self.in_features}, out_features={self.out_features}"
         return f"{sizes}, rank={self.rank}, max_rank={self.max_rank}, bias={self.bias is not None}"
+
+
+class LowRankLinear(LowRankLayer):
+    r"""Linear layer ``y = x W^T + b`` with a low-rank weight ``W (out, in)``.
+
+    The storage, parameters and conventions of :class:`LowRankLayer` (``m =
+    out_features``, ``n = in_features``); the forward never forms ``W``.
+    """
+
+    @classmethod
+    def from_linear(
+        cls, linear: torch.nn.Linear, rank: int, *, max_rank: int | None = None, capacity: int | None = None
+    ) -> LowRankLinear:
+        """Best rank-``rank`` approximation of a dense :class:`torch.nn.Linear` (truncated SVD, float32 or better)."""
+        if not isinstance(linear, torch.nn.Linear):
+            msg = f"`linear` must be a torch.nn.Linear; got {type(linear).__name__}."
+            raise TypeError(msg)
+        layer = cls(
+            linear.in_features,
+            linear.out_features,
+            rank,
+            max_rank=max_rank,
+            capacity=capacity,
+            bias=linear.bias is not None,
+            device=linear.weight.device,
+            dtype=linear.weight.dtype,
+        )
+        with torch.no_grad():
+            u, s, vh = torch.linalg.svd(linear.weight.to(layer.compute_dtype), full_matrices=False)
+            layer._write(u[:, :rank], torch.diag(s[:rank]), vh[:rank].mT)
+            if linear.bias is not None:
+                layer.bias.copy_(linear.bias)
+        return layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xv = x @ self.V
+        y = (xv @ self.S.mT + x @ self.dL) @ self.U.mT + xv @ self.dK.mT
+        return y if self.bias is None else y + self.bias
 
 
 # ====================================================================== optimizer
