@@ -54,7 +54,18 @@ from .._lowrank import LowRank
 from . import OPTIMIZERS, AbstractLowRankOptimizer, LowRankParam, NonFiniteGradientError
 from ._optimizers import _check_counters, _count, _positive, _real_number, _tolerance, _unit_interval
 
-__all__ = ["LowRankLayer", "LowRankLinear", "LowRankOptimizer"]
+__all__ = [
+    "ConversionSummary",
+    "ConvertedLayer",
+    "LowRankAdapter",
+    "LowRankConv2d",
+    "LowRankEmbedding",
+    "LowRankLayer",
+    "LowRankLinear",
+    "LowRankOptimizer",
+    "convert",
+    "merge",
+]
 
 _FACTORS = ("U", "S", "V", "dK", "dL")
 #: dtypes a layer may have; the two 16-bit ones are factorised in float32
@@ -877,3 +888,13 @@ class LowRankOptimizer(torch.optim.Optimizer):
 
     def __repr__(self) -> str:
         return f"LowRankOptimizer({self.core!r}, layers={len(self.layers)}, batch_layers={self.batch_layers})"
+
+
+# the conv, embedding and adapter layers and convert/merge (they subclass LowRankLayer)
+from ._layers import ConversionSummary as ConversionSummary  # noqa: E402
+from ._layers import ConvertedLayer as ConvertedLayer  # noqa: E402
+from ._layers import LowRankAdapter as LowRankAdapter  # noqa: E402
+from ._layers import LowRankConv2d as LowRankConv2d  # noqa: E402
+from ._layers import LowRankEmbedding as LowRankEmbedding  # noqa: E402
+from ._layers import convert as convert  # noqa: E402
+from ._layers import merge as merge  # noqa: E402
