@@ -230,6 +230,56 @@ def is_worker_failure(exc: BaseException) -> bool:
     return any(type(e).__name__ in names and type(e).__module__.split(".")[0] in mods for e in _chain(exc))
 
 
+def _same(block: Any) -> Any:
+    return block
+
+
+def resumable(Y: Any) -> Any:
+    """``Y`` under fresh task keys: one lazy identity task per chunk over its persisted chunks.
+
+    After a worker loss the scheduler holds the keys of the failed step as *erred* for as
+    long as a future of that step is alive (in a traceback the user or a debugger keeps,
+    for instance).  A step rebuilt from a state with the same keys has the same keys
+    again (Dask names tasks by their inputs) and would fail at once with the old error; a
+    state renamed here makes every key of the resumed steps new.  Nothing is sent to the
+    cluster (it may be gone); chunks that lived on a lost worker are recomputed by the
+    scheduler from their lineage when the resumed solve needs them.
+    """
+    import uuid
+
+    from ._lowrank import LowRank
+
+    token = uuid.uuid4().hex
+    U, S, V = (
+        x.map_blocks(_same, name=f"lowrank-resume-{name}-{token}", dtype=x.dtype, meta=x._meta)
+        for name, x in (("U", Y.U), ("S", Y.S), ("V", Y.V))
+    )
+    return LowRank._trusted(U, S, V, Y.xp)
+
+
+def worker_failure(exc: BaseException, t: float, step: int, Y: Any, checkpoint: Any) -> Any:
+    """The resumable error of a step that a cluster failure stopped (``exc``: see
+    :func:`is_worker_failure`).
+
+    A :class:`~lowrank_core.LowRankIntegrationError` with ``t`` and ``step`` of the failed
+    step, ``.checkpoint`` (the solve up to the last finished step, its state under fresh
+    keys: :func:`resumable`) for ``lc.solve(problem, None, t_span, resume=err.checkpoint)``,
+    and ``.Y``, the state at ``t`` (fresh keys too) for ``lc.solve(problem, err.Y, (err.t,
+    t1), dt)``.
+    """
+    from ._errors import LowRankIntegrationError
+
+    msg = (
+        f"the Dask cluster failed ({type(exc).__name__}: {exc}); resume with "
+        "solve(problem, None, t_span, resume=err.checkpoint) or solve(problem, err.Y, (err.t, t1), dt)"
+    )
+    ck = checkpoint.copy()
+    ck.Y = resumable(checkpoint.Y)
+    err = LowRankIntegrationError(msg, t=t, step=step, checkpoint=ck)
+    err.Y = ck.Y if Y is checkpoint.Y else resumable(Y)
+    return err
+
+
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     e: BaseException | None = exc
