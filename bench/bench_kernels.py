@@ -36,9 +36,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import stacked_problems
 
 import lowrank_core as lc
-from lowrank_core._linalg import kernel_benchmark, kernel_environment
+import lowrank_core.bench as lcb
+from lowrank_core.bench import kernel_environment
 from lowrank_core.bench._report import KERNEL_COLUMNS, format_table
 
 _STARTUP = """
@@ -51,20 +53,6 @@ Y0 = lc.LowRank.from_dense(rng.standard_normal((8, 64, 64)), rank=4)
 lc.solve(lc.MatrixODE(lambda t, Y: B - Y), Y0, (0.0, 1.0), dt=0.1, substep="euler")
 print(time.perf_counter() - t0)
 """
-
-
-def _stacked_problems(batch: int, kind: str, m: int, r: int):
-    """``batch`` independent 64 x 64 problems: a dense gradient flow ``dY/dt = T - Y``
-    (``F`` formed densely at every evaluation) or a structured linear ODE
-    ``dY/dt = A Y + Y B^T`` (products from the factors, no ``m x m`` matrix formed)."""
-    rng = np.random.default_rng(0)
-    Y0 = lc.LowRank.from_dense(rng.standard_normal((batch, m, m)), rank=r)
-    if kind == "dense":
-        target = rng.standard_normal((batch, m, 8)) @ rng.standard_normal((batch, 8, m))
-        return Y0, (lambda i: lc.MatrixODE(lambda t, Y: (target if i is None else target[i]) - Y))
-    G = rng.standard_normal((batch, m, m)) / np.sqrt(m)
-    A = G - np.swapaxes(G, -1, -2) - np.eye(m)  # skew part plus damping
-    return Y0, (lambda i: lc.LinearMatrixODE(A if i is None else A[i], A if i is None else A[i]))
 
 
 def _profile_breakdown(run) -> dict:
@@ -98,7 +86,7 @@ def stacked_solve(batch: int, kind: str = "dense", steps: int = 10, method: str 
     the per-round ratios, the times are medians.
     """
     m, r = 64, 4
-    Y0, make = _stacked_problems(batch, kind, m, r)
+    Y0, make = stacked_problems(batch, kind, m, r)
     kw = {"method": method, "substep": "euler", "dt": 1.0 / steps}
     # warm-up (compilation) of every path timed below: one step of the stack, one single solve
     lc.solve(make(None), Y0, (0.0, kw["dt"]), **kw)
@@ -168,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     def progress(done: int, total: int, label: str) -> None:
         print(f"[{done}/{total}] {label}", file=sys.stderr, flush=True)
 
-    rows = [] if args.solves_only else kernel_benchmark(repeat=repeat, quick=args.quick, progress=progress)
+    rows = [] if args.solves_only else lcb.kernels(repeat=repeat, quick=args.quick, progress=progress).rows
     if rows:
         print(format_table(rows, KERNEL_COLUMNS))
     solve_res = [

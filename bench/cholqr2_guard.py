@@ -8,7 +8,7 @@ The test bound is ``8 max(m, k) eps``.  Writes ``bench/results/cholqr2_guard.jso
 It also times the worst case of the guarded default, a stack in which every matrix is
 exactly rank deficient (so every matrix runs the failed first pass, then Householder),
 against Householder alone and ``numpy.linalg.qr``: medians of 5 interleaved rounds
-(``rule_checks._compare``).
+(``compare`` of bench/_common.py).
 
 Run: ``OPENBLAS_NUM_THREADS=1 python bench/cholqr2_guard.py``
 """
@@ -19,7 +19,7 @@ import json
 import pathlib
 
 import numpy as np
-from rule_checks import _compare  # bench/ is on sys.path when this script runs
+from _common import compare
 
 import lowrank_kernels as lk
 from lowrank_kernels import _cpu
@@ -50,7 +50,7 @@ def fallback_cost(rng: np.random.Generator) -> list[dict]:
                 "householder": lambda a=a: lk.batched_qr(a, algorithm="householder"),
                 "auto": lambda a=a: lk.batched_qr(a),
             }
-            res = _compare(runs, 5, "numpy")
+            res = compare(runs, 5, "numpy")
             rows.append({"dtype": dt, "B": b, "m": m, "k": k, "rank": k // 2, **res})
             print(
                 f"rank-deficient {dt} {(b, m, k)}: auto {res['ms_auto']:.1f} ms, householder "

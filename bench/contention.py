@@ -26,7 +26,7 @@ dies).  Their measured CPU share is recorded.
 Two references, both measured under the same condition:
 
 * ``× xp`` (same process): every figure is the median over ``--rounds`` interleaved
-  rounds (``lowrank_kernels.benchmark._time_rounds``: within a round every path runs
+  rounds (``lowrank_core.bench.time_rounds``: within a round every path runs
   once, so a drift of the machine's load hits all paths alike), and this ratio is the
   median of the per-round ratios ``path / xp``;
 * ``× xp alone``: the xp path timed again in a fresh interpreter that never runs a Numba
@@ -78,7 +78,6 @@ Numba or started its threads, its seconds), ``cases`` (one per case: ``case``, `
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -87,17 +86,18 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import array_api_compat.numpy as xnp
 import numpy as np
+from _common import background_load, command, condition_name, environment, exit_on_sigterm, git_commit
 
 import lowrank_core as lc
-from lowrank_core._linalg import kernel_environment, thin_qr, use_linalg
-from lowrank_core.bench._report import Column, format_table, run_metadata
-from lowrank_kernels.benchmark import _time_rounds
+from lowrank_core._linalg import thin_qr, use_linalg
+from lowrank_core.bench import metadata, time_rounds
+from lowrank_core.bench._report import Column, format_table
 
 N, RANK = 1000, 20
 QR_SHAPES = ((1000, 20), (100000, 32))
@@ -108,96 +108,6 @@ TARGET_RATIO = 1.5
 TARGET_PATH = "auto"
 DT = 0.01
 DEFAULT_OUT = Path(__file__).parent / "results" / "contention.json"
-
-# A background load process: one core's worth of pure-Python spinning (no imports that
-# start threads).  It reports once it runs and stops by itself when its parent is gone.
-_BUSY_LOOP = (
-    "import os, sys\n"
-    "parent = os.getppid()\n"
-    "sys.stdout.write('ready\\n')\n"
-    "sys.stdout.flush()\n"
-    "while os.getppid() == parent:\n"
-    "    for _ in range(200000):\n"
-    "        pass\n"
-)
-
-
-def condition_name(load: int) -> str:
-    return "idle" if load == 0 else f"load{load}"
-
-
-# -- background load -------------------------------------------------------------------
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` (Linux ``/proc``; ``None`` elsewhere)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-        fields = text[text.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _shares(procs: list[subprocess.Popen], cpu0: list[float | None], wall: float) -> list[float | None]:
-    out: list[float | None] = []
-    for p, c0 in zip(procs, cpu0, strict=True):
-        c1 = _cpu_seconds(p.pid)
-        out.append(None if c0 is None or c1 is None or wall <= 0 else round((c1 - c0) / wall, 3))
-    return out
-
-
-@contextlib.contextmanager
-def background_load(count: int, settle: float) -> Iterator[dict[str, Any]]:
-    """Run ``count`` CPU-bound processes for the duration of the block.
-
-    Yields a dict that receives ``processes``, ``settle_cpu_share`` (CPU share of each
-    process while settling) and, at exit, ``cpu_share`` and ``seconds`` of the block.
-    The processes are always stopped (terminate, then kill after 5 s).
-    """
-    info: dict[str, Any] = {"processes": count}
-    procs: list[subprocess.Popen] = []
-    try:
-        for _ in range(count):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-S", "-c", _BUSY_LOOP], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
-                )
-            )
-        for p in procs:
-            if p.stdout is None or p.stdout.readline().strip() != b"ready":
-                msg = f"background load process {p.pid} did not start (exit status {p.poll()})."
-                raise RuntimeError(msg)
-        if procs:
-            cpu0 = [_cpu_seconds(p.pid) for p in procs]
-            t0 = time.perf_counter()
-            time.sleep(settle)
-            info["settle_cpu_share"] = _shares(procs, cpu0, time.perf_counter() - t0)
-            low = [s for s in info["settle_cpu_share"] if s is not None and s < 0.5]
-            if low:
-                print(f"warning: background load got only {low} of a core while settling", file=sys.stderr)
-        cpu0 = [_cpu_seconds(p.pid) for p in procs]
-        t0 = time.perf_counter()
-        yield info
-        info["seconds"] = round(time.perf_counter() - t0, 3)
-        info["cpu_share"] = _shares(procs, cpu0, time.perf_counter() - t0)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-            if p.stdout is not None:
-                p.stdout.close()
-
-
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds through background_load's finally
-
 
 # -- cases -----------------------------------------------------------------------------
 
@@ -275,7 +185,7 @@ def measure_step(method: str, substep: str, paths: list[str], rounds: int, steps
 
         return run
 
-    walls = _time_rounds({p: runner(p) for p in paths}, rounds)
+    walls = time_rounds({p: runner(p) for p in paths}, rounds)
     outside, inside, wall = {}, {}, {}
     for p in paths:
         fs = f_seconds[p][1:]  # the first entry is _time_rounds' warm-up call
@@ -311,7 +221,7 @@ def measure_qr(shape: tuple[int, int], paths: list[str], rounds: int, sample_s: 
 
         return run
 
-    times = _time_rounds({p: runner(p) for p in paths}, rounds)
+    times = time_rounds({p: runner(p) for p in paths}, rounds)
     summary = _summarise({p: [t / inner for t in v] for p, v in times.items()})
     summary["calls_per_sample"] = inner
     return summary
@@ -327,53 +237,6 @@ def _qr_algorithm(shape: tuple[int, int]) -> str | None:
 
 
 # -- run -------------------------------------------------------------------------------
-
-
-def environment() -> dict[str, Any]:
-    """Threads, threading layer and BLAS behind the figures (call after the kernels ran)."""
-    import numba
-
-    env = dict(kernel_environment())
-    env["numba_threading_layer_requested"] = numba.config.THREADING_LAYER
-    try:
-        env["numba_threading_layer"] = numba.threading_layer()
-    except ValueError:  # no parallel region has run
-        env["numba_threading_layer"] = None
-    env["affinity_cpus"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    env["thread_env"] = {
-        k: os.environ.get(k)
-        for k in (
-            "OPENBLAS_NUM_THREADS",
-            "OMP_NUM_THREADS",
-            "MKL_NUM_THREADS",
-            "NUMBA_NUM_THREADS",
-            "NUMBA_THREADING_LAYER",
-            "OPENBLAS_CORETYPE",
-            "OPENBLAS_L2_SIZE",
-        )
-    }
-    try:
-        import threadpoolctl
-
-        env["threadpools"] = threadpoolctl.threadpool_info()
-    except ImportError:
-        env["threadpools"] = None
-    try:
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        env["numpy_blas"] = {k: blas.get(k) for k in ("name", "version", "openblas configuration")}
-    except (TypeError, KeyError):
-        env["numpy_blas"] = None
-    return env
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def _target(cases: list[dict[str, Any]]) -> dict[str, Any]:
@@ -507,7 +370,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         background[cond] = info
     case_list = list(cases.values())
     return {
-        "meta": run_metadata(command=" ".join(["python", *sys.argv]), git_commit=_git_commit()),
+        "meta": metadata("contention", command=command(), load=max(args.load, default=0), git_commit=git_commit()),
         "environment": environment(),
         "settings": {
             "n": N,
@@ -678,7 +541,7 @@ def main(argv: list[str] | None = None) -> None:
         if var in os.environ:
             print(f"warning: {var} is set; run under `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`", file=sys.stderr)
 
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     results = run(args)
     if args.baseline:
         results["baseline"] = {

@@ -1,7 +1,7 @@
 """Robustness to small singular values (methods.md §4.2): error / best-approximation error.
 
 The problem is ``lowrank_core.problems.prescribed_path(N=60, r, w_norm=5)`` with exact
-increments, T = 1; the contrast is explicit Euler on the factor ODEs (tests/_naive.py).
+increments, T = 1; the contrast is explicit Euler on the factor ODEs (bench/_reference.py).
 Prints the ratio error / eps_r per method, rank and step size (the same setting that
 tests/theory/test_robustness.py::test_error_is_bounded_uniformly_in_sigma_r asserts
 stays <= 2) and writes bench/results/robustness.json.
@@ -12,16 +12,13 @@ Usage: python bench/robustness.py
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+from _reference import naive_factor_euler
 
 import lowrank_core as lc
 from lowrank_core import problems
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests._naive import naive_factor_euler  # noqa: E402
 
 METHODS = ["ksl", "ksl-strang", "bc-psi", "abc-psi", "bug", "ra-bug", "parallel-bug"]
 

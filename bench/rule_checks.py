@@ -6,7 +6,7 @@ contenders the rule chooses between, on shapes on both sides of its threshold:
 * ``qr``: CholeskyQR2 (the real default) against Householder and ``numpy.linalg.qr``,
   including small single matrices;
 * ``qr_rows``: one real tall matrix (the augmentation QR of a KSL/BUG step and larger),
-  idle and with two CPU-bound background processes (``contention.background_load``):
+  idle and with two CPU-bound background processes (``background_load`` of bench/_common.py):
   CholeskyQR2 with its rows split across our threads against the same kernel on the
   calling thread, both with BLAS pinned to one thread, Householder, ``numpy.linalg.qr``
   and ``batched_qr``'s default, behind ``QR_ROWS_PARALLEL_MIN_WORK``;
@@ -40,12 +40,11 @@ from __future__ import annotations
 
 import json
 import pathlib
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _common import compare
 
 import lowrank_kernels as lk
 from lowrank_kernels import _api
@@ -104,29 +103,6 @@ def _matrices(shape: tuple[int, int, int], dtype: str) -> np.ndarray:
     return a.astype(dtype)
 
 
-def _compare(fns: dict[str, Callable[[], Any]], repeat: int, base: str) -> dict[str, float]:
-    """Median ms per contender and median per-round ratio ``base / contender``."""
-    for f in fns.values():
-        f()
-    times: dict[str, list[float]] = {n: [] for n in fns}
-    inner = 1
-    t0 = time.perf_counter()
-    fns[base]()
-    once = time.perf_counter() - t0
-    inner = max(1, int(0.05 / max(once, 1e-6)))  # at least ~50 ms per sample
-    for _ in range(repeat):
-        for name, f in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                f()
-            times[name].append((time.perf_counter() - t0) / inner)
-    out: dict[str, float] = {f"ms_{n}": 1e3 * statistics.median(v) for n, v in times.items()}
-    for n in fns:
-        if n != base:
-            out[f"{base}_over_{n}"] = statistics.median(b / c for b, c in zip(times[base], times[n], strict=True))
-    return out
-
-
 def _report(rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
     rows.append(row)
     label = {k: v for k, v in row.items() if k in ("rule", "dtype", "shape", "auto", "auto_kernel", "load")}
@@ -138,7 +114,7 @@ def qr_rows(repeat: int) -> list[dict[str, Any]]:
     for dt in ("float64", "float32"):
         for shape in QR_REAL:
             a = _matrices(shape, dt)
-            res = _compare(
+            res = compare(
                 {
                     "numpy": lambda a=a: np.linalg.qr(a),
                     "householder": lambda a=a: lk.batched_qr(a, algorithm="householder"),
@@ -153,7 +129,7 @@ def qr_rows(repeat: int) -> list[dict[str, Any]]:
 
 def qr_single_rows(repeat: int) -> list[dict[str, Any]]:
     import numba
-    from contention import background_load  # bench/contention.py, beside this script
+    from _common import background_load
 
     from lowrank_kernels import _cpu
 
@@ -174,7 +150,7 @@ def qr_single_rows(repeat: int) -> list[dict[str, Any]]:
         with background_load(load, settle=2.0) as info:
             for m, k in QR_SINGLE:
                 a = _matrices((1, m, k), "float64")[0]
-                res = _compare(
+                res = compare(
                     {
                         "numpy": lambda a=a: np.linalg.qr(a),
                         "householder": lambda a=a: lk.batched_qr(a, algorithm="householder"),
@@ -199,7 +175,7 @@ SVD_SINGLE = [(8, 8), (16, 16), (40, 40), (200, 16), (1000, 20), (1000, 40), (40
 
 
 def svd_single_rows(repeat: int) -> list[dict[str, Any]]:
-    from contention import background_load  # bench/contention.py, beside this script
+    from _common import background_load
 
     from lowrank_core._linalg import KERNEL_SVD_TALL_RATIO
 
@@ -208,7 +184,7 @@ def svd_single_rows(repeat: int) -> list[dict[str, Any]]:
         with background_load(load, settle=2.0):
             for m, k in SVD_SINGLE:
                 a = _matrices((1, m, k), "float64")[0]
-                res = _compare(
+                res = compare(
                     {
                         "numpy": lambda a=a: np.linalg.svd(a, full_matrices=False),
                         "kernel": lambda a=a: lk.batched_svd(a),
@@ -226,7 +202,7 @@ def qr_complex_rows(repeat: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for shape in QR_C128:
         a = _matrices(shape, "complex128")
-        res = _compare(
+        res = compare(
             {
                 "numpy": lambda a=a: np.linalg.qr(a),
                 "householder": lambda a=a: lk.batched_qr(a, algorithm="householder"),
@@ -243,7 +219,7 @@ def _svd_rows(rule: str, dtypes: tuple[str, ...], shapes: list, repeat: int) -> 
     for dt in dtypes:
         for shape in shapes:
             a = _matrices(shape, dt)
-            res = _compare(
+            res = compare(
                 {
                     "numpy": lambda a=a: np.linalg.svd(a, full_matrices=False),
                     "jacobi": lambda a=a: lk.batched_svd(a, algorithm="jacobi"),
@@ -269,7 +245,7 @@ def svd_tall_rows(repeat: int) -> list[dict[str, Any]]:
     for dt in ("float64", "float32"):
         for shape in SVD_TALL:
             a = _matrices(shape, dt)
-            res = _compare(
+            res = compare(
                 {
                     "numpy": lambda a=a: np.linalg.svd(a, full_matrices=False),
                     "stacked_qr": lambda a=a: _svd_tall(a, stacked_qr=True),
@@ -290,7 +266,7 @@ def matmul_rows(repeat: int) -> list[dict[str, Any]]:
     for m, n, p, b in MATMUL:
         x, y = _matrices((b, m, n), "float64"), _matrices((b, n, p), "float64")
         z = np.empty((b, m, p))
-        res = _compare(
+        res = compare(
             {
                 "numpy": lambda x=x, y=y: np.matmul(x, y),
                 "kernel": lambda x=x, y=y, z=z: _cpu.matmul_batch(x, y, z, False, False, min(len(z), 8)),

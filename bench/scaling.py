@@ -52,8 +52,8 @@ that.  Same fit for ``tracemalloc_peak_bytes`` (``memory_exponent``, expected 1:
 memory is ``O(m r)``).
 
 Conditions: ``idle`` and ``load2`` (``--load 0 2``, default both): two CPU-bound
-busy-loop processes started and stopped by this script (``contention.background_load``,
-bench/contention.py beside this script), running while every worker of the condition
+busy-loop processes started and stopped by this script (``background_load`` of
+bench/_common.py), running while every worker of the condition
 runs; their CPU share is recorded.  ``load_ratio`` in each loaded row is its
 ``ms_per_step`` over the idle row's.
 
@@ -383,41 +383,12 @@ def plot(result: dict[str, Any], path: Path) -> Path:
 # -- main -------------------------------------------------------------------------------
 
 
-def _environment() -> dict[str, Any]:
-    env: dict[str, Any] = {
-        "thread_env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                                     "NUMBA_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
-        "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-    }
-    try:
-        import threadpoolctl
-
-        env["threadpools"] = [{k: p.get(k) for k in ("internal_api", "num_threads", "version", "architecture")}
-                              for p in threadpoolctl.threadpool_info()]
-    except ImportError:
-        env["threadpools"] = None
-    return env
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def _size(text: str) -> int:
     value = float(text)
     if not (math.isfinite(value) and value >= 16 and value == int(value)):
         msg = f"sizes must be integers >= 16 (e.g. 1e4); got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return int(value)
-
-
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds through background_load's finally
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -453,12 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     dt = step_size(max(sizes))
     methods = list(args.methods)
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from contention import background_load  # bench/contention.py, beside this script
+    from _common import background_load, command, environment, exit_on_sigterm, git_commit
 
-    from lowrank_core.bench._report import run_metadata
+    from lowrank_core.bench import metadata
 
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     background: dict[str, Any] = {}
@@ -473,10 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     def save(complete: bool) -> dict[str, Any]:
         # written after every case, so that an interrupted run keeps what it measured
         annotate(rows)
-        meta = run_metadata(benchmark="scaling", seconds=round(time.perf_counter() - start, 1),
-                            git_commit=_git_commit(), complete=complete)
-        meta["command"] = " ".join(["python", *sys.argv])
-        result = {"meta": meta, "environment": _environment(), "settings": settings, "background": background,
+        meta = metadata("scaling", command=command(), load=max(args.load, default=0),
+                        seconds=round(time.perf_counter() - start, 1), git_commit=git_commit(), complete=complete)
+        result = {"meta": meta, "environment": environment(), "settings": settings, "background": background,
                   "rows": rows, "fits": fits(rows)}
         args.out.write_text(json.dumps(result, indent=1) + "\n")
         return result

@@ -34,17 +34,17 @@ from collections.abc import Callable
 
 import array_api_compat.numpy as xnp
 import numpy as np
-from bench_kernels import _stacked_problems
+from _common import stacked_problems
 
 import lowrank_core as lc
 from lowrank_core._linalg import matmul, matmul_h
 from lowrank_core._namespace import conj_transpose
-from lowrank_kernels.benchmark import _time_rounds
+from lowrank_core.bench import time_rounds
 
 
 def _median_times(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
     """Median seconds of each function over ``rounds`` interleaved rounds (after a warm-up)."""
-    return {f"s_{n}": statistics.median(v) for n, v in _time_rounds(fns, rounds).items()}
+    return {f"s_{n}": statistics.median(v) for n, v in time_rounds(fns, rounds).items()}
 
 
 def complex_operator(rounds: int = 9) -> dict:
@@ -69,7 +69,7 @@ def complex_operator(rounds: int = 9) -> dict:
 
 def chunked_solve(rounds: int = 5) -> dict:
     batch = 1000
-    Y0, make = _stacked_problems(batch, "structured", 64, 4)
+    Y0, make = stacked_problems(batch, "structured", 64, 4)
     A = make(None).A
     kw = {"method": "abc-psi", "substep": "euler", "dt": 0.1}
 
@@ -92,7 +92,7 @@ def floor(rounds: int = 5) -> dict:
     fact = _median_times({"qr": lambda: lk.batched_qr(W8), "svd": lambda: lk.batched_svd(W8)}, rounds)
     out |= {f"ms_{k[2:]}": 1e3 * v for k, v in fact.items()}
     for kind in ("dense", "structured"):
-        Y0, make = _stacked_problems(batch, kind, m, r)
+        Y0, make = stacked_problems(batch, kind, m, r)
         problem = make(None)
         if kind == "dense":
             D, F = Y0.to_dense(), problem.evaluate(0.0, Y0)

@@ -17,17 +17,13 @@ Writes bench/results/theory_figures.json.  Usage: python bench/theory_figures.py
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+from _reference import NonTangentProblem, dense, loglog_slope, rel_err
 
 import lowrank_core as lc
 from lowrank_core import problems
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests._helpers import dense, loglog_slope, rel_err  # noqa: E402
-from tests.theory._problems import NonTangentProblem  # noqa: E402
 
 OUT: dict = {}
 
@@ -52,7 +48,7 @@ def backward_correction() -> None:
     Y0 = lc.LowRank.from_dense(B, rank=r)
     diffs = []
     for h in [0.04, 0.02, 0.01, 0.005]:
-        kit = lc.KSL(substep="euler").kit(problem, Y0, lc.Counters())
+        kit = lc.KSL(substep="euler").make_kit(problem, Y0)
         U1, S_hat = kit.qr(kit.k_step(0.0, h, Y0.U @ Y0.S, Y0.V))
         diffs.append(np.linalg.norm(kit.s_step(0.0, h, S_hat, U1, Y0.V, sign=-1.0) - kit.project(Y0, U1)))
     OUT["bc_ratios"] = list(np.array(diffs[:-1]) / np.array(diffs[1:]))
@@ -70,11 +66,11 @@ def descent() -> None:
         OUT["abc_psi_loss_increases"][h] = int(np.sum(np.diff(losses) > 1e-12 * losses[:-1]))
     method, Y, ascents, h, steps = lc.KSL(substep="euler"), qp.Y0, 0, 0.5, 100
     for k in range(steps):
-        kit = method.kit(qp.problem, Y, lc.Counters())
+        kit = method.make_kit(qp.problem, Y)
         U1, S_hat = kit.qr(kit.k_step(k * h, (k + 1) * h, Y.U @ Y.S, Y.V))
         S_tilde = kit.s_step(k * h, (k + 1) * h, S_hat, U1, Y.V, sign=-1.0)
         ascents += loss(lc.LowRank._trusted(U1, S_tilde, Y.V, Y.xp)) > loss(lc.LowRank._trusted(U1, S_hat, Y.V, Y.xp))
-        Y, _ = method.step(qp.problem, k * h, (k + 1) * h, Y, None, lc.Counters())
+        Y, _, _ = method.step(qp.problem, k * h, (k + 1) * h, Y, None)
     OUT["psi_s_step_ascents"] = f"{int(ascents)}/{steps}"
     print("abc-PSI loss increases per h (test_descent.py):", OUT["abc_psi_loss_increases"],
           "| PSI S-substep ascents at h=0.5:", OUT["psi_s_step_ascents"])

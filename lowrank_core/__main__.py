@@ -26,13 +26,11 @@ import argparse
 import importlib.util
 import math
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .bench import _scale as _bench_scale
-from .bench._qr_savings import BACKENDS, QR_SAVINGS_CASES
+from . import bench
 from .integrators import METHODS
 
 DEFAULT_OUT = "lowrank-core-results"
@@ -73,16 +71,27 @@ def _positive_int(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     backend = _Parser(add_help=False)
-    backend.add_argument("--backend", default="numpy", choices=list(BACKENDS),
-                         help="array library to run on (default: numpy)")
-    backend.add_argument("--device", metavar="DEVICE",
-                         help="device of the backend: cpu, cuda, cuda:N (torch, cupy); default: cpu or cuda")
+    backend.add_argument(
+        "--backend", default="numpy", choices=list(bench.BACKEND_NAMES), help="array library to run on (default: numpy)"
+    )
+    backend.add_argument(
+        "--device",
+        metavar="DEVICE",
+        help="device of the backend: cpu, cuda, cuda:N (torch, cupy); default: cpu or cuda",
+    )
     output = _Parser(add_help=False)
-    output.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
-                        help=f"folder for the JSON, CSV and PNG files (default: ./{DEFAULT_OUT}/)")
-    output.add_argument("--quick", action="store_true",
-                        help="a shorter run (qr-savings: the two largest step sizes, 110 solves instead of 165; "
-                             "20 s warm, 56 s cold with compilation on a 2-core machine)")
+    output.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"folder for the JSON, CSV and PNG files (default: ./{DEFAULT_OUT}/)",
+    )
+    output.add_argument(
+        "--quick",
+        action="store_true",
+        help="a shorter run (qr-savings: the two largest step sizes, 110 solves instead of 165; "
+        "20 s warm, 56 s cold with compilation on a 2-core machine)",
+    )
     output.add_argument("--quiet", action="store_true", help="no progress bar")
 
     parser = _Parser(
@@ -91,8 +100,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Without a subcommand, runs `demo`.",
     )
     sub = parser.add_subparsers(dest="command", metavar="{bench,demo}")
-    bench = sub.add_parser("bench", help="measure the integrators or the QR/SVD kernels; write tables and plots")
-    bench_sub = bench.add_subparsers(dest="bench", metavar="{qr-savings,training-cost,kernels,problems,scale}")
+    bench_cmd = sub.add_parser("bench", help="measure the integrators or the QR/SVD kernels; write tables and plots")
+    bench_sub = bench_cmd.add_subparsers(dest="bench", metavar="{qr-savings,training-cost,kernels,problems,scale}")
     qr = bench_sub.add_parser(
         "qr-savings",
         parents=[backend, output],
@@ -106,12 +115,27 @@ def _parser() -> argparse.ArgumentParser:
             "at equal accuracy; rank vs t) to --out."
         ),
     )
-    qr.add_argument("--methods", nargs="+", metavar="NAME", choices=list(METHODS),
-                    help=f"methods to run (default: all of {', '.join(METHODS)})")
-    qr.add_argument("--problem", nargs="+", metavar="NAME", choices=list(QR_SAVINGS_CASES),
-                    help=f"problems to run (default: all of {', '.join(QR_SAVINGS_CASES)})")
-    qr.add_argument("--dt", nargs="+", type=_positive_float, metavar="DT",
-                    help="step sizes for every problem (default: 3 to 5 per problem, 2 with --quick)")
+    qr.add_argument(
+        "--methods",
+        nargs="+",
+        metavar="NAME",
+        choices=list(METHODS),
+        help=f"methods to run (default: all of {', '.join(METHODS)})",
+    )
+    qr.add_argument(
+        "--problem",
+        nargs="+",
+        metavar="NAME",
+        choices=list(bench.QR_SAVINGS_PROBLEMS),
+        help=f"problems to run (default: all of {', '.join(bench.QR_SAVINGS_PROBLEMS)})",
+    )
+    qr.add_argument(
+        "--dt",
+        nargs="+",
+        type=_positive_float,
+        metavar="DT",
+        help="step sizes for every problem (default: 3 to 5 per problem, 2 with --quick)",
+    )
     train = bench_sub.add_parser(
         "training-cost",
         parents=[output],
@@ -123,8 +147,12 @@ def _parser() -> argparse.ArgumentParser:
             "write JSON and CSV to --out."
         ),
     )
-    train.add_argument("--repeat", type=_positive_int, default=5,
-                       help="timed cycles per case; the shortest is reported (default: 5, 2 with --quick)")
+    train.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=None,
+        help="timed cycles per case; the shortest is reported (default: 5, 2 with --quick)",
+    )
     kern = bench_sub.add_parser(
         "kernels",
         parents=[output],
@@ -134,10 +162,16 @@ def _parser() -> argparse.ArgumentParser:
             "table and write JSON, CSV and PNG plots (speedup, time per call) to --out."
         ),
     )
-    kern.add_argument("--ops", nargs="+", choices=["qr", "svd"], default=["qr", "svd"],
-                      help="operations (default: both)")
-    kern.add_argument("--dtypes", nargs="+", choices=["float64", "float32"], default=["float64", "float32"],
-                      help="dtypes (default: both)")
+    kern.add_argument(
+        "--ops", nargs="+", choices=["qr", "svd"], default=["qr", "svd"], help="operations (default: both)"
+    )
+    kern.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=["float64", "float32"],
+        default=["float64", "float32"],
+        help="dtypes (default: both)",
+    )
     kern.add_argument("--repeat", type=_positive_int, default=5, help="timed repetitions per case (default: 5)")
     phys = bench_sub.add_parser(
         "problems",
@@ -150,25 +184,59 @@ def _parser() -> argparse.ArgumentParser:
             "log scale with the linear-theory rate, drift of each conserved quantity vs t, rank vs t) to --out."
         ),
     )
-    phys.add_argument("--problem", nargs="+", metavar="NAME",
-                      help="problems to run (default: every registered problem with conserved quantities)")
-    phys.add_argument("--methods", nargs="+", metavar="NAME", choices=list(METHODS),
-                      help="methods to run (default: ksl abc-psi ra-bug)")
-    phys.add_argument("--rtol", type=_positive_float, default=1e-5,
-                      help="relative truncation tolerance of the rank-adaptive methods (default: 1e-5)")
-    _bench_scale.add_parser(bench_sub, [output])
+    phys.add_argument(
+        "--problem",
+        nargs="+",
+        metavar="NAME",
+        help="problems to run (default: every registered problem with conserved quantities)",
+    )
+    phys.add_argument(
+        "--methods",
+        nargs="+",
+        metavar="NAME",
+        choices=list(METHODS),
+        help="methods to run (default: ksl abc-psi ra-bug)",
+    )
+    phys.add_argument(
+        "--rtol",
+        type=_positive_float,
+        default=1e-5,
+        help="relative truncation tolerance of the rank-adaptive methods (default: 1e-5)",
+    )
+    scale = bench_sub.add_parser(
+        "scale",
+        parents=[output],
+        help="abc-PSI on row-chunked Dask factors: time per step and memory per worker (needs the dask extra)",
+        description=(
+            "abc-PSI steps of a 1D advection-diffusion problem (rank 16, stencil operators with halo exchange) on "
+            "Dask factors chunked by rows, on a LocalCluster of --workers worker processes (or the cluster at "
+            "--address); print the time per step, peak memory per worker and synchronisations per step; write "
+            "JSON to --out."
+        ),
+    )
+    scale.add_argument("--workers", type=int, default=2, help="worker processes of the LocalCluster (default: 2)")
+    scale.add_argument("--rows", nargs="+", type=float, default=[1e6], help="rows m of the factor (default: 1e6)")
+    scale.add_argument("--steps", type=int, default=2, help="timed steps after a warm-up step (default: 2)")
+    scale.add_argument("--chunk", type=int, default=250_000, help="rows per chunk (default: 250000)")
+    scale.add_argument("--memory-limit", default="auto", help="memory limit per worker, e.g. 4GB (default: auto)")
+    scale.add_argument("--address", default=None, help="scheduler address of an existing cluster (Client(address))")
 
     demo = sub.add_parser(
         "demo",
         parents=[backend],
         help="a short guided run on one reference problem (default; 2 s warm, 21 s cold with compilation "
-             "on a 2-core machine)",
+        "on a 2-core machine)",
         description="Solve one reference problem, explain what the integrator did, then compare every method.",
     )
-    demo.add_argument("--problem", default="prescribed-path", choices=list(QR_SAVINGS_CASES),
-                      help="the problem (default: prescribed-path)")
-    demo.add_argument("--method", default="abc-psi", choices=list(METHODS),
-                      help="the method explained (default: abc-psi)")
+    demo.add_argument(
+        "--problem",
+        default="prescribed-path",
+        choices=list(bench.QR_SAVINGS_PROBLEMS),
+        help="the problem (default: prescribed-path)",
+    )
+    demo.add_argument(
+        "--method", default="abc-psi", choices=list(METHODS), help="the method explained (default: abc-psi)"
+    )
     demo.add_argument("--dt", type=_positive_float, help="step size (default: chosen per problem)")
     return parser
 
@@ -209,11 +277,19 @@ class _ProgressBar:
 
 
 def _checked(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn``; a ``ValueError`` (a bad argument found late) becomes a one-line usage error."""
+    """Call ``fn``; a ``ValueError`` (a bad argument found late) becomes a one-line usage error,
+    an ``ImportError`` (a missing optional dependency) one with status 1."""
     try:
         return fn(*args, **kwargs)
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
+    except ImportError as exc:
+        raise _UsageError(str(exc), code=1) from None
+
+
+def _command() -> str:
+    """This process's command line, as recorded in the results files."""
+    return " ".join(["lowrank-core", *sys.argv[1:]])
 
 
 def _wrote(paths: Sequence[Path]) -> None:
@@ -221,42 +297,39 @@ def _wrote(paths: Sequence[Path]) -> None:
 
 
 def _bench_qr_savings(args: argparse.Namespace) -> int:
-    from .bench._plots import plot_qr_savings
-    from .bench._qr_savings import (
-        equal_accuracy_table,
-        equal_rank_table,
-        prepare_cases,
-        resolve_backend,
-        run_qr_savings,
-    )
-    from .bench._report import (
-        EQUAL_ACCURACY_COLUMNS,
-        QR_SAVINGS_COLUMNS,
-        format_table,
-        prepare_out_dir,
-        run_metadata,
-        write_rows,
-    )
+    from .bench._report import EQUAL_ACCURACY_COLUMNS, QR_SAVINGS_COLUMNS, format_table
 
-    backend = _checked(resolve_backend, args.backend, args.device)
-    out = _checked(prepare_out_dir, args.out)
-    prepared = _checked(prepare_cases, args.problem, backend, dts=args.dt, quick=args.quick)
-    start = time.perf_counter()
     with _ProgressBar(quiet=args.quiet, unit="solve") as progress:
-        rows = run_qr_savings(prepared, args.methods, backend, progress=progress)
-    seconds = time.perf_counter() - start
-    equal_rank = equal_rank_table(rows)
-    for p, eq in zip(prepared, equal_rank, strict=True):
-        print(f"\n{p.case.problem}: {p.case.title}; rank-adaptive methods: max_rank = r, "
-              f"tol = {p.case.tol:g} per unit time (theta = tol*dt)")
+        res = _checked(
+            bench.qr_savings,
+            args.problem,
+            args.methods,
+            backend=args.backend,
+            device=args.device,
+            dts=args.dt,
+            quick=args.quick,
+            out=args.out,
+            progress=progress,
+            command=_command(),
+        )
+    rows = res.rows
+    for (problem, case), eq in zip(res.meta["cases"].items(), res.tables["equal_rank"], strict=True):
+        print(
+            f"\n{problem}: {case['title']}; rank-adaptive methods: max_rank = r, "
+            f"tol = {case['tol']:g} per unit time (theta = tol*dt)"
+        )
         same = ", ".join(f"{dt:.3g}" for dt in eq["dts"]) or "none"
-        print(f"every method ends at rank {eq['rank']} at dt = {same}" if eq["dts"] else
-              "the methods end at different ranks at every dt (see the rank column)")
-        print(format_table([r for r in rows if r["problem"] == p.case.problem], QR_SAVINGS_COLUMNS[1:]))
-    accuracy = equal_accuracy_table(rows)
-    print("\nequal accuracy: each method's largest dt whose error is <= the target "
-          "(1.1 x the median of the methods' smallest errors)")
-    print(format_table(accuracy, EQUAL_ACCURACY_COLUMNS))
+        print(
+            f"every method ends at rank {eq['rank']} at dt = {same}"
+            if eq["dts"]
+            else "the methods end at different ranks at every dt (see the rank column)"
+        )
+        print(format_table([r for r in rows if r["problem"] == problem], QR_SAVINGS_COLUMNS[1:]))
+    print(
+        "\nequal accuracy: each method's largest dt whose error is <= the target "
+        "(1.1 x the median of the methods' smallest errors)"
+    )
+    print(format_table(res.tables["equal_accuracy"], EQUAL_ACCURACY_COLUMNS))
     for r in rows:
         if r["status"] != "ok":
             print(f"note: {r['problem']} {r['method']} dt={r['dt']:.3g} {r['status']}", file=sys.stderr)
@@ -264,122 +337,125 @@ def _bench_qr_savings(args: argparse.Namespace) -> int:
         "\nerror: relative Frobenius error at the final time; best@rank: best approximation at the final rank;"
         "\nF: right-hand-side evaluations; QR/SVD Mflop: decomposition operation counts (LAPACK estimates);"
         "\nms: wall time of the solve, without the two-step warm-up solve before it that compiles the kernels."
-        f"\n{len(rows)} solves in {seconds:.1f} s on {backend.label}."
+        f"\n{len(rows)} solves in {res.meta['seconds']:.1f} s on {res.meta['backend']}."
     )
-    meta = run_metadata(benchmark="qr-savings", backend=backend.label, seconds=seconds,
-                        cases={p.case.problem: {"title": p.case.title, "dts": p.dts, "tol": p.case.tol,
-                                                "tol_per_unit_time": True, "max_rank": "r",
-                                                "substep": p.case.substep, "kwargs": p.case.kwargs} for p in prepared},
-                        equal_rank=equal_rank, equal_accuracy=accuracy)
-    _wrote([*write_rows(rows, out, "qr_savings", meta),
-            *write_rows(accuracy, out, "qr_savings_equal_accuracy", meta),
-            *plot_qr_savings(rows, out, accuracy=accuracy)])
+    _wrote(res.files)
     return 0
 
 
 def _bench_training_cost(args: argparse.Namespace) -> int:
-    from .bench._qr_savings import MLP_LAYERS, TRAINING_RANKS, run_training_cost
-    from .bench._report import TRAINING_COST_COLUMNS, format_table, prepare_out_dir, run_metadata, write_rows
+    from .bench._report import TRAINING_COST_COLUMNS, format_table
 
-    out = _checked(prepare_out_dir, args.out)
-    repeat = 2 if args.quick and args.repeat == 5 else args.repeat
-    ranks = TRAINING_RANKS[:1] if args.quick else TRAINING_RANKS
-    start = time.perf_counter()
     with _ProgressBar(quiet=args.quiet, unit="case") as progress:
-        rows = run_training_cost(ranks=ranks, repeat=repeat, progress=progress)
-    seconds = time.perf_counter() - start
-    for row in rows:
-        row["layer"] = f"{row['m']}x{row['n']}"
-    print(f"\none cycle (one basis update) per optimizer, {rows[0]['backend'] if rows else '-'}, "
-          f"shortest of {repeat} timed cycles")
+        res = _checked(
+            bench.training_cost,
+            repeat=args.repeat,
+            quick=args.quick,
+            out=args.out,
+            progress=progress,
+            command=_command(),
+        )
+    rows = res.rows
+    print(
+        f"\none cycle (one basis update) per optimizer, {rows[0]['backend'] if rows else '-'}, "
+        f"shortest of {res.meta['repeat']} timed cycles"
+    )
     print(format_table(rows, TRAINING_COST_COLUMNS))
-    print("\nms QR / ms SVD: the cycle's decompositions timed alone (shape by shape); ms products: the rest of "
-          f"the cycle.\n{len(rows)} cases in {seconds:.1f} s.")
-    meta = run_metadata(benchmark="training-cost", seconds=seconds, repeat=repeat, layers=list(MLP_LAYERS),
-                        ranks=list(ranks))
-    _wrote(write_rows(rows, out, "training_cost", meta))
+    print(
+        "\nms QR / ms SVD: the cycle's decompositions timed alone (shape by shape); ms products: the rest of "
+        f"the cycle.\n{len(rows)} cases in {res.meta['seconds']:.1f} s."
+    )
+    _wrote(res.files)
     return 0
 
 
 def _bench_kernels(args: argparse.Namespace) -> int:
-    from .bench._plots import plot_kernels
-    from .bench._qr_savings import kernel_benchmark
-    from .bench._report import KERNEL_COLUMNS, format_table, prepare_out_dir, run_metadata, write_rows
+    from .bench._report import KERNEL_COLUMNS, format_table
 
-    bench = _checked(kernel_benchmark)
-    out = _checked(prepare_out_dir, args.out)
-    start = time.perf_counter()
     with _ProgressBar(quiet=args.quiet, unit="case") as progress:
-        rows = bench(ops=tuple(args.ops), cases=None, dtypes=tuple(args.dtypes), repeat=args.repeat,
-                     quick=args.quick, progress=progress)
-    seconds = time.perf_counter() - start
-    print(format_table(rows, KERNEL_COLUMNS))
+        res = _checked(
+            bench.kernels,
+            ops=tuple(args.ops),
+            dtypes=tuple(args.dtypes),
+            repeat=args.repeat,
+            quick=args.quick,
+            out=args.out,
+            progress=progress,
+            command=_command(),
+        )
+    print(format_table(res.rows, KERNEL_COLUMNS))
     print(
         "\nms: median milliseconds per batched call; × numpy / × scipy-loop: median speedup of the kernel over"
         "\nNumPy's batched linalg / a Python loop of SciPy LAPACK calls; errors: largest orthonormality and"
         "\nrelative reconstruction errors of the kernel's factors."
-        f"\n{len(rows)} cases in {seconds:.1f} s."
+        f"\n{len(res.rows)} cases in {res.meta['seconds']:.1f} s."
     )
-    from . import _linalg
-
-    environment = getattr(_linalg, "kernel_environment", None)  # threads and versions behind the timings
-    meta = run_metadata(benchmark="kernels", seconds=seconds, ops=args.ops, dtypes=args.dtypes, repeat=args.repeat,
-                        environment=environment() if environment is not None else None)
-    _wrote([*write_rows(rows, out, "kernels", meta), *plot_kernels(rows, out)])
+    _wrote(res.files)
     return 0
 
 
 def _bench_problems(args: argparse.Namespace) -> int:
-    from .bench._problems import drift_summary, plot_problems, run_problems
-    from .bench._report import Column, format_table, prepare_out_dir, run_metadata, write_rows
+    from .bench._problems import drift_summary
+    from .bench._report import PROBLEMS_COLUMNS, format_table
 
-    out = _checked(prepare_out_dir, args.out)
-    start = time.perf_counter()
     with _ProgressBar(quiet=args.quiet, unit="solve") as progress:
-        rows = _checked(run_problems, args.problem, args.methods, quick=args.quick, rtol=args.rtol,
-                        progress=progress)
-    seconds = time.perf_counter() - start
-    columns = [Column("problem", "problem", align="<"), Column("method", "method", align="<"),
-               Column("dt", "dt", "{:.3g}".format), Column("steps", "steps"), Column("rank", "final_rank"),
-               Column("max rank", "max_rank"), Column("rate", "rate", "{:.4f}".format),
-               Column("linear", "linear_rate", "{:.4f}".format), Column("ms", "wall_time", lambda v: f"{1e3 * v:.0f}"),
-               Column("largest drift", "drifts", align="<")]
-    print(format_table([{**r, "drifts": drift_summary(r)} for r in rows], columns))
+        res = _checked(
+            bench.problems,
+            args.problem,
+            args.methods,
+            quick=args.quick,
+            rtol=args.rtol,
+            out=args.out,
+            progress=progress,
+            command=_command(),
+        )
+    rows = res.rows
+    print(format_table([{**r, "drifts": drift_summary(r)} for r in rows], PROBLEMS_COLUMNS))
     for r in rows:
         if r["status"] != "ok":
             print(f"note: {r['problem']} {r['method']} {r['status']}", file=sys.stderr)
     print(
         "\nrate: half the slope of log(electric energy) vs t (amplitude rate), against the linear-theory rate;"
         "\nlargest drift: max over t of |q(t) - q(0)| / |q(0)| per conserved quantity (abs: |q(t) - q(0)|);"
-        f"\nrank-adaptive methods: rtol = {args.rtol:g}, max_rank = 2r.\n{len(rows)} solves in {seconds:.1f} s."
+        f"\nrank-adaptive methods: rtol = {args.rtol:g}, max_rank = 2r.\n{len(rows)} solves in "
+        f"{res.meta['seconds']:.1f} s."
     )
-    meta = run_metadata(benchmark="problems", seconds=seconds, rtol=args.rtol, quick=args.quick)
-    _wrote([*write_rows(rows, out, "problems", meta), *plot_problems(rows, out)])
+    _wrote(res.files)
     return 0
 
 
-def _bench_scale_cmd(args: argparse.Namespace) -> int:
-    from .bench._report import prepare_out_dir, run_metadata, write_rows
-
-    out = _checked(prepare_out_dir, args.out)
-    start = time.perf_counter()
-    try:
-        rows, lines = _checked(_bench_scale.run, args)
-    except ImportError as exc:
-        raise _UsageError(str(exc), code=1) from None
-    print("\n".join(lines))
-    meta = run_metadata(benchmark="scale", seconds=time.perf_counter() - start, workers=args.workers)
-    _wrote(write_rows(rows, out, "scale", meta))
+def _bench_scale(args: argparse.Namespace) -> int:
+    res = _checked(
+        bench.scale,
+        args.rows,
+        workers=args.workers,
+        steps=args.steps,
+        chunk=args.chunk,
+        memory_limit=args.memory_limit,
+        address=args.address,
+        out=args.out,
+        command=_command(),
+    )
+    print(f"{'rows':>10} {'workers':>7} {'s/step':>8} {'peak GiB/worker':>16} {'syncs/step':>10}")
+    for r in res.rows:
+        peak = max(r["peak_rss_per_worker_bytes"]) / 2**30
+        print(
+            f"{r['m']:>10.3g} {r['workers']:>7} {r['ms_per_step'] / 1e3:>8.3g} {peak:>16.3g} "
+            f"{r['dask_syncs_per_step']:>10.3g}"
+        )
+    _wrote(res.files)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .bench._demo import run_demo
-    from .bench._qr_savings import resolve_backend
-
-    backend = _checked(resolve_backend, getattr(args, "backend", "numpy"), getattr(args, "device", None))
-    _checked(run_demo, getattr(args, "problem", "prescribed-path"), getattr(args, "method", "abc-psi"), backend,
-             dt=getattr(args, "dt", None))
+    _checked(
+        bench.demo,
+        getattr(args, "problem", "prescribed-path"),
+        getattr(args, "method", "abc-psi"),
+        backend=getattr(args, "backend", "numpy"),
+        device=getattr(args, "device", None),
+        dt=getattr(args, "dt", None),
+    )
     return 0
 
 
@@ -393,13 +469,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "bench":
             if args.bench is None:
-                msg = ("choose a benchmark: `lowrank-core bench qr-savings`, `lowrank-core bench kernels` or "
-                       "`lowrank-core bench problems`")
+                msg = (
+                    "choose a benchmark: `lowrank-core bench qr-savings`, `lowrank-core bench kernels` or "
+                    "`lowrank-core bench problems`"
+                )
                 raise _UsageError(msg)
             _require_bench_extras()
-            runs = {"qr-savings": _bench_qr_savings, "training-cost": _bench_training_cost,
-                    "kernels": _bench_kernels, "problems": _bench_problems,
-                    "scale": _bench_scale_cmd}
+            runs = {
+                "qr-savings": _bench_qr_savings,
+                "training-cost": _bench_training_cost,
+                "kernels": _bench_kernels,
+                "problems": _bench_problems,
+                "scale": _bench_scale,
+            }
             return runs[args.bench](args)
         return _demo(args)
     except _UsageError as exc:

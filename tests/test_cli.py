@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lowrank_core import _linalg
 from lowrank_core.__main__ import main
+from lowrank_core.bench import _kernels
 from lowrank_core.integrators import METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ def test_bench_shows_progress_unless_quiet(tmp_path, capsys):
 def test_bench_kernels_cli_plumbing(tmp_path, capsys, monkeypatch):
     """Tests the CLI plumbing of `bench kernels` only: the kernel benchmark is a tiny fake.
 
-    The real `lowrank_core._linalg.kernel_benchmark` is tested with the kernels.
+    The real kernel benchmark (`lowrank_core.bench.kernels`) is tested in test_bench.py.
     """
     calls = []
 
@@ -108,7 +108,7 @@ def test_bench_kernels_cli_plumbing(tmp_path, capsys, monkeypatch):
             })
         return rows
 
-    monkeypatch.setattr(_linalg, "kernel_benchmark", fake_kernel_benchmark, raising=False)
+    monkeypatch.setattr(_kernels, "run", fake_kernel_benchmark)
     args = ["--quick", "--quiet", "--repeat", "2", "--dtypes", "float64", "--out", str(tmp_path)]
     code = main(["bench", "kernels", *args])
     assert code == 0
@@ -193,12 +193,6 @@ def test_missing_bench_extra_names_the_extra(capsys, monkeypatch):
     line = _one_line_error(code, capsys.readouterr().err)
     assert code == 1
     assert 'python -m pip install "lowrank-core[bench]"' in line
-
-
-def test_kernels_without_kernel_benchmark_is_one_line(tmp_path, capsys, monkeypatch):
-    monkeypatch.delattr(_linalg, "kernel_benchmark", raising=False)
-    code = main(["bench", "kernels", "--out", str(tmp_path)])
-    assert "kernel_benchmark is missing" in _one_line_error(code, capsys.readouterr().err)
 
 
 def test_python_dash_m_prints_one_line_and_no_traceback():

@@ -562,15 +562,3 @@ def test_parallel_and_serial_drivers_have_separate_disk_caches():
         assert par.py_func.__qualname__ != ser.py_func.__qualname__
         assert par.targetoptions.get("parallel") is True
         assert not ser.targetoptions.get("parallel")
-
-
-def test_benchmark_run_rejects_bad_arguments():
-    from lowrank_kernels import benchmark
-
-    with pytest.raises(ValueError, match="'ops'"):
-        benchmark.run(ops=("lu",))
-    with pytest.raises(ValueError, match="'repeat'"):
-        benchmark.run(repeat=0)
-    rows = benchmark.run(ops=("qr",), cases={"qr": [(3, 20, 4)]}, dtypes=("float64",), repeat=1)
-    assert [(r["op"], r["B"], r["m"], r["k"]) for r in rows] == [("qr", 3, 20, 4)]
-    assert rows[0]["max_orth_error"] <= 8 * 20 * np.finfo(np.float64).eps

@@ -180,7 +180,7 @@ def test_training_cost_counts_each_optimizers_decompositions():
 
     Guards against timing a different unit than one basis update (a cycle), or against
     a split whose parts do not come from the cycle's own decompositions."""
-    from lowrank_core.bench._qr_savings import run_training_cost
+    from lowrank_core.bench._training_cost import run_training_cost
 
     rows = run_training_cost(layers=[(40, 30)], ranks=[4], optimizers=["psi", "abc-psi", "ra-bug"], repeat=1)
     by_name = {r["optimizer"]: r for r in rows}

@@ -27,7 +27,13 @@ __all__ = [
     "TRAINING_COST_COLUMNS",
     "QR_SAVINGS_COLUMNS",
     "Column",
-    "format_shapes", "format_table", "prepare_out_dir", "run_metadata", "write_rows"]
+    "PROBLEMS_COLUMNS",
+    "format_shapes",
+    "format_table",
+    "metadata",
+    "prepare_out_dir",
+    "write_results",
+]
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,21 @@ TRAINING_COST_COLUMNS = [
     Column("SVD shapes", "svd_shapes", format_shapes, align="<"),
 ]
 
+#: Columns of the problems table (``bench problems``); ``drifts`` is
+#: :func:`~lowrank_core.bench._problems.drift_summary` of the row.
+PROBLEMS_COLUMNS = [
+    Column("problem", "problem", align="<"),
+    Column("method", "method", align="<"),
+    Column("dt", "dt", "{:.3g}".format),
+    Column("steps", "steps"),
+    Column("rank", "final_rank"),
+    Column("max rank", "max_rank"),
+    Column("rate", "rate", "{:.4f}".format),
+    Column("linear", "linear_rate", "{:.4f}".format),
+    Column("ms", "wall_time", lambda v: f"{1e3 * v:.0f}"),
+    Column("largest drift", "drifts", align="<"),
+]
+
 #: Columns of the kernel table (``bench kernels``).
 KERNEL_COLUMNS = [
     Column("op", "op", align="<"),
@@ -178,13 +199,44 @@ def prepare_out_dir(path: str | os.PathLike[str]) -> Path:
     return out
 
 
-def run_metadata(**extra: Any) -> dict[str, Any]:
-    """Versions, machine and command line of this run, plus ``extra`` entries."""
+def metadata(benchmark: str, *, command: str | None = None, load: int = 0, **extra: Any) -> dict[str, Any]:
+    """The ``"meta"`` of a results file: the benchmark, its command, date, versions, machine and load.
+
+    Every results file of the project (``lowrank-core bench ...`` and the scripts in
+    ``bench/``) starts with this envelope, followed by the benchmark's own settings.
+
+    Parameters
+    ----------
+    benchmark : str
+        The benchmark's name (the stem of its results file, with ``-`` for ``_``).
+    command : str, optional
+        The command that reproduces the run (default: ``python`` and this process's ``sys.argv``).
+    load : int
+        Background CPU-bound processes running during the measurement (``--load N``; 0: idle).
+    **extra
+        The benchmark's settings and summaries, added after the common keys.
+
+    Returns
+    -------
+    dict
+        ``benchmark``, ``command``, ``date`` (UTC, ISO 8601), ``load``, ``lowrank_core``,
+        ``python``, ``numpy``, ``machine``, ``processor``, ``system``, ``cpu_count``, then ``extra``.
+    """
     import numpy as np
 
     from .. import __version__
 
+    if not isinstance(benchmark, str) or not benchmark:
+        msg = f"`benchmark` must be a non-empty str; got {benchmark!r}."
+        raise TypeError(msg)
+    if isinstance(load, bool) or not isinstance(load, int) or load < 0:
+        msg = f"`load` must be a non-negative int (background processes); got {load!r}."
+        raise ValueError(msg)
     return {
+        "benchmark": benchmark,
+        "command": command if command is not None else " ".join(["python", *sys.argv]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "load": load,
         "lowrank_core": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -192,8 +244,6 @@ def run_metadata(**extra: Any) -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "system": platform.platform(),
         "cpu_count": os.cpu_count(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["lowrank-core", *sys.argv[1:]]) if sys.argv else "lowrank-core",
         **extra,
     }
 
@@ -204,21 +254,52 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-def write_rows(rows: Sequence[dict[str, Any]], out_dir: Path, stem: str, meta: dict[str, Any]) -> list[Path]:
-    """Write ``rows`` to ``out_dir/stem.json`` (everything) and ``out_dir/stem.csv`` (no lists).
+def write_results(
+    rows: Sequence[dict[str, Any]],
+    out_dir: str | os.PathLike[str],
+    stem: str,
+    meta: dict[str, Any],
+    *,
+    csv_file: bool = True,
+    **sections: Any,
+) -> list[Path]:
+    """Write ``{"meta": meta, "rows": rows, **sections}`` to ``out_dir/stem.json`` and the rows to ``stem.csv``.
+
+    The JSON file holds one row per line (rows may hold per-step lists), so that it
+    stays small and diffable; the CSV file holds the rows' scalar columns (lists left
+    out, dicts as ``key:value`` pairs).
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        The measured cases, one dict each.
+    out_dir : str or os.PathLike
+        An existing folder.
+    stem : str
+        File name without extension.
+    meta : dict
+        From :func:`metadata`.
+    csv_file : bool
+        Also write ``stem.csv``.
+    **sections
+        Further top-level entries of the JSON file (for example a benchmark's background
+        measurements), JSON-serialisable.
 
     Returns
     -------
     list of pathlib.Path
-        The two files written.
+        The files written.
     """
-    json_path = out_dir / f"{stem}.json"
-    csv_path = out_dir / f"{stem}.csv"
+    out = Path(out_dir)
+    json_path = out / f"{stem}.json"
     with json_path.open("w", encoding="utf-8") as fh:
-        # One row per line keeps the file small (rows may hold per-step lists) and diffable.
         head = json.dumps({"meta": meta}, indent=1, default=str)[:-2]
         body = ",\n".join("  " + json.dumps(row, default=str) for row in rows)
-        fh.write(f'{head},\n "rows": [\n{body}\n ]\n}}\n')
+        tail = "".join(f",\n {json.dumps(k)}: {json.dumps(v, default=str)}" for k, v in sections.items())
+        fh.write(f'{head},\n "rows": [\n{body}\n ]{tail}\n}}\n')
+    if not csv_file:
+        return [json_path]
+    csv_path = out / f"{stem}.csv"
     keys: list[str] = []
     for row in rows:
         keys += [k for k, v in row.items() if k not in keys and not isinstance(v, (list, tuple))]

@@ -1,4 +1,4 @@
-"""``lowrank-core bench scale``: abc-PSI on row-chunked Dask factors (issue 17).
+"""``lowrank-core bench scale`` (:func:`lowrank_core.bench.scale`): abc-PSI on row-chunked Dask factors (issue 17).
 
 The problem (also that of ``bench/dask_scale.py``, which imports this module): 1D
 advection-diffusion in ``x`` (``m`` rows) times a diffusion in ``v`` (``n = 64``),
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RANK", "N_V", "DT", "add_parser", "problem", "run_case", "run_numpy", "small_factors"]
+__all__ = ["RANK", "N_V", "DT", "problem", "run", "run_case", "run_numpy", "small_factors"]
 
 RANK = 16
 N_V = 64
@@ -119,30 +119,10 @@ def run_numpy(m: int, steps: int) -> dict[str, Any]:
     }
 
 
-def add_parser(bench_sub: Any, parents: list[Any]) -> Any:
-    """Register ``bench scale`` on the ``bench`` subparsers."""
-    scale = bench_sub.add_parser(
-        "scale",
-        parents=parents,
-        help="abc-PSI on row-chunked Dask factors: time per step and memory per worker (needs the dask extra)",
-        description=(
-            "abc-PSI steps of a 1D advection-diffusion problem (rank 16, stencil operators with halo exchange) on "
-            "Dask factors chunked by rows, on a LocalCluster of --workers worker processes (or the cluster at "
-            "--address); print the time per step, peak memory per worker and synchronisations per step; write "
-            "JSON to --out."
-        ),
-    )
-    scale.add_argument("--workers", type=int, default=2, help="worker processes of the LocalCluster (default: 2)")
-    scale.add_argument("--rows", nargs="+", type=float, default=[1e6], help="rows m of the factor (default: 1e6)")
-    scale.add_argument("--steps", type=int, default=2, help="timed steps after a warm-up step (default: 2)")
-    scale.add_argument("--chunk", type=int, default=250_000, help="rows per chunk (default: 250000)")
-    scale.add_argument("--memory-limit", default="auto", help="memory limit per worker, e.g. 4GB (default: auto)")
-    scale.add_argument("--address", default=None, help="scheduler address of an existing cluster (Client(address))")
-    return scale
-
-
-def run(args: Any) -> tuple[list[dict[str, Any]], list[str]]:
-    """Run ``bench scale``; returns the rows and the printed table's lines."""
+def run(
+    *, rows: Any, workers: int, steps: int, chunk: int, memory_limit: str = "auto", address: str | None = None
+) -> list[dict[str, Any]]:
+    """Run ``bench scale`` (:func:`lowrank_core.bench.scale`): one row per size in ``rows``."""
     import importlib.util
 
     if importlib.util.find_spec("distributed") is None:
@@ -150,34 +130,27 @@ def run(args: Any) -> tuple[list[dict[str, Any]], list[str]]:
         raise ImportError(msg)
     from distributed import Client, LocalCluster
 
-    if args.workers < 1:
-        msg = f"--workers must be >= 1; got {args.workers}."
+    if workers < 1:
+        msg = f"--workers must be >= 1; got {workers}."
         raise ValueError(msg)
-    rows = []
-    for m in (int(v) for v in args.rows):
-        if args.address:
-            client, cluster = Client(args.address), None
+    out = []
+    for m in (int(v) for v in rows):
+        if address:
+            client, cluster = Client(address), None
         else:
             cluster = LocalCluster(
-                n_workers=args.workers,
+                n_workers=workers,
                 threads_per_worker=1,
                 processes=True,
-                memory_limit=args.memory_limit,
+                memory_limit=memory_limit,
                 dashboard_address=None,
                 silence_logs=40,
             )
             client = Client(cluster)
         try:
-            rows.append(run_case(client, m, args.steps, args.chunk))
+            out.append(run_case(client, m, steps, chunk))
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
-    lines = [f"{'rows':>10} {'workers':>7} {'s/step':>8} {'peak GiB/worker':>16} {'syncs/step':>10}"]
-    for r in rows:
-        peak = max(r["peak_rss_per_worker_bytes"]) / 2**30
-        lines.append(
-            f"{r['m']:>10.3g} {r['workers']:>7} {r['ms_per_step'] / 1e3:>8.3g} {peak:>16.3g} "
-            f"{r['dask_syncs_per_step']:>10.3g}"
-        )
-    return rows, lines
+    return out

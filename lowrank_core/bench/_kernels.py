@@ -1,4 +1,5 @@
-"""Throughput of the batched kernels against the baselines a user would otherwise pick.
+"""Throughput of the batched kernels of :mod:`lowrank_kernels` against the baselines a user
+would otherwise pick (``lowrank-core bench kernels``, :func:`lowrank_core.bench.kernels`).
 
 For every case ``(B, m, k)`` and dtype this times, interleaved within one process (so
 that drifts of a shared machine hit all contenders alike):
@@ -24,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ._api import batched_qr, batched_svd, qr_algorithm, svd_algorithm
+from lowrank_kernels import batched_qr, batched_svd, qr_algorithm, svd_algorithm
 
-__all__ = ["QR_CASES", "SCIPY_LOOP_MAX_B", "SVD_CASES", "environment", "run"]
+__all__ = ["QR_CASES", "SCIPY_LOOP_MAX_B", "SVD_CASES", "environment", "run", "time_rounds"]
 
 #: (B, m, k) of the thin-QR cases.
 QR_CASES = ((10000, 64, 8), (1000, 256, 16), (100, 1024, 32), (10, 4096, 64), (1, 100000, 32))
@@ -66,7 +67,26 @@ def _recon_error(a: np.ndarray, b: np.ndarray) -> float:
     return float((num / np.where(den > 0, den, 1.0)).max())
 
 
-def _time_rounds(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, list[float]]:
+def time_rounds(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, list[float]]:
+    """Time every contender ``repeat`` times, interleaved: round ``i`` runs each of ``fns`` once.
+
+    Interleaving makes a drift of a shared machine (another process starting, a
+    frequency change) hit every contender alike, so that per-round ratios stay
+    meaningful.  Every function is called once before the timed rounds (warm-up and
+    compilation).
+
+    Parameters
+    ----------
+    fns : dict of str to callable
+        The contenders, called without arguments.
+    repeat : int
+        Timed rounds.
+
+    Returns
+    -------
+    dict of str to list of float
+        Seconds of each contender, one entry per round.
+    """
     for fn in fns.values():  # warm-up (and compilation)
         fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
@@ -105,7 +125,7 @@ def _case(op: str, shape: tuple[int, int, int], dtype: np.dtype, repeat: int) ->
         }
         if b <= SCIPY_LOOP_MAX_B:
             fns["scipy_loop"] = lambda: [scipy.linalg.svd(a[i], full_matrices=False) for i in range(b)]
-    times = _time_rounds(fns, repeat)
+    times = time_rounds(fns, repeat)
 
     def med_ms(name: str) -> float | None:
         return 1e3 * statistics.median(times[name]) if name in times else None
