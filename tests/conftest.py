@@ -133,7 +133,6 @@ def _compiled_kernels():
     start = time.perf_counter()
     _warm_kernels()
     _WARMUP["seconds"] = time.perf_counter() - start
-    yield
 
 
 def pytest_terminal_summary(terminalreporter):
