@@ -133,6 +133,17 @@ class _CountingGet:
         self.session.syncs += 1
         return self.session.base(dsk, keys, **kwargs)
 
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        # It sits in dask.config during a solve, and the config is pickled into every worker
+        # process started then (a nanny restarting a lost worker; a cluster scaling up): the
+        # session holds the Client, which does not pickle, and the restart failed.  The count
+        # belongs to this process; in another one it is no scheduler (Dask's default).
+        return (_no_scheduler, ())
+
+
+def _no_scheduler() -> None:
+    return None
+
 
 def _default_client() -> Any:
     try:
