@@ -2,17 +2,21 @@
 
 Run from the repository root::
 
-    OPENBLAS_NUM_THREADS=1 python bench/bench_kernels.py            # full grid (~10 min here)
-    OPENBLAS_NUM_THREADS=1 python bench/bench_kernels.py --quick    # batches / 10
-    OPENBLAS_NUM_THREADS=1 python bench/bench_kernels.py --solves-only --methods ksl bug bc-psi abc-psi
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 python bench/bench_kernels.py          # ~10 min
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 python bench/bench_kernels.py --quick  # /10
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 python bench/bench_kernels.py \
+        --solves-only --methods ksl bug bc-psi abc-psi
 
-Writes ``bench/results/kernels.json`` (or ``--out``).  NumPy is timed with the BLAS
+Writes ``bench/results/bench_kernels.json`` (``--solves-only``: ``stacked_solves.json``;
+or ``--out``) in the common envelope of ``bench/_common.py``: ``rows`` are the kernel
+cases (the row schema of ``lowrank-core bench kernels``' ``kernels.json``), the sections
+``stacked_solve`` and ``startup`` the other two measurements.  NumPy is timed with the BLAS
 threads of the environment; ``OPENBLAS_NUM_THREADS=1`` is its best setting on the
 2-core development machine (docs/kernels.md), so the ratios are against NumPy at its best.
 
 Three measurements, each a ratio taken within one run:
 
-1. ``kernels``: :func:`lowrank_kernels.benchmark.run` -- every (B, m, k) case of the
+1. ``rows``: :func:`lowrank_core.bench.kernels` -- every (B, m, k) case of the
    kernels issue, float64 and float32, kernel vs ``numpy.linalg`` on the stack vs a
    per-matrix SciPy loop, interleaved rounds, median of per-round ratios.
 2. ``stacked_solve``: one ``solve`` of ``B`` stacked problems (64 x 64, rank 4) against
@@ -26,7 +30,6 @@ Three measurements, each a ratio taken within one run:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -36,7 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import stacked_problems
+from _common import RESULTS, check_environment, save, stacked_problems
 
 import lowrank_core as lc
 import lowrank_core.bench as lcb
@@ -139,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch sizes / 10, 3 rounds")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=None, help="default bench/results/kernels.json")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default bench/results/bench_kernels.json (stacked_solves.json)"
+    )
     parser.add_argument(
         "--methods", nargs="+", default=["abc-psi"], help="integrators of the stacked-vs-separate solves"
     )
@@ -150,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     repeat = 3 if args.quick else args.repeat
-    results = Path(__file__).parent / "results"
-    out = args.out or results / ("stacked_solves.json" if args.solves_only else "kernels.json")
+    check_environment()
+    out = args.out or RESULTS / ("stacked_solves.json" if args.solves_only else "bench_kernels.json")
 
     def progress(done: int, total: int, label: str) -> None:
         print(f"[{done}/{total}] {label}", file=sys.stderr, flush=True)
@@ -172,16 +177,17 @@ def main(argv: list[str] | None = None) -> int:
             + "); profiled stacked solve, seconds: "
             + ", ".join(f"{k} {v:.3f}" for k, v in res["stacked_profile_s"].items())
         )
-    payload = {"environment": kernel_environment(), "quick": args.quick, "stacked_solve": solve_res}
-    if not args.solves_only:
+    settings = {"environment": kernel_environment(), "quick": args.quick, "methods": args.methods}
+    if args.solves_only:
+        path = save("stacked-solves", solve_res, out=out, **settings)
+    else:
         start = startup()
         print(
             f"first stacked solve in a fresh process: cold cache {start['s_cold']:.1f} s, warm {start['s_warm']:.2f} s"
         )
-        payload |= {"kernels": rows, "startup": start}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1))
-    print(f"wrote {out}")
+        sections = {"stacked_solve": solve_res, "startup": start}
+        path = save("bench-kernels", rows, out=out, sections=sections, **settings)
+    print(f"wrote {path}")
     return 0
 
 

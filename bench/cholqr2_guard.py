@@ -10,16 +10,16 @@ exactly rank deficient (so every matrix runs the failed first pass, then Househo
 against Householder alone and ``numpy.linalg.qr``: medians of 5 interleaved rounds
 (``compare`` of bench/_common.py).
 
-Run: ``OPENBLAS_NUM_THREADS=1 python bench/cholqr2_guard.py``
+Run: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 python bench/cholqr2_guard.py``
+(rows: the guard sweep; section ``all_fallback_timing``).
 """
 
 from __future__ import annotations
 
-import json
-import pathlib
+import argparse
 
 import numpy as np
-from _common import compare
+from _common import check_environment, compare, save
 
 import lowrank_kernels as lk
 from lowrank_kernels import _cpu
@@ -60,7 +60,11 @@ def fallback_cost(rng: np.random.Generator) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=None, help="default bench/results/cholqr2_guard.json")
+    args = parser.parse_args(argv)
+    check_environment()
     rng = np.random.default_rng(0)
     rows = []
     for dt, conds in CONDS.items():
@@ -91,10 +95,8 @@ def main() -> None:
                     f"orth {orth:.1f} eps, residual {res:.1f} eps (test bound {8 * m} eps)"
                 )
     cost = fallback_cost(rng)
-    out = pathlib.Path(__file__).parent / "results" / "cholqr2_guard.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"guards": rows, "all_fallback_timing": cost}, indent=1) + "\n")
-    print(f"wrote {out}")
+    path = save("cholqr2-guard", rows, out=args.out, sections={"all_fallback_timing": cost}, conds=CONDS, shapes=SHAPES)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

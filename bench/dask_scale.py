@@ -32,7 +32,7 @@ Run (the machine's figures in docs/dask.md came from these)::
         --memory-limit 4GB --steps 1
 
 Results are merged into ``bench/results/dask_scale.json`` (one row per case) and
-plotted to ``bench/results/dask_scale.png`` and ``docs/results/dask_scale.png``
+plotted to ``bench/results/dask_scale.png`` (shown in docs/dask.md)
 (``--plot`` redraws from the JSON).
 """
 
@@ -192,7 +192,6 @@ def plot() -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(RESULTS / "dask_scale.png", dpi=110)
-    fig.savefig(RESULTS.parent.parent / "docs" / "results" / "dask_scale.png", dpi=110)  # shown in docs/dask.md
 
 
 def main(argv: list[str] | None = None) -> int:

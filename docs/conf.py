@@ -22,6 +22,13 @@ sys.path.insert(0, str(ROOT))  # document the checkout, not an installed copy
 
 import lowrank_core  # noqa: E402
 
+# The benchmark tables that the pages include (docs/tables/*.md) are generated from the
+# results files in bench/results/ at every build, so that no number is typed by hand.
+sys.path.insert(0, str(ROOT / "bench"))
+import tables as _bench_tables  # noqa: E402  (bench/tables.py)
+
+_bench_tables.write_all()
+
 project = "lowrank_core"
 author = "lowrank_core developers"
 copyright = "lowrank_core developers"  # noqa: A001
@@ -38,7 +45,7 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "results/*.json", "results/*.csv", "check_examples.py", "conf.py"]
+exclude_patterns = ["_build", "tables", "check_examples.py", "conf.py"]
 
 # MyST: $...$ and $$...$$ maths, \begin{align} blocks, and anchors for headings down to
 # level 3 so that links such as methods.md#substep-solvers resolve.

@@ -1,0 +1,180 @@
+"""The documentation's benchmark tables, generated from the results files in ``bench/results/``.
+
+Each table is one Markdown file in ``docs/tables/`` that a page includes::
+
+    ```{include} tables/kernels.md
+    ```
+
+``docs/conf.py`` calls :func:`write_all` at the start of every Sphinx build, so the
+numbers on the pages are those of the results files, never typed by hand; rerunning a
+benchmark (``--out bench/results``) and rebuilding the docs updates them.  Run it alone
+to look at the tables::
+
+    python bench/tables.py                  # writes docs/tables/*.md, prints their names
+    python bench/tables.py --print kernels  # prints one table
+
+The module reads JSON only (no lowrank_core import), so that the docs build does not
+depend on the benchmarks' own dependencies.
+
+==================  ===================================  ==============================================
+table               results file                         command that writes the results (--out bench/results)
+==================  ===================================  ==============================================
+``qr_savings``      ``qr_savings_equal_accuracy.json``   ``lowrank-core bench qr-savings``
+``equal_accuracy``  ``qr_savings_equal_accuracy.json``   (same)
+``training_cost``   ``training_cost.json``               ``lowrank-core bench training-cost``
+``kernels``         ``kernels.json``                     ``lowrank-core bench kernels``
+``stacked_solves``  ``stacked_solves.json``              ``python bench/bench_kernels.py --solves-only ...``
+==================  ===================================  ==============================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+TABLES = ROOT / "docs" / "tables"
+
+
+def _rows(name: str, results: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    doc = json.loads((results / name).read_text(encoding="utf-8"))
+    return doc["rows"], doc["meta"]
+
+
+def _md(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines) + "\n"
+
+
+def _g(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
+
+
+def _f(value: float | None, decimals: int) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{decimals}f}"
+
+
+def _mflop(flops: float) -> str:
+    return f"{flops / 1e6:.3g}"
+
+
+def _ranks(meta: dict[str, Any]) -> dict[str, Any]:
+    return {p: case["kwargs"].get("r") for p, case in meta.get("cases", {}).items()}
+
+
+def qr_savings(results: Path = RESULTS) -> str:
+    """Per problem: the methods with the fewest QRs, decompositions and decomposition flops at equal accuracy."""
+    rows, meta = _rows("qr_savings_equal_accuracy.json", results)
+    ranks = _ranks(meta)
+    body = []
+    for problem in dict.fromkeys(r["problem"] for r in rows):
+        reached = [r for r in rows if r["problem"] == problem and r.get("dt") is not None]
+        if not reached:
+            body.append([f"`{problem}`", "–", "–", "–"])
+            continue
+
+        def best(key: str, fmt: Callable[[Any], str], reached: list[dict[str, Any]] = reached) -> str:
+            low = min(r[key] for r in reached)
+            names = ", ".join(f"`{r['method']}`" for r in reached if r[key] == low)
+            return f"{names}: {fmt(low)}"
+
+        rank = ranks.get(problem)
+        label = f"`{problem}` ({rank})" if rank is not None else f"`{problem}`"
+        flops = best("flops", lambda v: f"{_mflop(v)} Mflop")
+        body.append([label, best("qr", str), best("decompositions", str), flops])
+    return _md(["problem ($r$)", "fewest QRs", "fewest decompositions (QR + SVD)",
+                "least decomposition work (QR + SVD flops)"], body)  # fmt: skip
+
+
+def equal_accuracy(results: Path = RESULTS) -> str:
+    """Every method at its largest step size reaching the problem's target error, with its costs there."""
+    rows, _ = _rows("qr_savings_equal_accuracy.json", results)
+    body = [
+        [f"`{r['problem']}`", f"`{r['method']}`", _g(r["target"]), _g(r["dt"]), _g(r["error"]),
+         *(["–"] * 5 if r.get("dt") is None else
+           [str(r["qr"]), str(r["svd"]), _mflop(r["qr_flops"]), _mflop(r["svd_flops"]), str(r["rhs_evals"])])]
+        for r in rows
+    ]  # fmt: skip
+    return _md(["problem", "method", "target", "dt", "error", "QR", "SVD", "QR Mflop", "SVD Mflop", "F"], body)
+
+
+def training_cost(results: Path = RESULTS) -> str:
+    """One cycle of each low-rank optimizer per layer and rank: decompositions and time split."""
+    rows, _ = _rows("training_cost.json", results)
+    body = [
+        [f"{r['m']}×{r['n']}", str(r["rank"]), f"`{r['optimizer']}`", str(r["qr"]), str(r["svd"]),
+         _f(r["cycle_ms"], 2), _f(r["qr_ms"], 2), _f(r["svd_ms"], 2), _f(r["products_ms"], 2)]
+        for r in rows
+    ]  # fmt: skip
+    return _md(["layer", "rank", "optimizer", "QR", "SVD", "ms cycle", "ms QR", "ms SVD", "ms products"], body)
+
+
+def kernels(results: Path = RESULTS) -> str:
+    """The batched QR/SVD kernels against NumPy's batched linalg and a SciPy loop."""
+    rows, _ = _rows("kernels.json", results)
+    body = [
+        [r["op"], f"{r['B']} × ({r['m']} × {r['k']})", r["dtype"], r["algorithm"], _f(r["ms_kernel"], 1),
+         _f(r["ms_numpy"], 1), _f(r["speedup_numpy"], 2), _f(r["ms_scipy_loop"], 1), _f(r["speedup_scipy_loop"], 2)]
+        for r in rows
+    ]  # fmt: skip
+    return _md(["op", "B × (m × k)", "dtype", "algorithm", "kernel ms", "NumPy ms", "× NumPy", "SciPy loop ms",
+                "× loop"], body)  # fmt: skip
+
+
+def stacked_solves(results: Path = RESULTS) -> str:
+    """One solve of a stack of problems against separate solves, per method, dense and structured ``F``."""
+    rows, _ = _rows("stacked_solves.json", results)
+
+    def cell(r: dict[str, Any] | None) -> str:
+        return "–" if r is None else f"{r['s_stacked']:.2f} / {r['s_separate']:.2f} / {r['speedup']:.1f}×"
+
+    body = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        by_kind = {("dense" if "dense" in r["problem"] else "structured"): r for r in rows if r["method"] == method}
+        body.append([f"`{method}`", cell(by_kind.get("dense")), cell(by_kind.get("structured"))])
+    return _md(["method", "dense F: stacked s / separate s / ×", "structured: stacked s / separate s / ×"], body)
+
+
+#: table name -> generator (each returns Markdown).
+TABLE_BUILDERS: dict[str, Callable[[Path], str]] = {
+    "qr_savings": qr_savings,
+    "equal_accuracy": equal_accuracy,
+    "training_cost": training_cost,
+    "kernels": kernels,
+    "stacked_solves": stacked_solves,
+}
+
+
+def write_all(results: Path = RESULTS, tables: Path = TABLES) -> list[Path]:
+    """Write every table to ``tables/<name>.md``; a file is rewritten only when its text changes."""
+    tables.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, build in TABLE_BUILDERS.items():
+        path = tables / f"{name}.md"
+        text = build(results)
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--print", dest="show", choices=list(TABLE_BUILDERS), help="print this table only")
+    args = parser.parse_args(argv)
+    if args.show:
+        print(TABLE_BUILDERS[args.show](RESULTS), end="")
+        return 0
+    for path in write_all():
+        print(path.relative_to(ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
