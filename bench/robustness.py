@@ -6,15 +6,14 @@ Prints the ratio error / eps_r per method, rank and step size (the same setting 
 tests/theory/test_robustness.py::test_error_is_bounded_uniformly_in_sigma_r asserts
 stays <= 2) and writes bench/results/robustness.json.
 
-Usage: python bench/robustness.py
+Usage: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/robustness.py
+(rows: one per rank and step size, ``ratio`` per method and for naive Euler).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
+from _common import check_environment, save
 from _reference import naive_factor_euler
 
 import lowrank_core as lc
@@ -24,6 +23,7 @@ METHODS = ["ksl", "ksl-strang", "bc-psi", "abc-psi", "bug", "ra-bug", "parallel-
 
 
 def main() -> None:
+    check_environment()
     rows = []
     print(f"{'r':>3} {'h':>6} " + " ".join(f"{m:>12}" for m in METHODS) + f" {'naive Euler':>12}")
     for r in (4, 8, 16):
@@ -40,9 +40,7 @@ def main() -> None:
                 ratios["naive"] = float(np.linalg.norm(naive - ref) / np.linalg.norm(ref) / best)
             rows.append({"r": r, "h": h, "best_error": best, "ratio": ratios})
             print(f"{r:>3} {h:>6} " + " ".join(f"{ratios[m]:>12.3g}" for m in [*METHODS, "naive"]))
-    out = Path(__file__).parent / "results" / "robustness.json"
-    out.write_text(json.dumps(rows, indent=2))
-    print(f"wrote {out}")
+    print(f"wrote {save('robustness', rows, methods=METHODS, w_norm=5.0, N=60)}")
 
 
 if __name__ == "__main__":

@@ -39,12 +39,11 @@ a user has it (threaded, the pinned contenders pin it themselves), so run it apa
 from __future__ import annotations
 
 import json
-import pathlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _common import compare
+from _common import RESULTS, check_environment, compare, save
 
 import lowrank_kernels as lk
 from lowrank_kernels import _api
@@ -297,16 +296,15 @@ def main(argv: list[str] | None = None, repeat: int = 5) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rules", nargs="+", choices=list(RULES), help="rerun these rules only")
     args = parser.parse_args(argv)
-    out = pathlib.Path(__file__).parent / "results" / "rule_checks.json"
+    check_environment()
+    out = RESULTS / "rule_checks.json"
     chosen = args.rules or list(RULES)
-    kept = json.loads(out.read_text()) if args.rules and out.exists() else []
+    kept = json.loads(out.read_text())["rows"] if args.rules and out.exists() else []
     rows = [row for row in kept if row["rule"] not in chosen and row["rule"] in RULES]
     for rule in chosen:
         rows += RULES[rule](repeat)
     rows.sort(key=lambda row: list(RULES).index(row["rule"]))
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {save('rule-checks', rows, out=out, load=[0, 2], rules=chosen)}")
 
 
 if __name__ == "__main__":

@@ -28,13 +28,12 @@ keeps the other checks' last results in the file).
 from __future__ import annotations
 
 import json
-import pathlib
 import statistics
 from collections.abc import Callable
 
 import array_api_compat.numpy as xnp
 import numpy as np
-from _common import stacked_problems
+from _common import RESULTS, check_environment, save, stacked_problems
 
 import lowrank_core as lc
 from lowrank_core._linalg import matmul, matmul_h
@@ -152,15 +151,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted(CHECKS), help="run these checks only")
     args = parser.parse_args(argv)
-    path = pathlib.Path(__file__).parent / "results" / "stacked_checks.json"
-    out = json.loads(path.read_text()) if args.only and path.exists() else {}
+    check_environment()
+    path = RESULTS / "stacked_checks.json"
+    old = json.loads(path.read_text())["rows"] if args.only and path.exists() else []
+    out = {row["check"]: {k: v for k, v in row.items() if k != "check"} for row in old}
     for name in args.only or CHECKS:
         out[name] = CHECKS[name]()
     for name, res in out.items():
         print(name, {k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()})
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {path}")
+    rows = [{"check": name, **res} for name, res in out.items()]
+    print(f"wrote {save('stacked-checks', rows, out=path)}")
 
 
 if __name__ == "__main__":

@@ -11,15 +11,16 @@ asserts over drawn instances, and prints the measured value instead of checking 
   (tests/theory/test_rank_adaptive.py)
 * structure: norm / energy drift on Schrödinger, asymmetry on heat (tests/theory/test_structure.py)
 
-Writes bench/results/theory_figures.json.  Usage: python bench/theory_figures.py
+Writes bench/results/theory_figures.json (one row per figure: ``figure``, ``value``).
+Usage: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/theory_figures.py
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
+from _common import check_environment, save
 from _reference import NonTangentProblem, dense, loglog_slope, rel_err
 
 import lowrank_core as lc
@@ -115,8 +116,8 @@ def structure() -> None:
 
 
 if __name__ == "__main__":
+    check_environment()
     for block in (order, backward_correction, descent, theta, structure):
         block()
-    out = Path(__file__).parent / "results" / "theory_figures.json"
-    out.write_text(json.dumps(OUT, indent=2, default=float))
-    print(f"wrote {out}")
+    rows = json.loads(json.dumps([{"figure": k, "value": v} for k, v in OUT.items()], default=float))
+    print(f"wrote {save('theory-figures', rows)}")
