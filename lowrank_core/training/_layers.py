@@ -136,8 +136,7 @@ class LowRankConv2d(LowRankLayer):
     Forward: a ``(cu + cv)``-channel convolution with the kernels ``[V, dL]`` (stride,
     padding, dilation of the layer), then a 1x1 convolution with ``[U S + dK, U]``; cost
     ``O(batch H' W' (cu + cv)(in kh kw + out))`` against ``O(batch H' W' out in kh kw)``
-    dense, and ``W`` is never formed.  (Unfold + matmul was measured slower on a small
-    CNN: ``bench/conv_forward.py``.)
+    dense, and ``W`` is never formed.
 
     Parameters
     ----------
