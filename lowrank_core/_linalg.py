@@ -83,8 +83,6 @@ __all__ = [
     "LINALG_PATHS",
     "Counters",
     "LinAlgBreakdown",
-    "kernel_benchmark",
-    "kernel_environment",
     "matmul",
     "matmul_conj",
     "matmul_h",
@@ -456,25 +454,6 @@ def matmul_conj(a: Any, b: Any, xp: Any) -> Any:
     if not is_complex_dtype(a.dtype, xp):
         return matmul(a, b, xp)
     return xp.conj(matmul(a, xp.conj(b), xp))
-
-
-def kernel_benchmark(**options: Any) -> list[dict[str, Any]]:
-    """Kernel throughput against NumPy and a SciPy loop (``lowrank-core bench kernels``).
-
-    Thin wrapper over :func:`lowrank_kernels.benchmark.run` (same keyword arguments:
-    ``ops``, ``cases``, ``dtypes``, ``repeat``, ``quick``, ``progress``), so that
-    ``lowrank_core`` reaches the kernels through this module only.
-    """
-    from lowrank_kernels import benchmark
-
-    return benchmark.run(**options)
-
-
-def kernel_environment() -> dict[str, Any]:
-    """Threads and versions behind the kernel figures (see :func:`kernel_benchmark`)."""
-    from lowrank_kernels import benchmark
-
-    return benchmark.environment()
 
 
 def _canonical_signs(u: Any, v: Any, xp: Any) -> tuple[Any, Any]:
