@@ -292,6 +292,12 @@ def _command() -> str:
     return " ".join(["lowrank-core", *sys.argv[1:]])
 
 
+def _run(args: argparse.Namespace, unit: str, fn: Any, *fn_args: Any, **kwargs: Any) -> bench.BenchResult:
+    """``fn(*fn_args, out=--out, progress=<bar>, command=<this command line>, **kwargs)``."""
+    with _ProgressBar(quiet=args.quiet, unit=unit) as progress:
+        return _checked(fn, *fn_args, out=args.out, progress=progress, command=_command(), **kwargs)
+
+
 def _wrote(paths: Sequence[Path]) -> None:
     print("\nwrote " + "\n      ".join(str(p) for p in paths))
 
@@ -299,19 +305,17 @@ def _wrote(paths: Sequence[Path]) -> None:
 def _bench_qr_savings(args: argparse.Namespace) -> int:
     from .bench._report import EQUAL_ACCURACY_COLUMNS, QR_SAVINGS_COLUMNS, format_table
 
-    with _ProgressBar(quiet=args.quiet, unit="solve") as progress:
-        res = _checked(
-            bench.qr_savings,
-            args.problem,
-            args.methods,
-            backend=args.backend,
-            device=args.device,
-            dts=args.dt,
-            quick=args.quick,
-            out=args.out,
-            progress=progress,
-            command=_command(),
-        )
+    res = _run(
+        args,
+        "solve",
+        bench.qr_savings,
+        args.problem,
+        args.methods,
+        backend=args.backend,
+        device=args.device,
+        dts=args.dt,
+        quick=args.quick,
+    )
     rows = res.rows
     for (problem, case), eq in zip(res.meta["cases"].items(), res.tables["equal_rank"], strict=True):
         print(
@@ -346,15 +350,7 @@ def _bench_qr_savings(args: argparse.Namespace) -> int:
 def _bench_training_cost(args: argparse.Namespace) -> int:
     from .bench._report import TRAINING_COST_COLUMNS, format_table
 
-    with _ProgressBar(quiet=args.quiet, unit="case") as progress:
-        res = _checked(
-            bench.training_cost,
-            repeat=args.repeat,
-            quick=args.quick,
-            out=args.out,
-            progress=progress,
-            command=_command(),
-        )
+    res = _run(args, "case", bench.training_cost, repeat=args.repeat, quick=args.quick)
     rows = res.rows
     print(
         f"\none cycle (one basis update) per optimizer, {rows[0]['backend'] if rows else '-'}, "
@@ -372,17 +368,15 @@ def _bench_training_cost(args: argparse.Namespace) -> int:
 def _bench_kernels(args: argparse.Namespace) -> int:
     from .bench._report import KERNEL_COLUMNS, format_table
 
-    with _ProgressBar(quiet=args.quiet, unit="case") as progress:
-        res = _checked(
-            bench.kernels,
-            ops=tuple(args.ops),
-            dtypes=tuple(args.dtypes),
-            repeat=args.repeat,
-            quick=args.quick,
-            out=args.out,
-            progress=progress,
-            command=_command(),
-        )
+    res = _run(
+        args,
+        "case",
+        bench.kernels,
+        ops=tuple(args.ops),
+        dtypes=tuple(args.dtypes),
+        repeat=args.repeat,
+        quick=args.quick,
+    )
     print(format_table(res.rows, KERNEL_COLUMNS))
     print(
         "\nms: median milliseconds per batched call; × numpy / × scipy-loop: median speedup of the kernel over"
@@ -398,17 +392,7 @@ def _bench_problems(args: argparse.Namespace) -> int:
     from .bench._problems import drift_summary
     from .bench._report import PROBLEMS_COLUMNS, format_table
 
-    with _ProgressBar(quiet=args.quiet, unit="solve") as progress:
-        res = _checked(
-            bench.problems,
-            args.problem,
-            args.methods,
-            quick=args.quick,
-            rtol=args.rtol,
-            out=args.out,
-            progress=progress,
-            command=_command(),
-        )
+    res = _run(args, "solve", bench.problems, args.problem, args.methods, quick=args.quick, rtol=args.rtol)
     rows = res.rows
     print(format_table([{**r, "drifts": drift_summary(r)} for r in rows], PROBLEMS_COLUMNS))
     for r in rows:
