@@ -52,17 +52,23 @@ import torch
 from .._linalg import Counters
 from .._lowrank import LowRank
 from . import OPTIMIZERS, AbstractLowRankOptimizer, LowRankParam, NonFiniteGradientError
+from . import _rank_control
 from ._optimizers import _check_counters, _count, _positive, _real_number, _tolerance, _unit_interval
+from ._rank_control import LinearRankSchedule, RankLogger, RankScheduler, StepRankSchedule
 
 __all__ = [
     "ConversionSummary",
     "ConvertedLayer",
+    "LinearRankSchedule",
     "LowRankAdapter",
     "LowRankConv2d",
     "LowRankEmbedding",
     "LowRankLayer",
     "LowRankLinear",
     "LowRankOptimizer",
+    "RankLogger",
+    "RankScheduler",
+    "StepRankSchedule",
     "convert",
     "merge",
 ]
@@ -467,6 +473,18 @@ class LowRankOptimizer(torch.optim.Optimizer):
     counters : Counters, optional
         Receives the decompositions of all basis updates (a fresh one by default; read
         it as ``optimizer.counters``).
+    param_budget : int or float, optional
+        A parameter budget shared by the low-rank layers of each group (an option of the
+        group, like ``lr``): an int is a number of weight entries, a float in ``(0, 1]`` a
+        fraction of the group's dense entries ``sum m n``.  After every basis update the
+        singular values of the group's layers are ranked together and kept in that order
+        while ``sum (m + n) r + r^2`` fits (each layer at least ``min_rank``, at most
+        ``max_rank``; see :func:`~lowrank_core.training._rank_control.allocate_ranks`).
+        Needs a rank-adaptive method; without ``tol``/``rtol`` the budget alone sets the
+        ranks.  Rank schedules: :class:`RankScheduler`; rank log: :class:`RankLogger`.
+    budget_ranking : {"relative", "absolute"}, default "relative"
+        Order in which the layers' singular values compete for the budget: ``s_j / ||s||_2``
+        of each layer (scale-free) or ``s_j``.
     **options
         The method's options (``basis_update_every``, ``rtol``, ``tol``, ``min_rank``,
         ``max_rank``, ``betas``, ``eps``, ``second_moment``, ``momentum_transport``);
@@ -511,6 +529,8 @@ class LowRankOptimizer(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         batch_layers: bool = True,
         counters: Counters | None = None,
+        param_budget: int | float | None = None,
+        budget_ranking: str = "relative",
         **options: Any,
     ) -> None:
         if isinstance(params, torch.nn.Module):
@@ -563,6 +583,7 @@ class LowRankOptimizer(torch.optim.Optimizer):
         self._cores: dict[tuple, AbstractLowRankOptimizer] = {}
         self._nonfinite: dict[int, tuple[int, dict[str, torch.Tensor]]] = {}
         defaults = {**_options_of(core), "weight_decay": _tolerance(weight_decay, "weight_decay")}
+        defaults.update(param_budget=param_budget, budget_ranking=budget_ranking)  # rank control, _rank_control.py
         super().__init__(params, defaults)
         if not self.layers:
             msg = (
@@ -606,6 +627,7 @@ class LowRankOptimizer(torch.optim.Optimizer):
             layer._owner = weakref.ref(self)
         self._layers_of.append(list(layers.values()))
         self._dense_of.append(dense)
+        _rank_control.check_group(self, group, self._layers_of[-1])
 
     def _check_capacity(self, layer: LowRankLinear) -> None:
         """abc-PSI and RA-BUG keep bases of up to ``2 r`` columns in the layer between basis updates."""
@@ -661,7 +683,7 @@ class LowRankOptimizer(torch.optim.Optimizer):
             cap = base.truncation.max_rank
             if cap is None or cap > layer.max_rank:
                 core.truncation = dataclasses.replace(base.truncation, max_rank=layer.max_rank)
-        return core
+        return _rank_control.budget_core(core, group)
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()
@@ -671,6 +693,7 @@ class LowRankOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        _rank_control.apply_budget(self)  # layers not yet fitted to their group's param_budget
         for gi, group in enumerate(self.param_groups):
             ready = []
             for m in self._layers_of[gi]:
@@ -686,6 +709,7 @@ class LowRankOptimizer(torch.optim.Optimizer):
             for batch in self._batches(ready):
                 self._step_batch(group, batch)
             self._dense_step(group, self._dense_of[gi])
+        _rank_control.apply_budget(self)  # the layers that have just been truncated
         return loss
 
     def _batches(self, layers: Iterable[LowRankLinear]) -> list[list[LowRankLinear]]:
@@ -826,6 +850,7 @@ class LowRankOptimizer(torch.optim.Optimizer):
                 self._store(batch, new)
                 for m in batch:
                     self._nonfinite.pop(id(m), None)
+        _rank_control.apply_budget(self)
 
     def _implicit_finish(self, why: str) -> None:
         if not _distributed():
@@ -860,6 +885,7 @@ class LowRankOptimizer(torch.optim.Optimizer):
                     for k, v in saved.items()
                 }
         self._nonfinite.clear()
+        self.__dict__.pop("_budget_done", None)  # the loaded layers are fitted to the budget anew
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
