@@ -186,3 +186,50 @@ def test_max_step_caps_every_step(schrodinger):
     assert capped.step_sizes.max() <= 0.01 * (1 + 4 * EPS)
     assert capped.t[-1] == p.t_span[1]
     assert capped.step_sizes.sum() == pytest.approx(p.t_span[1] - p.t_span[0], rel=4 * EPS * len(capped.step_sizes))
+
+
+# ---------------------------------------------------------------- parallel BUG: c_eta, max_retries
+def _near_best_start():
+    """``B`` with singular values ``2^-k`` (30 x 20) and a rank-4 start near its best
+    rank-4 approximation: one Euler step of ``dY/dt = B - Y`` whose neglected block
+    ``h eta`` lies between ``1e-8 theta`` and ``theta`` at ``tol = 1e-2``, and between
+    ``theta`` and ``1e8 theta`` at ``tol = 1e-3`` (measured: rejected at ``c_eta = 1`` for
+    ``tol = 1e-3`` only)."""
+    rng = np.random.default_rng(0)
+    m, n = 30, 20
+    Q1 = np.linalg.qr(rng.standard_normal((m, n)))[0]
+    Q2 = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    B = Q1 @ np.diag(0.5 ** np.arange(n)) @ Q2.T
+    Y0 = lc.LowRank.from_dense(B + 0.01 * rng.standard_normal((m, n)), rank=4)
+    return lc.MatrixODE(lambda t, Y: B - Y), Y0
+
+
+def _rejections(tol: float, c_eta: float, max_retries: int) -> int:
+    problem, Y0 = _near_best_start()
+    method = lc.ParallelBUG(substep="euler", tol=tol, reject=True, c_eta=c_eta, max_retries=max_retries)
+    return lc.solve(problem, Y0, (0.0, 0.1), dt=0.1, method=method).stats["rejections"]
+
+
+def test_c_eta_scales_the_rejection_threshold():
+    """A step is rejected when ``h eta > c_eta theta``: the same step is rejected or
+    accepted as ``c_eta`` moves across ``h eta / theta``, in both directions.
+
+    Guards against ``c_eta`` ignored (the test read with ``c_eta = 1``): the step at
+    ``tol = 1e-3`` is then rejected with ``c_eta = 1e8``, and the step at ``tol = 1e-2``
+    accepted with ``c_eta = 1e-8``.
+    """
+    assert _rejections(1e-3, 1.0, 1) == 1
+    assert _rejections(1e-3, 1e8, 1) == 0
+    assert _rejections(1e-2, 1.0, 1) == 0
+    assert _rejections(1e-2, 1e-8, 1) == 1
+
+
+def test_max_retries_bounds_the_repetitions_of_a_step():
+    """With a test that rejects every attempt (``c_eta = 1e-8``), one step is repeated
+    exactly ``max_retries`` times (while the enlarged rank can still grow), and
+    ``max_retries = 0`` never repeats.
+
+    Guards against ``max_retries`` ignored (a fixed number of retries, the default 3):
+    every count below would then be the same.
+    """
+    assert [_rejections(1e-2, 1e-8, k) for k in (0, 1, 2)] == [0, 1, 2]
