@@ -100,7 +100,7 @@ def _shares(procs: list[subprocess.Popen], cpu0: list[float | None], wall: float
 def background_load(count: int, settle: float) -> Iterator[dict[str, Any]]:
     """Run ``count`` CPU-bound processes for the duration of the block (``--load N``).
 
-    Yields a dict that receives ``processes``, ``settle_cpu_share`` (CPU share of each
+    Yields a dict that receives ``processes``, ``pids``, ``settle_cpu_share`` (CPU share of each
     process while settling for ``settle`` seconds) and, at exit, ``cpu_share`` and
     ``seconds`` of the block.  The processes are always stopped (terminate, then kill
     after 5 s), also when the block raises; install :func:`exit_on_sigterm` so that a
@@ -118,6 +118,7 @@ def background_load(count: int, settle: float) -> Iterator[dict[str, Any]]:
                     [sys.executable, "-S", "-c", _BUSY_LOOP], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
                 )
             )
+        info["pids"] = [p.pid for p in procs]
         for p in procs:
             if p.stdout is None or p.stdout.readline().strip() != b"ready":
                 msg = f"background load process {p.pid} did not start (exit status {p.poll()})."
