@@ -64,10 +64,42 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             gathered = [torch.empty_like(flat) for _ in range(world)]
             dist.all_gather(gathered, flat)
             results[method] = {"gathered": gathered, "ranks": sorted(ranks)}
+        results["conv"] = _conv_case(rank, world)
         if rank == 0:
             torch.save(results, out)
     finally:
         dist.destroy_process_group()
+
+
+def _conv_case(rank: int, world: int) -> dict:
+    """A CNN with a LowRankConv2d and a conv LowRankAdapter (the layers of
+    tests/training/test_layers.py, on LowRankLinear's storage), 12 steps of abc-PSI."""
+    from lowrank_core.training.torch import LowRankAdapter, LowRankConv2d, LowRankOptimizer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        LowRankConv2d(1, 6, 3, 2, padding=1, max_rank=4),
+        torch.nn.Tanh(),
+        LowRankAdapter(torch.nn.Conv2d(6, 6, 3, padding=1), 2, max_rank=4),
+        torch.nn.Tanh(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(6 * 6 * 6, 3),
+    )
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    opt = LowRankOptimizer(ddp.parameters(), "abc-psi", lr=0.2, rtol=0.3)
+    gen = torch.Generator().manual_seed(2000 + rank)
+    ranks = set()
+    for _ in range(12):
+        x, y = torch.randn(8, 1, 6, 6, generator=gen), torch.randint(0, 3, (8,), generator=gen)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(ddp(x), y).backward()
+        opt.step()
+        ranks.add(tuple(m.rank for m in opt.layers))
+    opt.finish_cycle()
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()] + [m.active_rank.float() for m in opt.layers])
+    gathered = [torch.empty_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    return {"gathered": gathered, "ranks": sorted(ranks)}
 
 
 def test_ddp_replicas_stay_bit_identical(tmp_path):
@@ -79,7 +111,9 @@ def test_ddp_replicas_stay_bit_identical(tmp_path):
     changed: DDP failed at step 2, or with find_unused_parameters the replicas drifted
     apart by 0.8-5.6 %).  The ranks change during the run.  A model.state_dict() between
     basis updates raises under torch.distributed instead of finishing the cycle on one
-    replica only."""
+    replica only.  The same holds for a CNN with a LowRankConv2d and a conv
+    LowRankAdapter (12 abc-PSI steps with rank changes; the adapter's frozen base is
+    compared too)."""
     out = str(tmp_path / "ddp.pt")
     torch.multiprocessing.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
     results = torch.load(out)
