@@ -716,13 +716,7 @@ def _run(
             raise
         except Exception as exc:
             if dask_state and _dask.is_worker_failure(exc):  # resumable: `.Y` is the state at t_a
-                msg = (
-                    f"the Dask cluster failed ({type(exc).__name__}: {exc}); "
-                    "resume with solve(problem, err.Y, (err.t, t1), dt)"
-                )
-                err = LowRankIntegrationError(msg, t=t_a, step=ck.step)
-                err.Y = Y
-                raise err from exc
+                raise _dask.worker_failure(exc, t_a, ck.step, Y, ck) from exc
             # A user exception (from F, an operator, a callable C(t)): same object and
             # type, with where it happened attached to its traceback.
             exc.add_note(
