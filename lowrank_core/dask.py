@@ -114,7 +114,11 @@ def _solve_chunk(
     if not isinstance(problem, AbstractMatrixODE):
         problem = problem(slice(start, start + U.shape[0]))
     sol = solve(problem, LowRank(U, S, V, check=False), t_span, dt, save_every=10**9, **options)
-    stats = {k: v for k, v in sol.stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    stats = {
+        k: (dict(v) if isinstance(v, dict) else v)
+        for k, v in sol.stats.items()
+        if isinstance(v, (int, float, dict)) and not isinstance(v, bool)
+    }
     return {"U": sol.Y.U, "S": sol.Y.S, "V": sol.Y.V, "stats": stats, "step_ranks": sol.step_ranks}
 
 
@@ -173,8 +177,10 @@ def solve_stack(
     -------
     Solution
         ``Y`` (Dask factors chunked as ``Y0``), ``t = [t0, t1]``, ``Ys = [Y0, Y]``,
-        ``stats`` (the counters summed over chunks, ``wall_time`` the driver's, and
-        ``dask_syncs``), ``step_ranks`` (per step, the largest over chunks).
+        ``stats`` (the counters of the chunks' solves summed, the decompositions per
+        shape included: the work each chunk did at its own rank; ``wall_time`` the
+        driver's, ``dask_syncs`` and ``chunks``), ``step_ranks`` (per step, the largest
+        over chunks).
 
     Notes
     -----
@@ -239,11 +245,16 @@ def solve_stack(
     U, S, V = dask.persist(factors["U"], factors["S"], factors["V"])
     Y = LowRank._trusted(U, S, V, Y0.xp)
     stats: dict[str, Any] = {}
-    for s in summaries:
+    for s in summaries:  # the chunks' own work (at their own ranks, before any padding), summed
         for k, v in s["stats"].items():
             if k in ("steps", "wall_time"):
                 continue
-            stats[k] = stats.get(k, 0) + v
+            if isinstance(v, dict):  # decompositions per shape
+                merged = stats.setdefault(k, {})
+                for shape, count in v.items():
+                    merged[shape] = merged.get(shape, 0) + count
+            else:
+                stats[k] = stats.get(k, 0) + v
     stats["steps"] = summaries[0]["stats"].get("steps", 0)
     stats["wall_time"] = time.perf_counter() - start_time
     stats["dask_syncs"] = 1

@@ -10,12 +10,14 @@ bound 1e-12 leaves a wide margin and is used throughout.
 
 from __future__ import annotations
 
+import os
 import pickle
-from types import SimpleNamespace
+import signal
 
 import numpy as np
 import pytest
 
+dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
@@ -126,14 +128,88 @@ def test_chunked_stack_equals_in_memory_stack(client):
         assert sol.stats["qr"] == ref.stats["qr"]
 
 
-class _StackFactory:
-    """The problem of the members ``sl`` of the stack (module level: it pickles)."""
+def test_uneven_chunks_and_rank_padding_leave_results_and_stats_alone(client):
+    """A stack of 7 members in batch chunks of 2, 4 and 1 members (not a divisor of 7),
+    all of rank 2 at the start, with sources ``C`` of rank 0, 0 | 2, 2, 2, 2 | 1, solved
+    with abc-psi (rank adaptive, tol 1e-8): the chunks end at ranks 2, 4 and 3, and the
+    first and last are padded to 4.
 
-    def __init__(self, decay: np.ndarray, L: np.ndarray) -> None:
-        self.decay, self.L = decay, L
+    * Each chunk's matrices equal the in-memory solve of its members alone (to 1e-12): the
+      padding adds zero singular values only, with orthonormal complements in ``U``, ``V``.
+    * ``stats`` are the chunks' own work summed (counts, decompositions per shape and flops
+      of the three sub-stack solves, none at the padded rank); ``step_ranks`` the largest.
+    * Fixed-rank ``bug`` on the same uneven chunks equals the in-memory stacked solve and
+      its counters.
+
+    Members whose rank is below the stack's (exactly zero singular values) are avoided: their
+    extra basis directions are set by rounding, which moves the result by the method's own
+    error (~1e-6 here, seen from a Fortran-ordered copy of the same input), not by 1e-12.
+
+    Guards against (checked by planting each): chunk offsets computed from a uniform chunk
+    size (the 4-member chunk solved with the problems of members 2..5 shifted); the padding's
+    first columns not kept equal to the chunk's factor (a sign flip changes ``Y``); stats
+    that drop the per-shape counts of the chunks."""
+    rng = np.random.default_rng(5)
+    B, m, n, r = 7, 30, 20, 4
+    Ys = lc.LowRank.from_dense(rng.standard_normal((B, m, n)), rank=2)
+    C = np.zeros((B, m, n))
+    for b, k in enumerate((0, 0, 2, 2, 2, 2, 1)):
+        C[b] = rng.standard_normal((m, k)) @ rng.standard_normal((k, n))
+    decay = rng.uniform(0.5, 2.0, size=(B, 1, 1))
+    L = -2 * np.eye(m) + np.eye(m, k=1) + np.eye(m, k=-1)
+    factory = _StackFactory(decay, L, C)
+    chunks = (2, 4, 1)
+    Ld = lcd.from_numpy(Ys)
+    Ld = lc.LowRank(*(x.rechunk({0: chunks}) for x in (Ld.U, Ld.S, Ld.V)))
+    span, dt, opts = (0.0, 0.1), 0.02, {"method": "abc-psi", "tol": 1e-8, "max_rank": 6}
+
+    sol = lcd.solve_stack(factory, Ld, span, dt, **opts)
+    Y = lcd.to_numpy(sol.Y)
+    assert sol.Y.U.chunks[0] == chunks
+    assert (Y.U.shape, Y.S.shape, Y.V.shape) == ((B, m, r), (B, r, r), (B, n, r))
+    starts = np.cumsum((0, *chunks))
+    parts = []
+    for lo, hi in zip(starts[:-1], starts[1:], strict=True):
+        sl = slice(int(lo), int(hi))
+        part = lc.solve(factory(sl), lc.LowRank(Ys.U[sl], Ys.S[sl], Ys.V[sl]), span, dt, **opts)
+        parts.append(part)
+        k = part.Y.rank
+        ref = part.Y.to_dense()
+        assert np.linalg.norm(Y.to_dense()[sl] - ref) < RTOL * np.linalg.norm(ref)
+        assert np.all(Y.S[sl][:, k:, :] == 0)
+        assert np.all(Y.S[sl][:, :, k:] == 0)
+        eye = np.broadcast_to(np.eye(r), (hi - lo, r, r))
+        for F in (Y.U[sl], Y.V[sl]):
+            np.testing.assert_allclose(np.swapaxes(F, -1, -2) @ F, eye, rtol=0, atol=1e-13)
+    assert [p.Y.rank for p in parts] == [2, 4, 3]
+    assert sol.Y.rank == 4
+    for key in ("rhs_evals", "qr", "svd", "qr_flops", "svd_flops"):
+        assert sol.stats[key] == pytest.approx(sum(p.stats[key] for p in parts), rel=1e-15), key
+    for key in ("qr_shapes", "svd_shapes"):
+        total: dict = {}
+        for p in parts:
+            for shape, count in p.stats[key].items():
+                total[shape] = total.get(shape, 0) + count
+        assert sol.stats[key] == total, key
+    assert sol.stats["steps"] == 5
+    assert sol.step_ranks == [max(col) for col in zip(*(p.step_ranks for p in parts), strict=True)]
+
+    fixed = lcd.solve_stack(factory, Ld, span, dt, method="bug")
+    ref = lc.solve(lc.LinearMatrixODE(decay * L, None, C=C), Ys, span, dt, method="bug")
+    assert _rel(lcd.to_numpy(fixed.Y), ref.Y) < RTOL
+    for key in ("rhs_evals", "qr", "svd", "qr_shapes", "svd_shapes"):
+        assert fixed.stats[key] == ref.stats[key], key
+
+
+class _StackFactory:
+    """The problem ``Y' = decay_b L Y (+ C_b)`` of the members ``sl`` of the stack (module
+    level: it pickles)."""
+
+    def __init__(self, decay: np.ndarray, L: np.ndarray, C: np.ndarray | None = None) -> None:
+        self.decay, self.L, self.C = decay, L, C
 
     def __call__(self, sl: slice) -> lc.LinearMatrixODE:
-        return lc.LinearMatrixODE(self.decay[sl] * self.L, None)
+        return lc.LinearMatrixODE(self.decay[sl] * self.L, None, C=None if self.C is None else self.C[sl])
 
 
 def test_stencil_products_equal_dense_and_exchange_halos_only():
@@ -205,42 +281,90 @@ def test_bad_input_is_named():
         lcd.StencilOperator([0], [1.0], size=M, boundary="reflect")
 
 
-def test_worker_failure_is_resumable(client):
-    """A cluster failure mid-solve (a ``KilledWorker`` raised while step 2 is built, as
-    ``Client.compute`` raises it once a task has killed its workers) surfaces as
-    LowRankIntegrationError with the step index and time, and resuming from the state it
-    carries (``err.Y``, the state at ``err.t``) gives the uninterrupted solve's result.  Guards against the failure
-    escaping as a bare distributed error without the state to resume from (checked by
-    removing the conversion)."""
-    Yd = lcd.from_numpy(_state(), row_chunks=60)
+def test_lost_worker_process_is_resumable(tmp_path):
+    """A worker *process* killed (SIGKILL) while step 1 runs, on a 2-worker LocalCluster that
+    gives up on a task after one worker died running it (``allowed-failures = 0``): the
+    solve raises LowRankIntegrationError naming the cluster failure with the step index and
+    time; resuming from ``err.checkpoint`` (and from ``err.Y``) reaches the uninterrupted
+    solve's state to 1e-12 relative (the module's bound: the Dask path's products and TSQRs
+    are not reproducible bit for bit from run to run, ~1e-16 apart), with the counters of
+    the uninterrupted solve (the failed step's partial work is not in the checkpoint).
+
+    The killed worker held chunks of the last finished state, so the resume also exercises
+    their recomputation by the scheduler.  Guards against (checked by planting each): the
+    checkpoint's state under the keys of the failed step, which the scheduler still holds as
+    erred while the traceback keeps their futures (the resumed step fails again with the
+    same KilledWorker); a failure that escapes as a bare ``KilledWorker``; counters of the
+    failed step counted twice after the resume."""
+    marker = tmp_path / "killed"
     B = lcd.advection_diffusion(N)
-    ref = lc.solve(lc.LinearMatrixODE(_FlakyA(None), B), Yd, (0.0, 0.004), 0.001, method="bc-psi", substep="euler")
-    problem = lc.LinearMatrixODE(_FlakyA(0.002), B)
-    with pytest.raises(lc.LowRankIntegrationError, match=r"Dask cluster failed.*step 2") as info:
-        lc.solve(problem, Yd, (0.0, 0.004), 0.001, method="bc-psi", substep="euler")
-    err = info.value
-    assert err.step == 2
-    assert err.t == pytest.approx(0.002)
-    problem.A.fail_at = None
-    resumed = lc.solve(problem, err.Y, (err.t, 0.004), 0.001, method="bc-psi", substep="euler")
-    assert resumed.stats["steps"] == 2
-    assert _rel(lcd.to_numpy(resumed.Y), lcd.to_numpy(ref.Y)) < RTOL
+    problem = lc.LinearMatrixODE(_KillingA(str(marker), t_kill=0.001), B)
+    t_span, dt, opts = (0.0, 0.003), 0.001, {"method": "bc-psi", "substep": "euler"}
+    Y0 = _state()
+    ref = lc.solve(lc.LinearMatrixODE(lcd.advection_diffusion(M, nu=0.002), B), Y0, t_span, dt, **opts)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
+        )
+    try:
+        with distributed.Client(cluster) as cl:
+            Yd = lcd.from_numpy(Y0, row_chunks=60)
+            with pytest.raises(lc.LowRankIntegrationError, match=r"Dask cluster failed \(KilledWorker") as info:
+                lc.solve(problem, Yd, t_span, dt, **opts)
+            err = info.value
+            assert marker.exists()  # the worker process was killed (not a simulated failure)
+            assert isinstance(err.__cause__, distributed.scheduler.KilledWorker)
+            assert (err.step, err.t) == (1, pytest.approx(0.001))
+            assert "(step 1, t = 0.001)" in str(err)
+            assert (err.checkpoint.step, err.checkpoint.t) == (1, pytest.approx(0.001))
+            resumed = lc.solve(problem, None, t_span, resume=err.checkpoint)
+            assert resumed.stats["steps"] == ref.stats["steps"] == 3
+            assert _rel(lcd.to_numpy(resumed.Y), ref.Y) < RTOL
+            for key in ("rhs_evals", "qr", "svd", "qr_shapes", "svd_shapes", "qr_flops"):
+                assert resumed.stats[key] == ref.stats[key], key
+            again = lc.solve(problem, err.Y, (err.t, t_span[1]), dt, **opts)
+            assert again.stats["steps"] == 2
+            assert _rel(lcd.to_numpy(again.Y), ref.Y) < RTOL
+            cl.wait_for_workers(2, timeout=60)  # the nanny's restart done: close a whole cluster
+    finally:
+        cluster.close()
 
 
-class _FlakyA:
-    """``A(t)``: a Laplacian stencil, or ``KilledWorker`` from the time ``fail_at`` on."""
+def _die_once(block: np.ndarray, marker: str) -> np.ndarray:
+    """Kill the process running this task (a Dask worker) the first time any task runs it
+    (``marker`` is created atomically); afterwards return ``block`` unchanged."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return block
+    os.kill(os.getpid(), signal.SIGKILL)
+    return block  # not reached: SIGKILL ends the process
 
-    def __init__(self, fail_at: float | None) -> None:
-        self.fail_at = fail_at
-        self.op = lcd.StencilOperator([-1, 0, 1], [1.0, -2.0, 1.0], size=M)
+
+class _KillingStencil(lcd.StencilOperator):
+    """A stencil whose products pass through :func:`_die_once` (same values)."""
+
+    def __init__(self, op: lcd.StencilOperator, marker: str) -> None:
+        super().__init__(op.offsets, op.coefficients, op.size, boundary=op.boundary)
+        self.marker = marker
+
+    def _run(self, x, forward, conj):
+        out = super()._run(x, forward, conj)
+        if not hasattr(out, "map_blocks"):
+            return out
+        return out.map_blocks(_die_once, self.marker, meta=np.empty((0, 0), dtype=out.dtype))
+
+
+class _KillingA:
+    """``A(t)``: the advection-diffusion stencil, through :func:`_die_once` from ``t_kill`` on."""
+
+    def __init__(self, marker: str, t_kill: float) -> None:
+        self.op = lcd.advection_diffusion(M, nu=0.002)
+        self.killing = _KillingStencil(self.op, marker)
+        self.t_kill = t_kill
 
     def __call__(self, t: float) -> lcd.StencilOperator:
-        if self.fail_at is not None and t >= self.fail_at - 1e-12:
-            from distributed.scheduler import KilledWorker
-
-            task = "apply-0"
-            raise KilledWorker(task, SimpleNamespace(address="tcp://lost-worker:0"), 3)
-        return self.op
+        return self.killing if t >= self.t_kill - 1e-12 else self.op
 
 
 def test_objects_sent_to_workers_pickle(client):
