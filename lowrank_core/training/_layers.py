@@ -615,7 +615,7 @@ def _low_rank_subtree(model: torch.nn.Module) -> set[str]:
 
 def convert(
     model: torch.nn.Module,
-    rank: int,
+    rank: int | dict[str, int],
     *,
     include: str | Iterable[str] | None = None,
     exclude: str | Iterable[str] | None = None,
@@ -636,10 +636,13 @@ def convert(
     Parameters
     ----------
     model : torch.nn.Module
-    rank : int
+    rank : int or dict of str to int
         Rank of every converted layer; ``1 <= rank <= min(m, n)`` for each selected
         module (``m, n`` the sizes of its weight matrix, ``n = in kh kw`` for a
-        convolution), else a ``ValueError`` naming the module.
+        convolution), else a ``ValueError`` naming the module.  A dict maps name
+        patterns (as ``include``) to ranks, like peft's ``rank_pattern``: each selected
+        module gets the rank of the first pattern that matches it (every selected
+        module must match one; end with ``"*"`` for a default).
     include : str or list of str, optional
         Name patterns (:mod:`fnmatch` syntax: ``*``, ``?``, ``[seq]``) matched against
         each module's qualified name as in ``model.named_modules()`` and against its
@@ -690,15 +693,18 @@ def convert(
     if not isinstance(model, torch.nn.Module):
         msg = f"`model` must be a torch.nn.Module; got {type(model).__name__}."
         raise TypeError(msg)
-    rank = _count(rank, "rank")
+    if isinstance(rank, dict):
+        if not rank or not all(isinstance(k, str) for k in rank):
+            msg = f"`rank` as a dict must map name patterns (str) to ranks and not be empty; got {rank!r}."
+            raise TypeError(msg)
+        ranks = {k: _count(v, f"rank[{k!r}]") for k, v in rank.items()}
+    else:
+        ranks = {"*": _count(rank, "rank")}
     if not isinstance(adapter, bool):
         msg = f"`adapter` must be True or False; got {adapter!r} of type {type(adapter).__name__}."
         raise TypeError(msg)
     if max_rank is not None:
         max_rank = _count(max_rank, "max_rank")
-        if max_rank < rank:
-            msg = f"`max_rank` must be at least rank = {rank}; got {max_rank}."
-            raise ValueError(msg)
     includes, excludes = _patterns(include, "include"), _patterns(exclude, "exclude") or ()
     skip = _low_rank_subtree(model)
     modules = [(n, m) for n, m in model.named_modules() if n not in skip]
@@ -748,25 +754,32 @@ def convert(
         if isinstance(mod, torch.nn.Embedding):
             m, n = mod.weight.shape
         bound = min(m, n)
-        if rank > bound:
+        r = next((v for k, v in ranks.items() if _matches(name, k)), None)
+        if r is None:
+            msg = f"`rank`: no pattern of {sorted(ranks)} matches the selected module {label!r}; add one (e.g. '*')."
+            raise ValueError(msg)
+        if r > bound:
             msg = (
-                f"`rank` = {rank} exceeds min(m, n) = {bound} of {label!r} ({type(mod).__name__}, weight matrix "
+                f"`rank` = {r} exceeds min(m, n) = {bound} of {label!r} ({type(mod).__name__}, weight matrix "
                 f"{m} x {n}); lower the rank or exclude the module."
             )
             raise ValueError(msg)
-        plans.append((name, mod, m, n, min(max_rank, bound) if max_rank is not None else rank))
+        if max_rank is not None and max_rank < r:
+            msg = f"`max_rank` must be at least the rank ({r} for {label!r}); got {max_rank}."
+            raise ValueError(msg)
+        plans.append((name, mod, m, n, r, min(max_rank, bound) if max_rank is not None else r))
 
     summary = []
-    for name, mod, m, n, mr in plans:
+    for name, mod, m, n, r, mr in plans:
         kw = {"max_rank": mr, "capacity": capacity}
         if adapter:
-            new: LowRankLayer = LowRankAdapter(mod, rank, **kw)
+            new: LowRankLayer = LowRankAdapter(mod, r, **kw)
         elif isinstance(mod, torch.nn.Conv2d):
-            new = LowRankConv2d.from_conv2d(mod, rank, **kw)
+            new = LowRankConv2d.from_conv2d(mod, r, **kw)
         elif isinstance(mod, torch.nn.Embedding):
-            new = LowRankEmbedding.from_embedding(mod, rank, **kw)
+            new = LowRankEmbedding.from_embedding(mod, r, **kw)
         else:
-            new = LowRankLinear.from_linear(mod, rank, **kw)
+            new = LowRankLinear.from_linear(mod, r, **kw)
         if not adapter:
             if not mod.weight.requires_grad:
                 for f in ("S", "dK", "dL"):
@@ -778,7 +791,7 @@ def convert(
             _set_child(model, name, new)
         else:
             model = new
-        summary.append(ConvertedLayer(name, _kind(mod, adapter), (m, n), rank, new.max_rank, m * n, new.num_parameters))
+        summary.append(ConvertedLayer(name, _kind(mod, adapter), (m, n), r, new.max_rank, m * n, new.num_parameters))
     return model, ConversionSummary(tuple(summary))
 
 

@@ -317,10 +317,8 @@ def test_convert_merge_round_trip_at_full_rank(kind):
     x = _inputs(kind)
     ref = model(x).detach()
     full = {"embed": 6, "fc1": 24, "fc2": 16, "head": 4} if kind == "mlp" else {"0": 8, "2": 12, "5": 10}
-    names = []
-    for name, rank in full.items():  # each module at its own full rank min(m, n)
-        model, summary = convert(model, rank=rank, include=name)
-        names += summary.names
+    model, summary = convert(model, rank=full)  # each module at its own full rank min(m, n)
+    names = summary.names
     assert names == (["embed", "encoder.fc1", "encoder.fc2", "head"] if kind == "mlp" else ["0", "2", "5"])
     if kind == "cnn":
         assert isinstance(model[2], LowRankConv2d)
@@ -441,6 +439,20 @@ def test_convert_bad_input_names_the_argument_and_leaves_the_model():
     converted, _ = convert(model, rank=2, include="0")
     with pytest.raises(TypeError, match="already low-rank"):
         convert(converted, rank=2, include="0")
+
+
+def test_convert_rank_by_pattern():
+    """A dict ``rank`` gives each module the rank of its first matching pattern (peft's
+    rank_pattern); a selected module that no pattern matches, and a max_rank below a
+    module's rank, are refused by name."""
+    model, summary = convert(_cnn(), rank={"0": 2, "*": 4}, max_rank=6)
+    assert [(c.name, c.rank, c.max_rank) for c in summary.layers] == [("0", 2, 6), ("2", 4, 6), ("5", 4, 6)]
+    with pytest.raises(ValueError, match="`rank`: no pattern of \\['0'\\] matches the selected module '2'"):
+        convert(_cnn(), rank={"0": 2})
+    with pytest.raises(ValueError, match="`max_rank` must be at least the rank \\(4 for '2'\\)"):
+        convert(_cnn(), rank={"0": 2, "*": 4}, max_rank=3)
+    with pytest.raises(TypeError, match="`rank\\['0'\\]`"):
+        convert(_cnn(), rank={"0": 2.0})
 
 
 def test_convert_patterns_suffixes_and_exclude():
