@@ -1,4 +1,8 @@
-r"""PyTorch adapter: a low-rank ``Linear`` layer and a ``torch.optim.Optimizer``.
+r"""PyTorch adapter: low-rank layers and a ``torch.optim.Optimizer``.
+
+The layers (``LowRankLinear``, ``LowRankConv2d``, ``LowRankEmbedding``, the LoRA-style
+``LowRankAdapter``) share the factor storage of ``LowRankLayer``; ``convert`` swaps the
+dense modules of a model for them and ``merge`` swaps them back (module ``_layers``).
 
 Install with the ``[torch]`` extra.  This module imports torch; ``import lowrank_core``
 and ``import lowrank_core.training`` do not.
