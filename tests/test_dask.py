@@ -10,9 +10,13 @@ bound 1e-12 leaves a wide margin and is used throughout.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +27,7 @@ distributed = pytest.importorskip("distributed")
 
 import lowrank_core as lc  # noqa: E402
 from lowrank_core import dask as lcd  # noqa: E402
+from lowrank_core.integrators import METHODS as METHODS_ALL  # noqa: E402
 
 METHODS = ["ksl", "ksl-strang", "bc-psi", "abc-psi", "bug", "ra-bug", "parallel-bug"]
 RTOL = 1e-12
@@ -381,6 +386,53 @@ def test_objects_sent_to_workers_pickle(client):
     np.testing.assert_array_equal(lcd.to_numpy(Yb).to_dense(), lcd.to_numpy(Yd).to_dense())
     factory = pickle.loads(pickle.dumps(_StackFactory(np.ones((2, 1, 1)), np.eye(3))))
     assert isinstance(factory(slice(0, 1)), lc.LinearMatrixODE)
+
+
+#: Columns of the ``bench qr-savings`` table that count work (not time, not error).
+COUNT_COLUMNS = (
+    "status", "steps", "rank", "step_ranks", "qr", "svd", "decompositions", "rhs_evals",
+    "qr_shapes", "svd_shapes", "qr_flops", "svd_flops", "max_rank_hits", "rejections",
+)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_bench_qr_savings_dask_rows_count_as_numpy(tmp_path):
+    """``lowrank-core bench qr-savings --backend dask`` (the command line, in a fresh
+    process) has a row for every method, and each row's QR/SVD counts, shapes and flops, F
+    evaluations, steps and ranks equal the ``--backend numpy`` row of the same (problem,
+    method, dt); the errors agree to 1e-9 relative (the same arithmetic in another array
+    library: rounding-level differences, ~1e-15 seen).  One problem (the 60x40 quadratic
+    gradient flow) at one large step (2 steps per solve): a step's counts do not depend on
+    its size, and every method's decomposition sequence runs.
+
+    Guards against a Dask decomposition path that counts differently from NumPy (a tall SVD
+    counted as its TSQR plus the SVD of ``R``, a TSQR's combine QR counted as another QR),
+    and against a dask backend that falls back to NumPy arrays (its rows would say numpy)."""
+    root = Path(__file__).resolve().parent.parent
+    rows = {}
+    for backend in ("numpy", "dask"):
+        out = tmp_path / backend
+        cmd = ["bench", "qr-savings", "--backend", backend, "--problem", "quadratic", "--dt", "2.5"]
+        proc = subprocess.run(
+            [sys.executable, "-m", "lowrank_core", *cmd, "--out", str(out), "--quiet"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        data = json.loads((out / "qr_savings.json").read_text())
+        rows[backend] = {(r["problem"], r["method"], r["dt"]): r for r in data["rows"]}
+    assert {k[1] for k in rows["dask"]} == set(METHODS_ALL)
+    assert set(rows["dask"]) == set(rows["numpy"])
+    for key, ref in rows["numpy"].items():
+        got = rows["dask"][key]
+        assert (ref["backend"], got["backend"]) == ("numpy", "dask")
+        assert ref["status"] == "ok", key
+        for col in COUNT_COLUMNS:
+            assert got[col] == ref[col], (key, col)
+        assert got["error"] == pytest.approx(ref["error"], rel=1e-9), key
 
 
 def test_bench_scale_command_refuses_bad_workers(tmp_path, capsys):
