@@ -11,7 +11,6 @@ from ._control import StepToleranceWarning as StepToleranceWarning
 from ._errors import LowRankIntegrationError as LowRankIntegrationError
 from ._integrate import Solution as Solution
 from ._integrate import solve as solve
-from ._linalg import Counters as Counters
 from ._linalg import use_linalg as use_linalg
 from ._lowrank import LowRank as LowRank
 from ._problem import AbstractMatrixODE as AbstractMatrixODE
@@ -19,6 +18,8 @@ from ._problem import LinearMatrixODE as LinearMatrixODE
 from ._problem import MatrixODE as MatrixODE
 from ._problem import MatrixPath as MatrixPath
 from ._problem import RHSValue as RHSValue
+from ._stats import Counters as Counters
+from ._stats import StepInfo as StepInfo
 from ._substep import RK4 as RK4
 from ._substep import RK45 as RK45
 from ._substep import Euler as Euler
@@ -64,6 +65,7 @@ __all__ = [
     "LowRank",
     "LowRankIntegrationError",
     "Checkpoint",
+    "StepInfo",
     "StepToleranceWarning",
     "MatrixODE",
     "MatrixPath",

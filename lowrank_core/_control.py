@@ -37,9 +37,10 @@ from typing import Any
 import numpy as np
 
 from ._checks import real_number
-from ._linalg import Counters, matmul
+from ._linalg import matmul
 from ._lowrank import LowRank
 from ._namespace import conj_transpose
+from ._stats import Counters
 
 __all__ = ["Checkpoint", "StepControl", "StepToleranceWarning", "difference_norm", "effective_order"]
 

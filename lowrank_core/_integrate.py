@@ -30,7 +30,6 @@ from ._control import (
 )
 from ._errors import LowRankIntegrationError
 from ._linalg import (
-    Counters,
     LinAlgBreakdown,
     isolating_members,
     matmul,
@@ -42,9 +41,9 @@ from ._linalg import (
 from ._lowrank import LowRank
 from ._namespace import conj_transpose
 from ._problem import AbstractMatrixODE
+from ._stats import Counters
 from ._substep import SubstepBreakdown
-from .integrators import METHODS, AbstractIntegrator, AbstractRankAdaptive
-from .integrators._base import check_conservation
+from .integrators import METHODS, AbstractIntegrator
 
 __all__ = ["Checkpoint", "Solution", "solve", "time_grid"]
 
@@ -287,42 +286,7 @@ def _resolve_method(
             f"got {type(method).__name__}."
         )
         raise TypeError(msg)
-    kwargs: dict[str, Any] = {}
-    if given.get("conserve") is not None:
-        check_conservation(given["conserve"], cls)  # clear error for methods without it
-    elif "conserve" in given:
-        given.pop("conserve")
-    if "substep" in given:
-        kwargs["substep"] = given.pop("substep")
-    if given.get("tableau") is not None:
-        if not hasattr(cls, "TABLEAUX"):
-            msg = (
-                f"`tableau` applies to 'rk-bug' and 'projected-rk' only; method {cls.name!r} has no "
-                "Runge-Kutta tableau. Drop `tableau` or use method='rk-bug'."
-            )
-            raise ValueError(msg)
-        kwargs["tableau"] = given.pop("tableau")
-    given.pop("tableau", None)
-    if not issubclass(cls, AbstractRankAdaptive):
-        for key in ("tol", "rtol", "min_rank", "max_rank", "truncation_rule"):
-            if given.get(key) is not None:
-                msg = (
-                    f"`{key}` was given, but method {cls.name!r} has fixed rank. Use a "
-                    "rank-adaptive method such as 'abc-psi', or drop `{key}`."
-                ).replace("{key}", key)
-                raise ValueError(msg)
-        if given.get("variant") is not None:
-            msg = f"`variant` applies to 'abc-psi' only; method {cls.name!r} has none."
-            raise ValueError(msg)
-        given = {}
-    elif "variant" in given:
-        if given["variant"] is None:
-            given.pop("variant")
-        elif not hasattr(cls, "VARIANTS"):
-            msg = f"`variant` applies to 'abc-psi' only; method {cls.name!r} has none."
-            raise ValueError(msg)
-    kwargs.update(given)
-    return cls(**kwargs)
+    return cls.from_options(**given)  # the class validates its options and rejects others
 
 
 def solve(
@@ -330,17 +294,17 @@ def solve(
     Y0: LowRank | None,
     t_span: tuple[float, float],
     dt: float | None = None,
+    *,
     method: Any = _DEFAULT,
     substep: Any = _DEFAULT,
-    tol: float | None = _DEFAULT,  # type: ignore[assignment]
-    min_rank: int = _DEFAULT,  # type: ignore[assignment]
-    max_rank: int | None = _DEFAULT,  # type: ignore[assignment]
-    *,
-    rtol: float | None = _DEFAULT,  # type: ignore[assignment]
-    variant: str | None = _DEFAULT,  # type: ignore[assignment]
-    truncation_rule: str = _DEFAULT,  # type: ignore[assignment]
+    tol: float | None | _Default = _DEFAULT,
+    min_rank: int | _Default = _DEFAULT,
+    max_rank: int | None | _Default = _DEFAULT,
+    rtol: float | None | _Default = _DEFAULT,
+    variant: str | None | _Default = _DEFAULT,
+    truncation_rule: str | _Default = _DEFAULT,
     conserve: Any = _DEFAULT,
-    tableau: str | None = _DEFAULT,  # type: ignore[assignment]
+    tableau: str | None | _Default = _DEFAULT,
     tol_per_unit_time: bool = False,
     save_every: int = 1,
     check_finite: bool = True,
@@ -704,7 +668,8 @@ def _run(
     def one_step(t_a: float, t_b: float, Y: LowRank, state: Any) -> tuple[LowRank, Any]:
         """One step of the method, breakdowns turned into LowRankIntegrationError."""
         try:
-            Y1, state1 = integrator.step(problem, t_a, t_b, Y, state, counters)
+            Y1, state1, info = integrator.step(problem, t_a, t_b, Y, state)
+            counters.add(info)  # rejected trials and event searches count too (the work was done)
             if dask_state:  # persist the state (cut its graph) and check it in one synchronisation
                 Y1 = _dask.cut(Y1, t_a, ck.step, check_finite or isolate)
         except SubstepBreakdown as exc:

@@ -1,7 +1,7 @@
 """The linear-algebra seam: every QR and SVD of the library goes through here.
 
 Each call records how many decompositions of which shape were taken and their
-operation count in a :class:`Counters` object that the caller passes in (there is no
+operation count in a :class:`~lowrank_core.Counters` object (``_stats``) that the caller passes in (there is no
 global counter).  This module is also the only place in ``lowrank_core`` that calls the
 batched kernels of ``lowrank_kernels``; its :func:`matmul` hands large NumPy stacks of
 matrix products to ``lowrank_kernels.batched_matmul`` (not counted).
@@ -66,22 +66,22 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat
 
 from ._checks import choice
 from ._namespace import conj_transpose, is_complex_dtype
 
+if TYPE_CHECKING:
+    from ._stats import Counters
+
 __all__ = [
     "KERNEL_QR_C128_MIN_BATCH",
     "KERNEL_SVD_MIN_BATCH",
     "KERNEL_SVD_TALL_RATIO",
     "LINALG_PATHS",
-    "Counters",
     "LinAlgBreakdown",
     "matmul",
     "matmul_conj",
@@ -219,61 +219,6 @@ def _guarded(kind: str, factor: Any, x: Any, xp: Any) -> tuple[Any, ...]:
     out = factor(xp.where(mask, xp.zeros_like(x), x))
     nan = float("nan")
     return tuple(xp.where(mask if y.ndim == x.ndim else bad[..., None], xp.full_like(y, nan), y) for y in out)
-
-
-@dataclass
-class Counters:
-    """Tallies of the work done by an integrator.
-
-    Decompositions and right-hand-side evaluations are counted per matrix: a batched
-    call on a stack of ``B`` matrices counts ``B``.  ``max_rank_hits`` and
-    ``rejections`` count steps (a batch shares one rank).
-
-    Attributes
-    ----------
-    rhs_evals : int
-        Number of distinct points ``(t, Y)`` at which ``F`` was evaluated (exact
-        increments ``A(t1) - A(t0)`` count one each).
-    qr, svd : int
-        Number of thin QR / SVD decompositions.
-    qr_shapes, svd_shapes : collections.Counter
-        Decompositions per matrix shape ``(rows, cols)``.
-    qr_flops, svd_flops : float
-        Operation counts of those decompositions (see module docstring).
-    max_rank_hits : int
-        Steps in which the truncation tolerance asked for more than ``max_rank``.
-    rejections : int
-        Rejected (and repeated) steps of integrators with step rejection.
-    kernel_calls : int
-        Decomposition calls (of any batch size) served by ``lowrank_kernels``.
-    """
-
-    rhs_evals: int = 0
-    qr: int = 0
-    svd: int = 0
-    qr_shapes: Counter = field(default_factory=Counter)
-    svd_shapes: Counter = field(default_factory=Counter)
-    qr_flops: float = 0.0
-    svd_flops: float = 0.0
-    max_rank_hits: int = 0
-    rejections: int = 0
-    kernel_calls: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain-dict view used for ``Solution.stats``."""
-        return {
-            "rhs_evals": self.rhs_evals,
-            "qr": self.qr,
-            "svd": self.svd,
-            "qr_shapes": dict(self.qr_shapes),
-            "svd_shapes": dict(self.svd_shapes),
-            "qr_flops": self.qr_flops,
-            "svd_flops": self.svd_flops,
-            "flops": self.qr_flops + self.svd_flops,
-            "max_rank_hits": self.max_rank_hits,
-            "rejections": self.rejections,
-            "kernel_calls": self.kernel_calls,
-        }
 
 
 def _batch_size(x: Any) -> int:

@@ -18,10 +18,11 @@ import math
 from typing import Any
 
 from ._checks import integer, real_number
-from ._linalg import Counters, member_indices
+from ._linalg import member_indices
 from ._lowrank import LowRank
 from ._namespace import device_of, eye_like
 from ._problem import AbstractMatrixODE, RHSValue
+from ._stats import Counters
 
 __all__ = ["RK4", "RK45", "Euler", "Exact", "SubFlow", "SubstepBreakdown", "SubstepSolver", "resolve_substep"]
 

@@ -8,16 +8,19 @@ backward-in-time (gradient-ascent) substep and one right-hand-side evaluation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._linalg import Counters
 from .._lowrank import LowRank
 from .._problem import AbstractMatrixODE
+from .._stats import StepInfo
+from . import _steps
 from ._base import AbstractIntegrator, AbstractRankAdaptive
 
 __all__ = ["ABCPSI", "BCPSI"]
 
 
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
 class BCPSI(AbstractIntegrator):
     r"""Backward-corrected projector-splitting integrator (fixed rank).
 
@@ -37,18 +40,17 @@ class BCPSI(AbstractIntegrator):
     order: ClassVar[int] = 1
 
     def step(
-        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
-    ) -> tuple[LowRank, Any]:
-        kit = self.kit(problem, Y0, counters)
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any
+    ) -> tuple[LowRank, Any, StepInfo]:
+        kit = self.make_kit(problem, Y0)
         U0, S0, V0 = Y0.U, Y0.S, Y0.V
         K1 = kit.k_step(t0, t1, kit.mm(U0, S0), V0)
-        U1, _ = kit.qr(K1)
-        S_tilde = kit.project(Y0, U1)
+        U1, S_tilde = _steps.corrected_basis(kit, K1, Y0)
         L1 = kit.l_step(t0, t1, kit.mm(V0, kit.ch(S_tilde)), U1)
-        V1, R = kit.qr(L1)
-        return LowRank._trusted(U1, kit.ch(R), V1, Y0.xp), state
+        return _steps.l_close(kit, U1, L1), state, kit.info()
 
 
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
 class ABCPSI(AbstractRankAdaptive):
     r"""Augmented backward-corrected projector-splitting integrator (abc-PSI).
 
@@ -95,54 +97,30 @@ class ABCPSI(AbstractRankAdaptive):
     conservative: ClassVar[bool] = True
     VARIANTS: ClassVar[tuple[str, ...]] = ("min-qr", "two-qr")
 
-    def __init__(
-        self,
-        *,
-        substep: Any = "rk4",
-        tol: float | None = None,
-        rtol: float | None = None,
-        min_rank: int = 1,
-        max_rank: int | None = None,
-        truncation_rule: str = "tail",
-        variant: str = "min-qr",
-        conserve: Any = None,
-    ) -> None:
-        super().__init__(
-            substep=substep,
-            tol=tol,
-            rtol=rtol,
-            min_rank=min_rank,
-            max_rank=max_rank,
-            truncation_rule=truncation_rule,
-            conserve=conserve,
-        )
-        if variant not in self.VARIANTS:
-            msg = f"unknown `variant` {variant!r} for abc-PSI; choose one of {self.VARIANTS}."
+    variant: str = "min-qr"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.variant not in self.VARIANTS:
+            msg = f"unknown `variant` {self.variant!r} for abc-PSI; choose one of {self.VARIANTS}."
             raise ValueError(msg)
-        self.variant = variant
 
     def step(
-        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
-    ) -> tuple[LowRank, Any]:
-        kit = self.kit(problem, Y0, counters)
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any
+    ) -> tuple[LowRank, Any, StepInfo]:
+        kit = self.make_kit(problem, Y0)
         U0, S0, V0 = Y0.U, Y0.S, Y0.V
         F0 = kit.evaluate(t0, Y0)  # shared first stage of the K- and L-steps
         K1 = kit.k_step(t0, t1, kit.mm(U0, S0), V0, first=F0)
         kept = self.kept(state, Y0) if self.conservation is not None else None
-        U_hat = kit.augment(K1, U0 if kept is None else kept.with_left(U0, Y0.xp))
-        S_hat = kit.project(Y0, U_hat)
+        U_hat, S_hat = _steps.augmented_basis(kit, K1, Y0, None if kept is None else kept.with_left(U0, Y0.xp))
         L1 = kit.l_step(t0, t1, kit.mm(V0, kit.ch(S_hat)), U_hat, first=F0)
         if kept is not None:  # Y½ = Û L1^H = Û (V̂^H L1)^H V̂^H with range(V̂) ⊇ range(right)
             V_hat = kit.augment(L1, kept.with_right(L1[..., :0], Y0.xp))
-            return kept.truncate(kit, self.truncation, U_hat, kit.ch(kit.mm(kit.ch(V_hat), L1)), V_hat, Y0.rank), state
-        if self.variant == "min-qr":
-            Q, s, P = kit.svd(L1)  # L1 = Q diag(s) P^H  =>  Y½ = (Û P) diag(s) Q^H
-            Y1 = kit.truncate(self.truncation, U_hat, P, s, Q, None, Y0.rank)
-        else:
-            V_hat, R = kit.qr(L1)  # Y½ = Û R^H V̂^H
-            P, s, Q = kit.svd(kit.ch(R))
-            Y1 = kit.truncate(self.truncation, U_hat, P, s, Q, V_hat, Y0.rank)
-        return Y1, state
+            Y1 = kept.truncate(kit, self.truncation, U_hat, kit.ch(kit.mm(kit.ch(V_hat), L1)), V_hat, Y0.rank)
+            return Y1, state, kit.info()
+        Y1 = _steps.truncate_l(kit, self.truncation, U_hat, L1, Y0.rank, self.variant)
+        return Y1, state, kit.info()
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", variant={self.variant!r})"

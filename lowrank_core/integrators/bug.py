@@ -13,16 +13,19 @@ projector-splitting family.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._linalg import Counters
 from .._lowrank import LowRank
 from .._problem import AbstractMatrixODE
+from .._stats import StepInfo
+from . import _steps
 from ._base import AbstractIntegrator, AbstractRankAdaptive
 
 __all__ = ["BUG", "RABUG", "ParallelBUG"]
 
 
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
 class BUG(AbstractIntegrator):
     r"""Fixed-rank BUG integrator.
 
@@ -42,16 +45,17 @@ class BUG(AbstractIntegrator):
     order: ClassVar[int] = 1
 
     def step(
-        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
-    ) -> tuple[LowRank, Any]:
-        kit = self.kit(problem, Y0, counters)
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any
+    ) -> tuple[LowRank, Any, StepInfo]:
+        kit = self.make_kit(problem, Y0)
         K1, L1, _ = kit.kl_steps(t0, t1, Y0)
         U1, _ = kit.qr(K1)
         V1, _ = kit.qr(L1)
         S1 = kit.s_step(t0, t1, kit.project(Y0, U1, V1), U1, V1)
-        return LowRank._trusted(U1, S1, V1, Y0.xp), state
+        return LowRank._trusted(U1, S1, V1, Y0.xp), state, kit.info()
 
 
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
 class RABUG(AbstractRankAdaptive):
     r"""Rank-adaptive (augmented) BUG integrator.
 
@@ -79,24 +83,23 @@ class RABUG(AbstractRankAdaptive):
     conservative: ClassVar[bool] = True
 
     def step(
-        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
-    ) -> tuple[LowRank, Any]:
-        kit = self.kit(problem, Y0, counters)
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any
+    ) -> tuple[LowRank, Any, StepInfo]:
+        kit = self.make_kit(problem, Y0)
         K1, L1, F0 = kit.kl_steps(t0, t1, Y0)
-        if self.conservation is not None:  # the kept columns join both augmented bases
-            kept = self.kept(state, Y0)
-            U_hat = kit.augment(K1, kept.with_left(Y0.U, Y0.xp))
-            V_hat = kit.augment(L1, kept.with_right(Y0.V, Y0.xp))
+        kept = self.kept(state, Y0) if self.conservation is not None else None
+        if kept is not None:  # the kept columns join both augmented bases
+            left, right = kept.with_left(Y0.U, Y0.xp), kept.with_right(Y0.V, Y0.xp)
         else:
-            U_hat = kit.augment(K1, Y0.U)
-            V_hat = kit.augment(L1, Y0.V)
-        S_hat = kit.s_step(t0, t1, kit.project(Y0, U_hat, V_hat), U_hat, V_hat, first=F0)
-        if self.conservation is not None:
-            return kept.truncate(kit, self.truncation, U_hat, S_hat, V_hat, Y0.rank), state
-        P, s, Q = kit.svd(S_hat)
-        return kit.truncate(self.truncation, U_hat, P, s, Q, V_hat, Y0.rank), state
+            left = right = None
+        U_hat, S0_hat, V_hat = _steps.augmented_bases(kit, K1, L1, Y0, left, right)
+        S_hat = kit.s_step(t0, t1, S0_hat, U_hat, V_hat, first=F0)
+        if kept is not None:
+            return kept.truncate(kit, self.truncation, U_hat, S_hat, V_hat, Y0.rank), state, kit.info()
+        return _steps.svd_truncate(kit, self.truncation, U_hat, S_hat, V_hat, Y0.rank)[0], state, kit.info()
 
 
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
 class ParallelBUG(AbstractRankAdaptive):
     r"""Parallel rank-adaptive BUG integrator, optionally with step rejection.
 
@@ -134,66 +137,55 @@ class ParallelBUG(AbstractRankAdaptive):
     name: ClassVar[str] = "parallel-bug"
     order: ClassVar[int] = 1
 
-    def __init__(
-        self,
-        *,
-        substep: Any = "rk4",
-        tol: float | None = None,
-        rtol: float | None = None,
-        min_rank: int = 1,
-        max_rank: int | None = None,
-        truncation_rule: str = "tail",
-        reject: bool = False,
-        c_eta: float = 1.0,
-        max_retries: int = 3,
-    ) -> None:
-        super().__init__(
-            substep=substep, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank, truncation_rule=truncation_rule
-        )
-        if reject and not self.truncation.adaptive:
+    reject: bool = False
+    c_eta: float = 1.0
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.reject, bool):
+            msg = f"`reject` must be True or False; got {self.reject!r} of type {type(self.reject).__name__}."
+            raise TypeError(msg)
+        if self.reject and not self.truncation.adaptive:
             msg = "`reject=True` needs a truncation tolerance; pass `tol` or `rtol` as well."
             raise ValueError(msg)
-        if not (isinstance(c_eta, (int, float)) and c_eta > 0):
+        c_eta = self.c_eta
+        if isinstance(c_eta, bool) or not (isinstance(c_eta, (int, float)) and c_eta > 0):
             msg = f"`c_eta` must be a positive number; got {c_eta!r}."
             raise ValueError(msg)
+        max_retries = self.max_retries
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             msg = f"`max_retries` must be a non-negative integer; got {max_retries!r}."
             raise ValueError(msg)
-        self.reject, self.c_eta, self.max_retries = bool(reject), float(c_eta), max_retries
+        object.__setattr__(self, "c_eta", float(c_eta))
 
     def step(
-        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
-    ) -> tuple[LowRank, Any]:
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any
+    ) -> tuple[LowRank, Any, StepInfo]:
         xp = Y0.xp
         Y = Y0
+        kit = self.make_kit(problem, Y0)  # one kit (one tally) for all attempts
         for attempt in range(self.max_retries + 1):
-            kit = self.kit(problem, Y, counters)
             U0, S0, V0 = Y.U, Y.S, Y.V
             r = Y.rank
             K1, L1, F0 = kit.kl_steps(t0, t1, Y)
             S_bar = kit.s_step(t0, t1, S0, U0, V0, first=F0)
-            U_new = kit.augment(U0, K1)[..., r:]  # [U0, K1]: first r columns span U0
-            V_new = kit.augment(V0, L1)[..., r:]
+            U_hat, S_hat, V_hat = _steps.parallel_core(kit, S_bar, U0, V0, K1, L1)
+            U_new, V_new = U_hat[..., r:], V_hat[..., r:]  # [U0, K1]: first r columns span U0
             k_u, k_v = U_new.shape[-1], V_new.shape[-1]
-            top = xp.concat([S_bar, kit.mm(kit.ch(L1), V_new)], axis=-1)
-            zero = xp.zeros((*Y.batch_shape, k_u, k_v), dtype=S0.dtype, device=Y.device)
-            bottom = xp.concat([kit.mm(kit.ch(U_new), K1), zero], axis=-1)
-            S_hat = xp.concat([top, bottom], axis=-2)
-            U_hat = xp.concat([U0, U_new], axis=-1)
-            V_hat = xp.concat([V0, V_new], axis=-1)
-            P, s, Q = kit.svd(S_hat)
-            Y1 = kit.truncate(self.truncation, U_hat, P, s, Q, V_hat, r)
+            Y1, s = _steps.svd_truncate(kit, self.truncation, U_hat, S_hat, V_hat, r)
             if not self.reject or attempt == self.max_retries or k_u == 0 or k_u != k_v:
                 # no rejection requested, retries exhausted, or no square enlargement possible
-                return Y1, state
+                return Y1, state, kit.info()
             if not self._rejected(kit, F0, t0, t1, U_new, V_new, s, Y1.rank):
-                return Y1, state
-            counters.rejections += 1
+                return Y1, state, kit.info()
+            kit.counters.rejections += 1
             z_rk = xp.zeros((*Y.batch_shape, r, k_v), dtype=S0.dtype, device=Y.device)
             z_kr = xp.zeros((*Y.batch_shape, k_u, r), dtype=S0.dtype, device=Y.device)
+            zero = xp.zeros((*Y.batch_shape, k_u, k_v), dtype=S0.dtype, device=Y.device)
             S_big = xp.concat([xp.concat([S0, z_rk], axis=-1), xp.concat([z_kr, zero], axis=-1)], axis=-2)
             Y = LowRank._trusted(U_hat, S_big, V_hat, xp)
-        return Y1, state  # pragma: no cover - loop always returns
+        return Y1, state, kit.info()  # pragma: no cover - loop always returns
 
     def _rejected(self, kit, F0, t0, t1, U_new, V_new, s, new_rank) -> bool:
         """The rejection test of the class docstring."""

@@ -24,11 +24,12 @@ normal component of ``F``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._linalg import Counters
 from .._lowrank import LowRank
 from .._problem import AbstractMatrixODE
+from .._stats import StepInfo
 from .._truncation import Truncation
 from ._base import AbstractRankAdaptive, StepKit
 
@@ -109,6 +110,7 @@ def midpoint_update(
     return truncate_capped(kit, truncation, U_hat, S_hat, V_hat, Y0.rank)
 
 
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
 class MidpointBUG(AbstractRankAdaptive):
     r"""Midpoint BUG integrator (Ceruti, Einkemmer, Kusch & Lubich 2024), rank adaptive.
 
@@ -140,17 +142,18 @@ class MidpointBUG(AbstractRankAdaptive):
     order: ClassVar[int] = 2
 
     def step(
-        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
-    ) -> tuple[LowRank, Any]:
-        kit = self.kit(problem, Y0, counters)
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any
+    ) -> tuple[LowRank, Any, StepInfo]:
+        kit = self.make_kit(problem, Y0)
         t_half = t0 + 0.5 * (t1 - t0)
         K, L, F0 = kit.kl_steps(t0, t_half, Y0)
         U_half = kit.augment(K, Y0.U)
         V_half = kit.augment(L, Y0.V)
         S_half = kit.s_step(t0, t_half, kit.project(Y0, U_half, V_half), U_half, V_half, first=F0)
-        return midpoint_update(kit, self.truncation, t0, t1, Y0, U_half, S_half, V_half), state
+        return midpoint_update(kit, self.truncation, t0, t1, Y0, U_half, S_half, V_half), state, kit.info()
 
 
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
 class ParallelBUG2(AbstractRankAdaptive):
     r"""Second-order robust parallel BUG integrator (after Kusch 2024), rank adaptive.
 
@@ -178,10 +181,10 @@ class ParallelBUG2(AbstractRankAdaptive):
     order: ClassVar[int] = 2
 
     def step(
-        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
-    ) -> tuple[LowRank, Any]:
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any
+    ) -> tuple[LowRank, Any, StepInfo]:
         xp = Y0.xp
-        kit = self.kit(problem, Y0, counters)
+        kit = self.make_kit(problem, Y0)
         t_half = t0 + 0.5 * (t1 - t0)
         r = Y0.rank
         K, L, F0 = kit.kl_steps(t0, t_half, Y0)
@@ -195,4 +198,4 @@ class ParallelBUG2(AbstractRankAdaptive):
         S_half = xp.concat([top, bottom], axis=-2)
         U_half = xp.concat([Y0.U, U_new], axis=-1)
         V_half = xp.concat([Y0.V, V_new], axis=-1)
-        return midpoint_update(kit, self.truncation, t0, t1, Y0, U_half, S_half, V_half), state
+        return midpoint_update(kit, self.truncation, t0, t1, Y0, U_half, S_half, V_half), state, kit.info()

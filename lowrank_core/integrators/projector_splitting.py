@@ -7,16 +7,18 @@ values (Kieri, Lubich & Walach 2016) and exact for rank-``r`` paths.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._linalg import Counters
 from .._lowrank import LowRank
 from .._problem import AbstractMatrixODE
+from .._stats import StepInfo
 from ._base import AbstractIntegrator
 
 __all__ = ["KSL", "KSLStrang"]
 
 
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
 class KSL(AbstractIntegrator):
     r"""Lie-Trotter projector-splitting integrator (KSL).
 
@@ -39,18 +41,19 @@ class KSL(AbstractIntegrator):
     order: ClassVar[int] = 1
 
     def step(
-        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
-    ) -> tuple[LowRank, Any]:
-        kit = self.kit(problem, Y0, counters)
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any
+    ) -> tuple[LowRank, Any, StepInfo]:
+        kit = self.make_kit(problem, Y0)
         U0, S0, V0 = Y0.U, Y0.S, Y0.V
         K1 = kit.k_step(t0, t1, kit.mm(U0, S0), V0)
         U1, S_hat = kit.qr(K1)
         S_tilde = kit.s_step(t0, t1, S_hat, U1, V0, sign=-1.0)
         L1 = kit.l_step(t0, t1, kit.mm(V0, kit.ch(S_tilde)), U1)
         V1, R = kit.qr(L1)
-        return LowRank._trusted(U1, kit.ch(R), V1, Y0.xp), state
+        return LowRank._trusted(U1, kit.ch(R), V1, Y0.xp), state, kit.info()
 
 
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
 class KSLStrang(AbstractIntegrator):
     r"""Strang projector-splitting integrator (KSL over ``h/2``, then its adjoint LSK).
 
@@ -73,9 +76,9 @@ class KSLStrang(AbstractIntegrator):
     order: ClassVar[int] = 2
 
     def step(
-        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
-    ) -> tuple[LowRank, Any]:
-        kit = self.kit(problem, Y0, counters)
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any
+    ) -> tuple[LowRank, Any, StepInfo]:
+        kit = self.make_kit(problem, Y0)
         tm = t0 + 0.5 * (t1 - t0)
         U0, S0, V0 = Y0.U, Y0.S, Y0.V
         K = kit.k_step(t0, tm, kit.mm(U0, S0), V0)
@@ -86,4 +89,4 @@ class KSLStrang(AbstractIntegrator):
         S_tilde2 = kit.s_step(tm, t1, kit.ch(R), U1, V1, sign=-1.0)
         K2 = kit.k_step(tm, t1, kit.mm(U1, S_tilde2), V1)
         U2, S2 = kit.qr(K2)
-        return LowRank._trusted(U2, S2, V1, Y0.xp), state
+        return LowRank._trusted(U2, S2, V1, Y0.xp), state, kit.info()

@@ -18,12 +18,12 @@ every method) and has no effect.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .._linalg import Counters
 from .._lowrank import LowRank
 from .._problem import AbstractMatrixODE
+from .._stats import StepInfo
 from .._truncation import Truncation
 from ._base import AbstractIntegrator, AbstractRankAdaptive, StepKit
 from .midpoint import augment_basis, truncate_capped
@@ -61,7 +61,10 @@ TABLEAUX: dict[str, ButcherTableau] = {
 
 
 def resolve_tableau(tableau: Any, method: str) -> ButcherTableau:
-    """``tableau`` validated: a name from :data:`TABLEAUX`."""
+    """``tableau`` validated: a name from :data:`TABLEAUX` (or one of its entries, as held by a
+    configured method, so that ``dataclasses.replace`` of a method keeps its tableau)."""
+    if isinstance(tableau, ButcherTableau) and tableau in TABLEAUX.values():
+        return tableau
     if not isinstance(tableau, str):
         msg = (
             f"`tableau` of method {method!r} must be a name, one of {sorted(TABLEAUX)}; "
@@ -90,6 +93,7 @@ def _weighted(kit: StepKit, terms: list[tuple[float, Any]], U: Any, V: Any) -> A
     return total
 
 
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
 class RKBUG(AbstractRankAdaptive):
     r"""Runge–Kutta BUG integrator (Riffaud & Nobile 2025), rank adaptive.
 
@@ -135,27 +139,18 @@ class RKBUG(AbstractRankAdaptive):
     order: ClassVar[int] = 4
     TABLEAUX: ClassVar[dict[str, ButcherTableau]] = TABLEAUX
 
-    def __init__(
-        self,
-        tableau: str = "rk4",
-        *,
-        substep: Any = "rk4",
-        tol: float | None = None,
-        rtol: float | None = None,
-        min_rank: int = 1,
-        max_rank: int | None = None,
-        truncation_rule: str = "tail",
-    ) -> None:
-        super().__init__(
-            substep=substep, tol=tol, rtol=rtol, min_rank=min_rank, max_rank=max_rank, truncation_rule=truncation_rule
-        )
-        self.tableau = resolve_tableau(tableau, self.name)
-        self.order = self.tableau.order  # type: ignore[misc]
+    tableau: Any = field(default="rk4", kw_only=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        tab = resolve_tableau(self.tableau, self.name)
+        object.__setattr__(self, "tableau", tab)
+        object.__setattr__(self, "order", tab.order)  # the class attribute is the default tableau's
 
     def step(
-        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
-    ) -> tuple[LowRank, Any]:
-        kit = self.kit(problem, Y0, counters)
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any
+    ) -> tuple[LowRank, Any, StepInfo]:
+        kit = self.make_kit(problem, Y0)
         tab = self.tableau
         h = t1 - t0
         s = len(tab.b)
@@ -168,7 +163,7 @@ class RKBUG(AbstractRankAdaptive):
             closure = set(used).union(*(closures[j] for j in used))
             Y = self._galerkin(kit, Y0, values, blocks, sorted(closure), used, weights, h)
             if i == s:
-                return Y, state
+                return Y, state, kit.info()
             closures.append(closure)
             values.append(_count_point(kit, t0 + tab.c[i] * h, Y))
             blocks.append((values[i].F_V(Y.V), values[i].FH_U(Y.U)))
@@ -190,6 +185,7 @@ class RKBUG(AbstractRankAdaptive):
         return super().__repr__().replace("(", f"(tableau={self.tableau.name!r}, ", 1)
 
 
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
 class ProjectedRK(AbstractIntegrator):
     r"""Projected Runge–Kutta integrator (Kieri & Vandereycken 2019), fixed rank; not robust.
 
@@ -224,16 +220,19 @@ class ProjectedRK(AbstractIntegrator):
     order: ClassVar[int] = 4
     TABLEAUX: ClassVar[dict[str, ButcherTableau]] = TABLEAUX
 
-    def __init__(self, tableau: str = "rk4", *, substep: Any = "rk4") -> None:
-        super().__init__(substep=substep)
-        self.tableau = resolve_tableau(tableau, self.name)
-        self.order = self.tableau.order  # type: ignore[misc]
-        self.truncation = Truncation()
+    tableau: Any = field(default="rk4", kw_only=False)
+    truncation: Truncation = field(init=False, default_factory=Truncation)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        tab = resolve_tableau(self.tableau, self.name)
+        object.__setattr__(self, "tableau", tab)
+        object.__setattr__(self, "order", tab.order)  # the class attribute is the default tableau's
 
     def step(
-        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, counters: Counters
-    ) -> tuple[LowRank, Any]:
-        kit = self.kit(problem, Y0, counters)
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any
+    ) -> tuple[LowRank, Any, StepInfo]:
+        kit = self.make_kit(problem, Y0)
         tab = self.tableau
         h = t1 - t0
         tangents = [self._tangent(kit, Y0, _count_point(kit, t0, Y0))]
@@ -241,7 +240,7 @@ class ProjectedRK(AbstractIntegrator):
             weights = tab.a[i] if i < len(tab.b) else tab.b
             Y = self._retract(kit, Y0, tangents, weights, h)
             if i == len(tab.b):
-                return Y, state
+                return Y, state, kit.info()
             tangents.append(self._tangent(kit, Y, _count_point(kit, t0 + tab.c[i] * h, Y)))
         msg = "unreachable: the last tableau row returns"
         raise AssertionError(msg)  # pragma: no cover
@@ -283,4 +282,4 @@ class ProjectedRK(AbstractIntegrator):
         return kit.truncate(self.truncation, Q_l, P, s, Q, Q_r, r)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(tableau={self.tableau.name!r})"
+        return f"{type(self).__name__}(tableau={self.tableau.name!r}{self._kit_repr()})"

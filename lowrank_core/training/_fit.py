@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .._linalg import Counters
 from .._lowrank import LowRank
+from .._stats import Counters
 from ._optimizers import AbstractLowRankOptimizer, _check_counters, _count, _real_number
 from ._param import LowRankParam
 

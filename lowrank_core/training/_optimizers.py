@@ -30,7 +30,7 @@ import math
 from typing import Any, ClassVar
 
 from .._checks import choice, integer, real_number
-from .._linalg import Counters
+from .._stats import Counters
 from .._lowrank import LowRank
 from .._namespace import conj_transpose, device_of, real_dtype
 from .._truncation import Truncation

@@ -53,7 +53,7 @@ from typing import Any
 import array_api_compat
 import torch
 
-from .._linalg import Counters
+from .._stats import Counters
 from .._lowrank import LowRank
 from . import OPTIMIZERS, AbstractLowRankOptimizer, LowRankParam, NonFiniteGradientError
 from . import _rank_control

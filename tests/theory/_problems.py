@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 from collections.abc import Iterator
@@ -181,9 +182,19 @@ def stack_lowrank(xp, states, batch):
     return lc.LowRank(stack("U"), stack("S"), stack("V"))
 
 
+def configure(name: str, kit: type | None = None, **options: Any) -> lc.integrators.AbstractIntegrator:
+    """Method ``name`` configured as ``lc.solve(method=name, **options)`` would
+    (``from_options``), its steps built from the kit class ``kit`` (default: the library's
+    :class:`~lowrank_core.integrators.StepKit`).  ``kit`` is the public hook through which
+    the planted-bug tests swap one building block of a step: a subclass of ``StepKit``
+    overriding one method, set with ``dataclasses.replace(method, kit=...)``."""
+    method = lc.METHODS[name].from_options(**options)
+    return method if kit is None else dataclasses.replace(method, kit=kit)
+
+
 def one_step(method, problem, t0, t1, Y0):
-    """One step of ``method`` from ``Y0`` (fresh counters)."""
-    Y1, _ = method.step(problem, t0, t1, Y0, method.init(problem, t0, Y0), lc.Counters())
+    """One step of ``method`` from ``Y0``."""
+    Y1, _, _ = method.step(problem, t0, t1, Y0, method.init(problem, t0, Y0))
     return Y1
 
 

@@ -18,14 +18,18 @@ Properties:
   transposition).  KSL, Strang and (a)bc-PSI order K before L, so they are not symmetric.
 
 All four properties run on every backend, dtype (float32, float64, complex128) and batch
-(``strategies.BATCHES``).  The planted-bug tests run unbatched on NumPy: they patch the
+(``strategies.BATCHES``).  The planted-bug tests run unbatched on NumPy: they replace a part of the
 backend-independent step kit and check the checks, not the backends.
 
 Each property is a ``check_*`` function used both by the hypothesis test and by a test
-that plants a realistic bug with ``monkeypatch`` and shows that the check fails.
+that plants a realistic bug through the integrators' public ``kit`` hook (a
+``lc.integrators.StepKit`` subclass overriding one building block) and shows that the
+check fails.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -33,8 +37,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import lowrank_core as lc
-from lowrank_core import Truncation
-from lowrank_core.integrators import _base
 
 from .._helpers import dense, random_orthonormal, random_skew, to_numpy
 from ._problems import one_step, record_truncations, truncation_condition
@@ -81,11 +83,13 @@ def linear_problem(xp, case: LowRankCase, W1, W2, *, transpose=False):
     return lc.LinearMatrixODE(xp.asarray(A, dtype=dt), xp.asarray(B, dtype=dt), C)
 
 
-def make_method(name, options=None):
+def make_method(name, options=None, kit=lc.integrators.StepKit):
+    """Method ``name`` with RK4 substeps (and ``options`` if it is rank adaptive), its steps
+    built from the kit class ``kit`` (the planted-bug tests pass a subclass)."""
     cls = lc.METHODS[name]
     if cls.rank_adaptive and options:
-        return cls(substep="rk4", **options)
-    return cls(substep="rk4")
+        return cls(substep="rk4", kit=kit, **options)
+    return cls(substep="rk4", kit=kit)
 
 
 def step_scale(case: LowRankCase, h: float, W1, W2) -> float:
@@ -204,72 +208,39 @@ def _planted_case(dtype="float64"):
     return case, random_skew(rng, 10, 1.0, case.complex_), random_skew(rng, 8, 1.0, case.complex_)
 
 
-def test_orthonormality_catches_a_missing_reorthonormalization(np_xp, monkeypatch):
-    """Planted bug: the thin QR of the step kit only normalises the columns (Gram-Schmidt
-    forgotten); ``Q R = X`` still holds, but ``U1`` is not orthonormal."""
+class NormaliseOnlyKit(lc.integrators.StepKit):
+    """The planted bug: a thin QR that only normalises the columns."""
 
-    def normalise_only(X, xp, counters=None):
+    def qr(self, X):
+        xp = self.xp
         norms = xp.sqrt(xp.sum(xp.abs(X) ** 2, axis=-2))
         return X / norms[..., None, :], norms[..., :, None] * xp.eye(X.shape[-1], dtype=X.dtype)
 
-    case, W1, W2 = _planted_case()
-    problem = linear_problem(np_xp, case, W1, W2)
-    check_orthonormal_and_rank(one_step(make_method("bc-psi"), problem, 0.0, 0.3, case.state(np_xp)), case, lc.BCPSI())
-    monkeypatch.setattr(_base, "thin_qr", normalise_only)
-    Y1 = one_step(make_method("bc-psi"), problem, 0.0, 0.3, case.state(np_xp))
-    with pytest.raises(AssertionError, match="orthonormality defect"):
-        check_orthonormal_and_rank(Y1, case, lc.BCPSI())
+
+class UnclampedKit(lc.integrators.StepKit):
+    """The planted bug: the truncation forgets ``max_rank``."""
+
+    def truncate(self, truncation, left, u, s, v, right, rank_in):
+        unclamped = dataclasses.replace(truncation, max_rank=None)
+        return super().truncate(unclamped, left, u, s, v, right, rank_in)
 
 
-def test_rank_bound_catches_a_dropped_max_rank_clamp(np_xp, monkeypatch):
-    """Planted bug: the rank rule forgets to clamp the wanted rank to ``max_rank``."""
-    rule = Truncation.choose_rank
+class TransposeKit(lc.integrators.StepKit):
+    """The planted bug: ``X^T`` where ``X^H`` is meant."""
 
-    def unclamped(self, s, rank_in, xp):
-        return rule(Truncation(tol=self.tol, rtol=self.rtol, min_rank=self.min_rank), s, rank_in, xp)
-
-    case, W1, W2 = _planted_case()
-    method = make_method("ra-bug", {"tol": 1e-12, "max_rank": 4})
-    problem = linear_problem(np_xp, case, W1, W2)
-    check_orthonormal_and_rank(one_step(method, problem, 0.0, 0.3, case.state(np_xp)), case, method)
-    monkeypatch.setattr(Truncation, "choose_rank", unclamped)
-    Y1 = one_step(method, problem, 0.0, 0.3, case.state(np_xp))
-    with pytest.raises(AssertionError):
-        check_orthonormal_and_rank(Y1, case, method)
+    def ch(self, X):
+        return self.xp.matrix_transpose(X)
 
 
-@pytest.mark.parametrize("name", ALL_METHODS)
-def test_zero_rhs_catches_transpose_instead_of_conjugate_transpose(np_xp, monkeypatch, name):
-    """Planted bug: ``X^T`` where ``X^H`` is meant (the ``^T`` of the papers read literally
-    for complex problems) in the step kit; with ``F = 0`` ``Y`` must not move, and does."""
-    case, _, _ = _planted_case("complex128")
-    check_zero_rhs(np_xp, case, make_method(name), 0.1)
-    monkeypatch.setattr(_base.StepKit, "ch", lambda self, X: self.xp.matrix_transpose(X))
-    with pytest.raises(AssertionError):
-        check_zero_rhs(np_xp, case, make_method(name), 0.1)
+class ElementwiseProjectKit(lc.integrators.StepKit):
+    """The planted bug: the backward correction as an elementwise product."""
 
-
-def test_basis_equivariance_catches_an_elementwise_backward_correction(np_xp, monkeypatch):
-    """Planted bug: the backward correction ``(U1^H U0) * S0`` written as an elementwise
-    product, as in the public MNIST layer of paper 1 (methods.md §2.3, 'code caveat').
-    It depends on the factors, not only on ``Y0``."""
-    case, W1, W2 = _planted_case()
-    check_basis_equivariance(np_xp, case, W1, W2, 0.2, make_method("bc-psi"))
-
-    def elementwise(self, Y0, U, V=None):
+    def project(self, Y0, U, V=None):
         return (self.ch(U) @ Y0.U) * Y0.S
 
-    monkeypatch.setattr(_base.StepKit, "project", elementwise)
-    with pytest.raises(AssertionError):
-        check_basis_equivariance(np_xp, case, W1, W2, 0.2, make_method("bc-psi"))
 
-
-@pytest.mark.parametrize("name", SYMMETRIC_METHODS)
-def test_transposition_catches_an_unconjugated_l_start(np_xp, monkeypatch, name):
-    """Planted bug: the L-step of the BUG family starts from ``V0 S0`` instead of
-    ``V0 S0^H`` (a missing transpose that is invisible for a diagonal core)."""
-    case, W1, W2 = _planted_case()
-    check_transposition_equivariance(np_xp, case, W1, W2, 0.2, make_method(name))
+class UnconjugatedLStartKit(lc.integrators.StepKit):
+    """The planted bug: the L-step starts from ``V0 S0`` instead of ``V0 S0^H``."""
 
     def kl_steps(self, t0, t1, Y0):
         F0 = self.evaluate(t0, Y0)
@@ -277,9 +248,59 @@ def test_transposition_catches_an_unconjugated_l_start(np_xp, monkeypatch, name)
         L1 = self.l_step(t0, t1, Y0.V @ Y0.S, Y0.U, first=F0)  # bug: S0 instead of S0^H
         return K1, L1, F0
 
-    monkeypatch.setattr(_base.StepKit, "kl_steps", kl_steps)
+
+def test_orthonormality_catches_a_missing_reorthonormalization(np_xp):
+    """Planted bug: the thin QR of the step kit only normalises the columns (Gram-Schmidt
+    forgotten); ``Q R = X`` still holds, but ``U1`` is not orthonormal."""
+
+    case, W1, W2 = _planted_case()
+    problem = linear_problem(np_xp, case, W1, W2)
+    check_orthonormal_and_rank(one_step(make_method("bc-psi"), problem, 0.0, 0.3, case.state(np_xp)), case, lc.BCPSI())
+    Y1 = one_step(make_method("bc-psi", kit=NormaliseOnlyKit), problem, 0.0, 0.3, case.state(np_xp))
+    with pytest.raises(AssertionError, match="orthonormality defect"):
+        check_orthonormal_and_rank(Y1, case, lc.BCPSI())
+
+
+def test_rank_bound_catches_a_dropped_max_rank_clamp(np_xp):
+    """Planted bug: the rank rule forgets to clamp the wanted rank to ``max_rank``."""
+
+    case, W1, W2 = _planted_case()
+    method = make_method("ra-bug", {"tol": 1e-12, "max_rank": 4})
+    problem = linear_problem(np_xp, case, W1, W2)
+    check_orthonormal_and_rank(one_step(method, problem, 0.0, 0.3, case.state(np_xp)), case, method)
+    Y1 = one_step(dataclasses.replace(method, kit=UnclampedKit), problem, 0.0, 0.3, case.state(np_xp))
     with pytest.raises(AssertionError):
-        check_transposition_equivariance(np_xp, case, W1, W2, 0.2, make_method(name))
+        check_orthonormal_and_rank(Y1, case, method)
+
+
+@pytest.mark.parametrize("name", ALL_METHODS)
+def test_zero_rhs_catches_transpose_instead_of_conjugate_transpose(np_xp, name):
+    """Planted bug: ``X^T`` where ``X^H`` is meant (the ``^T`` of the papers read literally
+    for complex problems) in the step kit; with ``F = 0`` ``Y`` must not move, and does."""
+    case, _, _ = _planted_case("complex128")
+    check_zero_rhs(np_xp, case, make_method(name), 0.1)
+    with pytest.raises(AssertionError):
+        check_zero_rhs(np_xp, case, make_method(name, kit=TransposeKit), 0.1)
+
+
+def test_basis_equivariance_catches_an_elementwise_backward_correction(np_xp):
+    """Planted bug: the backward correction ``(U1^H U0) * S0`` written as an elementwise
+    product, as in the public MNIST layer of paper 1 (methods.md §2.3, 'code caveat').
+    It depends on the factors, not only on ``Y0``."""
+    case, W1, W2 = _planted_case()
+    check_basis_equivariance(np_xp, case, W1, W2, 0.2, make_method("bc-psi"))
+    with pytest.raises(AssertionError):
+        check_basis_equivariance(np_xp, case, W1, W2, 0.2, make_method("bc-psi", kit=ElementwiseProjectKit))
+
+
+@pytest.mark.parametrize("name", SYMMETRIC_METHODS)
+def test_transposition_catches_an_unconjugated_l_start(np_xp, name):
+    """Planted bug: the L-step of the BUG family starts from ``V0 S0`` instead of
+    ``V0 S0^H`` (a missing transpose that is invisible for a diagonal core)."""
+    case, W1, W2 = _planted_case()
+    check_transposition_equivariance(np_xp, case, W1, W2, 0.2, make_method(name))
+    with pytest.raises(AssertionError):
+        check_transposition_equivariance(np_xp, case, W1, W2, 0.2, make_method(name, kit=UnconjugatedLStartKit))
 
 
 def test_strategies_cover_the_spectrum_kinds():

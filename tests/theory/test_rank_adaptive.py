@@ -34,16 +34,18 @@ backend-independent rank rule).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 import lowrank_core as lc
-from lowrank_core import Truncation, problems
+from lowrank_core import problems
 
 from .._helpers import dense, loglog_slope, random_skew
-from ._problems import full_rank_path, record_truncations
+from ._problems import configure, full_rank_path, record_truncations
 from .strategies import scaled, skew_generators
 
 N, T, THETA_MIN = 30, 0.5, 1e-6
@@ -90,20 +92,21 @@ def member_slopes(xs, errs):
     return np.reshape([loglog_slope(xs, row) for row in e.reshape(-1, len(xs))], e.shape[:-1])
 
 
-def theta_slope(xp, example, method):
+def theta_slope(xp, example, method, kit=None):
     problem, Y0, A = build(xp, example)
     thetas = THETA_MIN * 2.0 ** np.arange(6)
     errs = []
     for theta in thetas:
         with record_truncations() as records:
-            sol = lc.solve(problem, Y0, (0.0, T), 0.05, method=method, substep="exact", tol=theta, max_rank=N)
+            method_ = configure(method, kit, substep="exact", tol=theta, max_rank=N)
+            sol = lc.solve(problem, Y0, (0.0, T), 0.05, method=method_)
         check_truncations(records, theta)
         errs.append(member_errors(sol.Y, A(T)))
     return member_slopes(thetas, errs), errs
 
 
-def check_linear_in_theta(xp, example, method):
-    slopes, errs = theta_slope(xp, example, method)
+def check_linear_in_theta(xp, example, method, kit=None):
+    slopes, errs = theta_slope(xp, example, method, kit)
     assert np.all(np.abs(slopes - 1.0) < 0.4), (slopes, errs)
 
 
@@ -161,19 +164,29 @@ def test_relative_tolerance_is_scale_invariant(xp, scale, seed, batch):
     assert ranks[0] == ranks[1]
 
 
-def test_theta_property_catches_an_unsquared_tolerance(np_xp, monkeypatch):
+class UnsquaredTruncation(lc.Truncation):
+    """The planted bug: the squared tail compared with ``theta`` instead of ``theta^2``."""
+
+    def choose_rank(self, s, rank_in, xp):
+        tails = np.cumsum((np.asarray(s) ** 2)[..., ::-1], axis=-1)[..., ::-1]
+        wanted = int(np.max(np.sum(tails > self.theta(s, xp)[..., None], axis=-1)))  # bug: theta, not theta**2
+        return max(wanted, self.min_rank), False
+
+
+class UnsquaredKit(lc.integrators.StepKit):
+    """Truncates with :class:`UnsquaredTruncation` (same settings)."""
+
+    def truncate(self, truncation, left, u, s, v, right, rank_in):
+        planted = UnsquaredTruncation(**dataclasses.asdict(truncation))
+        return super().truncate(planted, left, u, s, v, right, rank_in)
+
+
+def test_theta_property_catches_an_unsquared_tolerance(np_xp):
     """Planted bug: the rank rule compares the *squared* tail with ``theta`` instead of
     ``theta^2``, so the effective tolerance is ``sqrt(theta)``: the error grows like
     ``theta^{1/2}`` and every truncation overshoots ``theta``."""
     rng = np.random.default_rng(0)
     example = (2.5, random_skew(rng, N, 0.5), random_skew(rng, N, 0.5), 1, ())
     check_linear_in_theta(np_xp, example, "ra-bug")
-
-    def unsquared(self, s, rank_in, xp):
-        tails = np.cumsum((np.asarray(s) ** 2)[..., ::-1], axis=-1)[..., ::-1]
-        wanted = int(np.max(np.sum(tails > self.theta(s, xp)[..., None], axis=-1)))  # bug: theta, not theta**2
-        return max(wanted, self.min_rank), False
-
-    monkeypatch.setattr(Truncation, "choose_rank", unsquared)
     with pytest.raises(AssertionError):
-        check_linear_in_theta(np_xp, example, "ra-bug")
+        check_linear_in_theta(np_xp, example, "ra-bug", kit=UnsquaredKit)

@@ -43,10 +43,9 @@ from hypothesis import strategies as st
 
 import lowrank_core as lc
 from lowrank_core import problems
-from lowrank_core.integrators import _base
 
 from .._helpers import dense, to_numpy
-from ._problems import record_truncations, stack_lowrank, truncation_condition
+from ._problems import configure, record_truncations, stack_lowrank, truncation_condition
 from .strategies import BATCHES, scaled, step_sizes, tolerances
 
 H_NORM = 8.0
@@ -68,7 +67,7 @@ def member_energies(Y, D, Vc):
     return np.sum(np.real(np.conj(Yd) * H), axis=(-2, -1))
 
 
-def conservation_drifts(xp, N, r, h, theta, seed, method, steps=8, batch=()):
+def conservation_drifts(xp, N, r, h, theta, seed, method, steps=8, batch=(), kit=None):
     """Per-step norm and energy changes and their bounds (see the module docstring), each of
     shape ``(steps, *batch)``: one bound per member."""
     members = [problems.schrodinger(N=N, r=r, t_end=steps * h, xp=xp, seed=seed + k)
@@ -76,7 +75,7 @@ def conservation_drifts(xp, N, r, h, theta, seed, method, steps=8, batch=()):
     sp = members[0]
     Y0 = stack_lowrank(xp, [p.Y0 for p in members], batch)
     kw = {"tol": theta, "max_rank": N} if lc.METHODS[method].rank_adaptive else {}
-    sol = lc.solve(sp.problem, Y0, sp.t_span, h, method=method, **kw)
+    sol = lc.solve(sp.problem, Y0, sp.t_span, h, method=configure(method, kit, **kw))
     norms = np.array([np.sqrt(np.sum(np.abs(to_numpy(Y.S)) ** 2, axis=(-2, -1))) for Y in sol.Ys])
     D, Vc = to_numpy(sp.D), to_numpy(sp.Vc)
     energies = np.array([member_energies(Y, D, Vc) for Y in sol.Ys])
@@ -87,8 +86,8 @@ def conservation_drifts(xp, N, r, h, theta, seed, method, steps=8, batch=()):
     return np.abs(np.diff(norms, axis=0)), norm_bound, np.abs(np.diff(energies, axis=0)), energy_bound
 
 
-def check_conservation(xp, N, r, h, theta, seed, method, batch=()):
-    dn, nb, de, eb = conservation_drifts(xp, N, r, h, theta, seed, method, batch=batch)
+def check_conservation(xp, N, r, h, theta, seed, method, batch=(), kit=None):
+    dn, nb, de, eb = conservation_drifts(xp, N, r, h, theta, seed, method, batch=batch, kit=kit)
     assert np.all(dn <= nb), ("norm", dn, nb)
     assert np.all(de <= eb), ("energy", de, eb)
 
@@ -109,13 +108,19 @@ def test_bug_and_bc_psi_are_not_norm_preserving(np_xp, name):
     assert np.max(dn / nb) > 100
 
 
-def test_norm_conservation_catches_a_dropped_augmentation(np_xp, monkeypatch):
+class DroppedAugmentationKit(lc.integrators.StepKit):
+    """The planted bug: ``augment(new, old)`` returns ``orth(new)`` only."""
+
+    def augment(self, new, old):
+        return self.qr(new)[0]
+
+
+def test_norm_conservation_catches_a_dropped_augmentation(np_xp):
     """Planted bug: the augmented basis drops the old columns (``orth(K1)`` instead of
     ``orth([K1, U0])``), so ``Û Ŝ0 V̂^H != Y0`` and RA-BUG loses mass like fixed-rank BUG."""
     check_conservation(np_xp, 40, 8, 0.01, 1e-8, 0, "ra-bug")
-    monkeypatch.setattr(_base.StepKit, "augment", lambda self, new, old: self.qr(new)[0])
     with pytest.raises(AssertionError, match="norm"):
-        check_conservation(np_xp, 40, 8, 0.01, 1e-8, 0, "ra-bug")
+        check_conservation(np_xp, 40, 8, 0.01, 1e-8, 0, "ra-bug", kit=DroppedAugmentationKit)
 
 
 # ---------------------------------------------------------------------- symmetry
@@ -146,12 +151,12 @@ def stacked_symmetric(xp, kind, size, r, dt, batch):
     return problem, stack_lowrank(xp, [p.Y0 for p in ps], batch), min(p.suggested_dt for p in ps)
 
 
-def check_symmetry(xp, kind, size, r, dtype, method, steps=6, batch=()):
+def check_symmetry(xp, kind, size, r, dtype, method, steps=6, batch=(), kit=None):
     dt = getattr(xp, dtype)
     problem, Y0, h = stacked_symmetric(xp, kind, size, r, dt, batch)
     kw = {"tol": 1e-6, "max_rank": size} if lc.METHODS[method].rank_adaptive else {}
     with record_truncations() as records:
-        sol = lc.solve(problem, Y0, (0.0, steps * h), h, method=method, **kw)
+        sol = lc.solve(problem, Y0, (0.0, steps * h), h, method=configure(method, kit, **kw))
     Y = dense(sol.Y)
     eps = float(np.finfo(np.dtype(dtype)).eps)
     defect = np.linalg.norm(Y - np.swapaxes(Y, -1, -2), axis=(-2, -1))
@@ -174,18 +179,20 @@ def test_psi_does_not_keep_symmetry(np_xp):
         check_symmetry(np_xp, "heat", 24, 8, "float64", "ksl")
 
 
-def test_symmetry_catches_sequential_k_and_l_steps(np_xp, monkeypatch):
-    """Planted bug: the L-step of the BUG family uses the *new* basis ``U1`` (PSI order)
-    instead of ``U0``, so the K- and L-steps no longer play symmetric roles."""
-    check_symmetry(np_xp, "heat", 20, 4, "float64", "bug")
+class SequentialKLKit(lc.integrators.StepKit):
+    """The planted bug: the L-step in the new basis ``U1`` (PSI order)."""
 
-    def sequential(self, t0, t1, Y0):
+    def kl_steps(self, t0, t1, Y0):
         F0 = self.evaluate(t0, Y0)
         K1 = self.k_step(t0, t1, Y0.U @ Y0.S, Y0.V, first=F0)
         U1, R = self.qr(K1)
         L1 = self.l_step(t0, t1, Y0.V @ self.ch(R), U1)
         return K1, L1, F0
 
-    monkeypatch.setattr(_base.StepKit, "kl_steps", sequential)
+
+def test_symmetry_catches_sequential_k_and_l_steps(np_xp):
+    """Planted bug: the L-step of the BUG family uses the *new* basis ``U1`` (PSI order)
+    instead of ``U0``, so the K- and L-steps no longer play symmetric roles."""
+    check_symmetry(np_xp, "heat", 20, 4, "float64", "bug")
     with pytest.raises(AssertionError):
-        check_symmetry(np_xp, "heat", 20, 4, "float64", "bug")
+        check_symmetry(np_xp, "heat", 20, 4, "float64", "bug", kit=SequentialKLKit)
