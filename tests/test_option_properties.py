@@ -233,3 +233,32 @@ def test_max_retries_bounds_the_repetitions_of_a_step():
     every count below would then be the same.
     """
     assert [_rejections(1e-2, 1e-8, k) for k in (0, 1, 2)] == [0, 1, 2]
+
+
+# ---------------------------------------------------------------- RK45 substeps: atol
+def test_rk45_atol_sets_the_local_error_where_it_dominates():
+    """``RK45(atol=...)`` keeps local errors near ``atol + rtol |X|`` per entry.
+
+    The state's entries are about 1e-7 and ``rtol = 1e-9``, so ``rtol |X|`` ~ 1e-16 and
+    ``atol`` decides: six decades less ``atol`` must cost more inner steps and give a
+    smaller error against a reference of the same outer steps with tolerances 1e-13 /
+    1e-22 (local control predicts a factor (1e6)^(4/5) ~ 6e4 in the global error; measured
+    400, required 30).  Guards against ``atol`` ignored (the default 1e-9 used): both
+    solves are then the same.
+    """
+    rng = np.random.default_rng(0)
+    n = 20
+    A = rng.standard_normal((n, n)) / math.sqrt(n) - np.eye(n)
+    problem = lc.LinearMatrixODE(A, A)
+    Y0 = lc.LowRank.from_dense(1e-6 * rng.standard_normal((n, n)), rank=3)
+
+    def run(rtol: float, atol: float):
+        return lc.solve(problem, Y0, (0.0, 1.0), dt=0.25, method="ksl", substep=lc.RK45(rtol=rtol, atol=atol))
+
+    ref = run(1e-13, 1e-22).Y.to_dense()
+    loose, tight = run(1e-9, 1e-7), run(1e-9, 1e-13)
+    err = {
+        k: np.linalg.norm(s.Y.to_dense() - ref) / np.linalg.norm(ref) for k, s in (("loose", loose), ("tight", tight))
+    }
+    assert tight.stats["rhs_evals"] > loose.stats["rhs_evals"]
+    assert err["tight"] < err["loose"] / 30, err
