@@ -86,6 +86,12 @@ class ABCPSI(AbstractRankAdaptive):
           SVD of ``R^H`` (``2r x 2r``).  **2 QR** + 1 SVD (``2r x 2r``) per step.
 
         Both give the same ``Y1`` up to round-off.
+
+        The training rule :class:`lowrank_core.training.ABCPSI` is built on this
+        step's pieces (the augmentation and the ``"min-qr"`` truncation of
+        ``lowrank_core.integrators._steps``): a different class (an optimizer rule with a
+        learning rate and phases, not an ODE integrator), one implementation of the
+        basis change.
     conserve : Conservation, optional
         Conservative truncation: ``Û = orth([K1, U0, left])``, then ``V̂ = orth([L1,
         right])`` (``Y½ = Û L1^H`` unchanged) and the truncation of

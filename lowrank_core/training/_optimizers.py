@@ -9,6 +9,19 @@ steps the phase ends with a basis change (QR, projection, truncation), whose
 decompositions all go through :class:`~lowrank_core.integrators.StepKit` and are
 counted in the caller's :class:`~lowrank_core.Counters`.
 
+One step core: the basis changes are the integrators' own step pieces
+(``lowrank_core.integrators._steps``: BC-PSI's backward correction, abc-PSI's
+augmentation and ``L``-truncation, RA-BUG's two augmentations, parallel BUG's core
+assembly, the SVD truncation of a small core), called on the same StepKit seam, and
+every product goes through the seam's ``matmul``.  What differs between an optimizer
+and its integrator of the same name (:class:`lowrank_core.ABCPSI` and
+:class:`ABCPSI` here, and so on) is only how the K-, L- and S-unknowns move between
+basis changes: ``k`` optimizer steps on the factor gradients instead of a substep
+solver on ``F``.  The two are different classes because they are different objects
+(an ODE integrator configured by its substep solver, an optimizer rule configured by
+its learning rate and phase length); with ``basis_update_every = 1`` and the full
+gradient the optimizer's cycle *is* the integrator's step with Euler substeps.
+
 Phases (``k = basis_update_every``; each line is ``k`` optimizer steps):
 
 ================  ==================================================================
@@ -30,11 +43,12 @@ import math
 from typing import Any, ClassVar
 
 from .._checks import choice, integer, real_number
-from .._stats import Counters
+from .._linalg import matmul
 from .._lowrank import LowRank
 from .._namespace import conj_transpose, device_of, real_dtype
+from .._stats import Counters
 from .._truncation import Truncation
-from ..integrators import StepKit
+from ..integrators import StepKit, _steps
 from ._param import LowRankParam
 
 __all__ = [
@@ -155,17 +169,20 @@ def transport_tangent(U0: Any, V0: Any, A: Any, B: Any, C: Any, U1: Any, V1: Any
     C1 : array, shape (..., n, r1)
     """
 
-    def ch(X: Any, xp: Any) -> Any:
+    def ch(X: Any) -> Any:
         return conj_transpose(X, xp)
 
-    a = ch(U1, xp) @ U0  # (r1, p)
-    b = ch(V0, xp) @ V1  # (q, r1)
-    CV = ch(C, xp) @ V1  # (p, r1)
-    MV1 = U0 @ (A @ b + CV) + B @ b  # M V1, (m, r1)
-    A1 = ch(U1, xp) @ MV1
-    BU = ch(B, xp) @ U1  # (q, r1)
-    MHU1 = V0 @ (ch(A, xp) @ ch(a, xp) + BU) + C @ ch(a, xp)  # M^H U1, (n, r1)
-    return A1, MV1 - U1 @ A1, MHU1 - V1 @ ch(A1, xp)
+    def mm(X: Any, Y: Any) -> Any:
+        return matmul(X, Y, xp)
+
+    a = mm(ch(U1), U0)  # (r1, p)
+    b = mm(ch(V0), V1)  # (q, r1)
+    CV = mm(ch(C), V1)  # (p, r1)
+    MV1 = mm(U0, mm(A, b) + CV) + mm(B, b)  # M V1, (m, r1)
+    A1 = mm(ch(U1), MV1)
+    BU = mm(ch(B), U1)  # (q, r1)
+    MHU1 = mm(V0, mm(ch(A), ch(a)) + BU) + mm(C, ch(a))  # M^H U1, (n, r1)
+    return A1, MV1 - mm(U1, A1), MHU1 - mm(V1, ch(A1))
 
 
 class AbstractLowRankOptimizer:
@@ -333,8 +350,7 @@ class AbstractLowRankOptimizer:
         if param.step % self.basis_update_every != 0:  # increments in flight
             new = self._finish_phase(param, kit, rank_in)
         elif p != q or "r0" in param.state:  # augmented basis (abc-PSI, RA-BUG), dK = dL = 0
-            P, s, Q = kit.svd(param.S)
-            Y1 = kit.truncate(self.truncation, param.U, P, s, Q, param.V, rank_in)
+            Y1, _ = _steps.svd_truncate(kit, self.truncation, param.U, param.S, param.V, rank_in)
             new = _with_increments(param, Y1.U, Y1.S, Y1.V)
         else:
             new = param
@@ -348,9 +364,8 @@ class AbstractLowRankOptimizer:
         Qa, Ra = kit.qr(param.xp.concat([U, dK], axis=-1))
         Qb, Rb = kit.qr(param.xp.concat([V, dL], axis=-1))
         Ra1, Ra2, Rb1, Rb2 = Ra[..., :p], Ra[..., p:], Rb[..., :q], Rb[..., q:]
-        core = (Ra1 @ S + Ra2) @ kit.ch(Rb1) + Ra1 @ kit.ch(Rb2)
-        P, s, Q = kit.svd(core)
-        Y1 = kit.truncate(self.truncation, Qa, P, s, Q, Qb, rank_in)
+        core = kit.mm(kit.mm(Ra1, S) + Ra2, kit.ch(Rb1)) + kit.mm(Ra1, kit.ch(Rb2))
+        Y1, _ = _steps.svd_truncate(kit, self.truncation, Qa, core, Qb, rank_in)
         return _with_increments(param, Y1.U, Y1.S, Y1.V)
 
     # ------------------------------------------------------------------ hooks
@@ -371,19 +386,24 @@ class AbstractLowRankOptimizer:
 
     # ------------------------------------------------------------------ shared closes
     @staticmethod
-    def _K(param: LowRankParam) -> Any:
+    def _K(param: LowRankParam, kit: _Kit) -> Any:
         """The K-step unknown ``K = U S + dK``."""
-        return param.U @ param.S + param.dK
+        return kit.mm(param.U, param.S) + param.dK
 
     @staticmethod
     def _L(param: LowRankParam, kit: _Kit) -> Any:
         """The L-step unknown ``L = V S^H + dL``."""
-        return param.V @ kit.ch(param.S) + param.dL
+        return kit.mm(param.V, kit.ch(param.S)) + param.dL
+
+    @staticmethod
+    def _Y0(param: LowRankParam) -> LowRank:
+        """The point ``U S V^H`` of the cycle's start (the increments left out)."""
+        return LowRank._trusted(param.U, param.S, param.V, param.xp)
 
     def _qr_of_L(self, param: LowRankParam, kit: _Kit) -> LowRankParam:
-        """End of a fixed-rank L-phase: ``L = V1 R`` so ``W = U R^H V1^H``."""
-        V1, R = kit.qr(self._L(param, kit))
-        return _with_increments(param, param.U, kit.ch(R), V1)
+        """End of a fixed-rank L-phase: ``L = V1 R`` so ``W = U R^H V1^H`` (the integrators' ``l_close``)."""
+        Y1 = _steps.l_close(kit, param.U, self._L(param, kit))
+        return _with_increments(param, Y1.U, Y1.S, Y1.V)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lr={self.lr:g}, basis_update_every={self.basis_update_every})"
@@ -424,10 +444,6 @@ class _RankAdaptive(AbstractLowRankOptimizer):
             max_rank=_count(max_rank, "max_rank", allow_none=True),
         )
 
-    def _truncated(self, param: LowRankParam, kit: _Kit, left: Any, u: Any, s: Any, v: Any, right: Any, r: int):
-        Y1 = kit.truncate(self.truncation, left, u, s, v, right, r)
-        return _with_increments(param, Y1.U, Y1.S, Y1.V), Y1
-
     def __repr__(self) -> str:
         t = self.truncation
         return super().__repr__()[:-1] + f", tol={t.tol}, rtol={t.rtol}, min_rank={t.min_rank}, max_rank={t.max_rank})"
@@ -460,7 +476,7 @@ class PSI(AbstractLowRankOptimizer):
 
     def _close(self, phase: str, param: LowRankParam, kit: _Kit) -> LowRankParam:
         if phase == "K":
-            U1, S_hat = kit.qr(self._K(param))
+            U1, S_hat = kit.qr(self._K(param, kit))
             return _with_increments(param, U1, S_hat, param.V)
         if phase == "L":
             return self._qr_of_L(param, kit)
@@ -473,17 +489,17 @@ class BCPSI(AbstractLowRankOptimizer):
     Cycle: K-phase (``k`` steps on ``K`` from ``U0 S0``), ``U1 = orth(K)`` (QR ``m x r``),
     backward correction ``S̃ = (U1^H U0) S0`` (a projection, no gradient), L-phase
     (``k`` steps on ``L`` from ``V0 S̃^H``), ``L = V1 S1^H`` (QR ``n x r``).
-    Cost per cycle of ``2k`` steps: 2 QR, no SVD.
+    Cost per cycle of ``2k`` steps: 2 QR, no SVD.  The two basis changes are
+    :class:`lowrank_core.BCPSI`'s own step pieces (``corrected_basis``, ``l_close``).
     """
 
     name: ClassVar[str] = "bc-psi"
     phases: ClassVar[tuple[str, ...]] = ("K", "L")
 
     def _close(self, phase: str, param: LowRankParam, kit: _Kit) -> LowRankParam:
-        if phase == "K":
-            U1, _ = kit.qr(self._K(param))
-            Y0 = LowRank._trusted(param.U, param.S, param.V, param.xp)
-            return _with_increments(param, U1, kit.project(Y0, U1), param.V)
+        if phase == "K":  # the integrator's backward correction
+            U1, S_tilde = _steps.corrected_basis(kit, self._K(param, kit), self._Y0(param))
+            return _with_increments(param, U1, S_tilde, param.V)
         return self._qr_of_L(param, kit)
 
 
@@ -503,18 +519,24 @@ class ABCPSI(_RankAdaptive):
     Cost per cycle of ``2k`` steps: **1 QR** (``m x 2r``) and 1 SVD (``n x 2r``).
     With ``k = 1`` and one SGD step per phase it is :class:`lowrank_core.ABCPSI` with
     Euler substeps, except that the L-step gradient is taken on a fresh batch.
+
+    Built on the integrator's step pieces: steps 2 and 4 are the functions
+    :class:`lowrank_core.ABCPSI` calls (``augmented_basis`` and ``truncate_l`` of
+    ``lowrank_core.integrators._steps``, variant ``"min-qr"``), so the two share one
+    implementation of the basis change; this class adds only the optimizer steps of the
+    phases.
     """
 
     name: ClassVar[str] = "abc-psi"
     phases: ClassVar[tuple[str, ...]] = ("K", "L")
 
     def _close(self, phase: str, param: LowRankParam, kit: _Kit) -> LowRankParam:
-        if phase == "K":
-            U_hat = kit.augment(self._K(param), param.U)
-            Y0 = LowRank._trusted(param.U, param.S, param.V, param.xp)
-            return _with_increments(param, U_hat, kit.project(Y0, U_hat), param.V)
-        Q, s, P = kit.svd(self._L(param, kit))  # L = Q diag(s) P^H  =>  Û L^H = (Û P) diag(s) Q^H
-        return self._truncated(param, kit, param.U, P, s, Q, None, param.V.shape[-1])[0]
+        if phase == "K":  # the integrator's augmentation and backward correction
+            U_hat, S_hat = _steps.augmented_basis(kit, self._K(param, kit), self._Y0(param))
+            return _with_increments(param, U_hat, S_hat, param.V)
+        # the integrator's close ("min-qr"): L = Q diag(s) P^H  =>  Û L^H = (Û P) diag(s) Q^H
+        Y1 = _steps.truncate_l(kit, self.truncation, param.U, self._L(param, kit), param.V.shape[-1])
+        return _with_increments(param, Y1.U, Y1.S, Y1.V)
 
 
 class RABUG(_RankAdaptive):
@@ -531,7 +553,8 @@ class RABUG(_RankAdaptive):
 
     Cost per cycle of ``3k`` steps: 2 QR and 1 SVD.  DLRT (Schotthöfer et al. 2022)
     takes one step per phase on three passes of one batch; here every step takes a
-    fresh gradient.
+    fresh gradient.  Steps 3 and 5 are :class:`lowrank_core.RABUG`'s own step pieces
+    (``augmented_bases``, ``svd_truncate``).
     """
 
     name: ClassVar[str] = "ra-bug"
@@ -539,20 +562,17 @@ class RABUG(_RankAdaptive):
 
     def _close(self, phase: str, param: LowRankParam, kit: _Kit) -> LowRankParam:
         if phase == "K":  # keep K1, go back to Y0 for the L-phase
-            state = {**param.state, "K1": self._K(param)}
+            state = {**param.state, "K1": self._K(param, kit)}
             return _with_increments(param, param.U, param.S, param.V, state=state)
-        if phase == "L":
+        if phase == "L":  # the integrator's two augmentations
             state = dict(param.state)
             K1 = state.pop("K1")
-            U_hat = kit.augment(K1, param.U)
-            V_hat = kit.augment(self._L(param, kit), param.V)
-            Y0 = LowRank._trusted(param.U, param.S, param.V, param.xp)
+            U_hat, S_hat, V_hat = _steps.augmented_bases(kit, K1, self._L(param, kit), self._Y0(param))
             state["r0"] = param.V.shape[-1]
-            return _with_increments(param, U_hat, kit.project(Y0, U_hat, V_hat), V_hat, state=state)
-        P, s, Q = kit.svd(param.S)
-        state = dict(param.state)
-        new, _ = self._truncated(param, kit, param.U, P, s, Q, param.V, state.pop("r0"))
-        return new.replace(state=state)
+            return _with_increments(param, U_hat, S_hat, V_hat, state=state)
+        state = dict(param.state)  # the integrator's truncation of the Galerkin core
+        Y1, _ = _steps.svd_truncate(kit, self.truncation, param.U, param.S, param.V, state.pop("r0"))
+        return _with_increments(param, Y1.U, Y1.S, Y1.V, state=state)
 
 
 # ====================================================================== tangent family
@@ -572,7 +592,9 @@ class ParallelBUG(_RankAdaptive):
     After ``k`` steps: ``[U0, Ũ] = orth([U0, dK])``, ``[V0, Ṽ] = orth([V0, dL])`` (QR
     ``m x 2r``, ``n x 2r``), core ``Ŝ = [[S, dL^H Ṽ], [Ũ^H dK, 0]]`` (``2r x 2r``), SVD,
     truncate.  With ``k = 1`` this is :class:`lowrank_core.ParallelBUG` with Euler
-    substeps, ``Y½ = Y0 - h P(Y0) G(Y0)``.
+    substeps, ``Y½ = Y0 - h P(Y0) G(Y0)``; the basis change is that integrator's core
+    assembly and truncation (``parallel_core``, ``svd_truncate``), with ``dK``, ``dL``
+    in place of its K- and L-step results.
     """
 
     name: ClassVar[str] = "parallel-bug"
@@ -583,29 +605,18 @@ class ParallelBUG(_RankAdaptive):
 
     def _update(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
         xp, U, V = param.xp, param.U, param.V
-        ch = _ch(xp)
-        gU = g["K"] - U @ (ch(U) @ g["K"])
-        gV = g["L"] - V @ (ch(V) @ g["L"])
+        gU = _project_out(U, g["K"], xp)
+        gV = _project_out(V, g["L"], xp)
         (dS, dU, dV), state = self._direction(param, (g["S"], gU, gV))
         h = self.lr
         return param.replace(S=param.S - h * dS, dK=param.dK - h * dU, dL=param.dL - h * dV, state=state)
 
     def _close(self, phase: str, param: LowRankParam, kit: _Kit) -> LowRankParam:
-        xp, U0, V0 = param.xp, param.U, param.V
-        r = U0.shape[-1]
-        U_new = kit.augment(U0, param.dK)[..., r:]  # [U0, dK]: the first r columns span U0
-        V_new = kit.augment(V0, param.dL)[..., r:]
-        zero = xp.zeros(
-            (*param.batch_shape, U_new.shape[-1], V_new.shape[-1]), dtype=param.S.dtype, device=device_of(U0)
-        )
-        top = xp.concat([param.S, kit.ch(param.dL) @ V_new], axis=-1)
-        bottom = xp.concat([kit.ch(U_new) @ param.dK, zero], axis=-1)
-        S_hat = xp.concat([top, bottom], axis=-2)
-        U_hat = xp.concat([U0, U_new], axis=-1)
-        V_hat = xp.concat([V0, V_new], axis=-1)
-        P, s, Q = kit.svd(S_hat)
-        new, Y1 = self._truncated(param, kit, U_hat, P, s, Q, V_hat, r)
-        return new.replace(state=self._transport(param, Y1))
+        # The integrator's core assembly, with the increments dK, dL in place of the K-
+        # and L-step results (only their parts orthogonal to U0, V0 enter).
+        U_hat, S_hat, V_hat = _steps.parallel_core(kit, param.S, param.U, param.V, param.dK, param.dL)
+        Y1, _ = _steps.svd_truncate(kit, self.truncation, U_hat, S_hat, V_hat, param.U.shape[-1])
+        return _with_increments(param, Y1.U, Y1.S, Y1.V, state=self._transport(param, Y1))
 
     def _transport(self, param: LowRankParam, Y1: LowRank) -> dict:
         return param.state
@@ -614,8 +625,9 @@ class ParallelBUG(_RankAdaptive):
         return self._close("T", param, kit)
 
 
-def _ch(xp: Any):
-    return lambda X: conj_transpose(X, xp)
+def _project_out(U: Any, X: Any, xp: Any) -> Any:
+    """``(I - U U^H) X`` through the seam's products."""
+    return X - matmul(U, matmul(conj_transpose(U, xp), X, xp), xp)
 
 
 _MOMENTUM_TRANSPORTS = ("project", "reset")
@@ -772,9 +784,8 @@ class Adam(ParallelBUG):
             v = b2 * st[f"v_{key}"] + (1.0 - b2) * xp.abs(gk) ** 2
             new[f"m_{key}"], new[f"v_{key}"] = m, v
             d.append((m / (1.0 - b1**t)) / (xp.sqrt(v / (1.0 - b2**t_v)) + self.eps))
-        ch, U, V = _ch(xp), param.U, param.V
-        d[1] = d[1] - U @ (ch(U) @ d[1])
-        d[2] = d[2] - V @ (ch(V) @ d[2])
+        d[1] = _project_out(param.U, d[1], xp)
+        d[2] = _project_out(param.V, d[2], xp)
         return tuple(d), new
 
     def _transport(self, param: LowRankParam, Y1: LowRank) -> dict:
