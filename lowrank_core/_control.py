@@ -2,28 +2,47 @@ r"""Step-size control, output times, events and checkpoints of :func:`lowrank_co
 
 Step-size control (``solve(..., dt=None, step_rtol=..., step_atol=...)``)
 --------------------------------------------------------------------------
-The error of a step ``t -> t + h`` is estimated by *step doubling*: one step of ``h``
-gives ``Y_1``, two steps of ``h/2`` give ``Y_2``, and for a method of order ``p``
-(local error ``C h^{p+1}``) Richardson's argument gives the error of ``Y_2``::
+Every trial step ``t -> t + h`` gets an error estimate ``est`` (one per member of a
+stack) from one of two estimators (:func:`estimator_of`):
 
-    est = ||Y_2 - Y_1||_F / (2^p - 1).
+*Embedded pair* (``"embedded"``: ``rk-bug`` and ``projected-rk`` with every tableau,
+``midpoint-bug`` and ``parallel-bug-2`` except with exact substeps).  The method's step
+also forms a lower-order solution of order ``q`` from the same stages, in the same
+bases, before the truncation, and ``est`` is the norm of the difference
+(``StepInfo.error_estimate`` of ``step(..., estimate=True)``):
 
-``Y_2`` is the state that is kept (no local extrapolation: the extrapolated
-``Y_2 + (Y_2 - Y_1) / (2^p - 1)`` has rank up to ``r_1 + r_2`` and would need a further
-truncation whose error the estimate does not see).  Step doubling works for every method
-of the library, fixed-rank or rank-adaptive, without an embedded pair; it costs three
-steps of the method per attempted step (``3 x`` the F evaluations and decompositions of
-one step), and the norm of the difference is computed from the factors (no
-decomposition, :func:`difference_norm`).
+* ``heun`` 2(1): ``h/2 ||Û^H (F_2 - F_1) V̂||`` (explicit Euler embedded);
+* ``ssprk3`` 3(2): Heun's method on the first two stages, ``b̂ = (1/2, 1/2, 0)``;
+* ``rk4`` 4(3): the FSAL embedding ``b̂ = (1/6, 1/3, 1/3, 0, 1/6)`` with the fifth
+  stage ``F(t1, Y1)``, ``est = h/6 ||Û^H (F_4 - F(t1, Y1)) V̂||`` (one more F point);
+* ``midpoint-bug``, ``parallel-bug-2`` 2(1): ``h ||Û^H (F_{1/2} - F_0) V̂||``, explicit
+  Euler in the final bases;
+* ``projected-rk``: the weight differences applied to the stages' tangent vectors,
+  measured in the bases of the final retraction.
 
-The step is accepted when ``est <= (step_atol + step_rtol max(||Y||, ||Y_2||)) h``: the
-tolerance is an error *per unit of time* (error per unit step), so the local errors
-accumulated over a span of length ``T`` stay below ``(step_atol + step_rtol ||Y||) T``
-and the global error is proportional to the tolerance (an error-per-step rule would give
-``tol^{p/(p+1)}``).  With ``ratio = est / allowance`` (``est ~ h^{p+1}``, allowance
-``~ h``, so ``ratio ~ h^p``), the next step is ``h * min(grow, max(shrink, safety *
-ratio^{-1/p}))`` with ``safety = 0.9``, ``grow = 5`` (``1`` right after a rejection) and
-``shrink = 0.2``.
+No extra decomposition; no extra F point except rk4's FSAL stage.  The higher-order
+solution is kept (local extrapolation) and the step is accepted when ``est <= atol +
+rtol ||Y||`` (error *per step*): with ``est ~ C h^{q+1}`` and the kept solution's local
+error ``~ D h^{q+2}``, the global error is ``~ (D / C) T tol``, proportional to the
+tolerance (Stetter's observation: error per step with local extrapolation is tolerance
+proportional, error per unit step would give ``tol^{(q+1)/q}``).
+
+*Step doubling* (``"doubling"``: every other method).  One step of ``h`` gives ``Y_1``,
+two steps of ``h/2`` give ``Y_2``; for a method of order ``p`` Richardson's argument
+gives the error of ``Y_2``, ``est = ||Y_2 - Y_1||_F / (2^p - 1)`` (from the factors,
+:func:`difference_norm`).  ``Y_2`` is kept (not extrapolated: the extrapolation has rank
+up to ``r_1 + r_2`` and would need a truncation the estimate does not see), and the
+step is accepted when ``est <= (atol + rtol ||Y||) h`` (error *per unit of time*, the
+tolerance-proportional rule without extrapolation).  Three steps per trial.
+
+Both give a ratio ``ratio = est / allowance ~ h^p`` with ``p = q + 1`` (embedded) or the
+method's order (doubling; 1 with Euler substeps), and the next step is ``h`` times the
+PI factor ``x_n^(-0.7/p) x_{n-1}^(0.4/p)``, ``x = ratio / SAFETY^p`` (Gustafsson; at a
+constant ratio it settles where the I controller ``SAFETY ratio^(-1/p)`` does), clipped
+to ``[SHRINK, GROW]`` (no growth right after a rejection, where the I controller is
+used).  What an embedded estimate does not see: the truncation of the final state, and
+for a fixed rank below the solution's numerical rank the ``h eps`` error of the normal
+component ``eps`` (first order in ``h``), which step doubling does see.
 """
 
 from __future__ import annotations
@@ -42,10 +61,27 @@ from ._lowrank import LowRank
 from ._namespace import conj_transpose
 from ._stats import Counters
 
-__all__ = ["Checkpoint", "StepControl", "StepToleranceWarning", "difference_norm", "effective_order"]
+__all__ = [
+    "Checkpoint",
+    "StepControl",
+    "StepToleranceWarning",
+    "controller_order",
+    "difference_norm",
+    "effective_order",
+    "embedded_order",
+    "estimator_of",
+]
 
 #: Safety factor, largest growth and largest shrink of the step-size controller.
 SAFETY, GROW, SHRINK = 0.9, 5.0, 0.2
+#: Exponents of the PI controller, times the order ``p``: with ``x = ratio / SAFETY^p``
+#: the factor is ``x_n^(-PI_NOW / p) x_{n-1}^(PI_PREV / p)`` (Gustafsson's PI controller
+#: with Hairer & Wanner's coefficients; at a constant ratio it settles where the I
+#: controller ``SAFETY ratio^(-1/p)`` does, ``ratio = SAFETY^p``).
+PI_NOW, PI_PREV = 0.7, 0.4
+#: Smallest previous ratio the PI controller remembers (a step whose estimate nearly
+#: vanished must not let the next step grow without bound).
+RATIO_FLOOR = 1e-4
 #: Default floor of the step size, in units of round-off of ``t``.
 MIN_STEP_ULPS = 64
 #: Probe step of the first-step guess, relative to ``max(1, |t0|)``.
@@ -60,6 +96,8 @@ TRUNCATION_SHARE = 0.5
 EVENT_XTOL = 1e-10
 #: Most iterations of event location.
 EVENT_MAXITER = 60
+#: The error estimators of the controller (:func:`estimator_of`).
+ESTIMATORS = ("embedded", "doubling")
 
 
 class StepToleranceWarning(UserWarning):
@@ -72,13 +110,36 @@ class StepToleranceWarning(UserWarning):
 
 
 def effective_order(integrator: Any) -> int:
-    """Order ``p`` the controller assumes: the class attribute ``order`` of the method,
+    """Order ``p`` of step doubling: the class attribute ``order`` of the method,
     capped at 1 with Euler substeps (their first-order error dominates)."""
-    order = int(getattr(type(integrator), "order", 1) or 1)
+    order = int(getattr(integrator, "order", 1) or 1)
     substep = getattr(integrator, "substep", None)
     if getattr(substep, "name", "") == "euler":
         order = 1
     return max(order, 1)
+
+
+def embedded_order(integrator: Any) -> int | None:
+    """Order ``q`` of the lower-order member of the method's embedded pair (its error
+    estimate is ``O(h^{q+1})``), or ``None`` when the method (in this configuration)
+    has none."""
+    q = getattr(integrator, "embedded_order", None)
+    return int(q) if q else None
+
+
+def estimator_of(integrator: Any) -> str:
+    """``"embedded"`` for a method with an embedded pair (:func:`embedded_order`), else
+    ``"doubling"``."""
+    return "embedded" if embedded_order(integrator) is not None else "doubling"
+
+
+def controller_order(integrator: Any, estimator: str) -> int:
+    """Exponent ``p`` of the controller (``ratio ~ h^p``): ``q + 1`` for an embedded pair
+    (error per step), the method's :func:`effective_order` for step doubling (error per
+    unit time)."""
+    if estimator == "embedded":
+        return embedded_order(integrator) + 1
+    return effective_order(integrator)
 
 
 def _fro2(x: Any, xp: Any) -> Any:
@@ -130,8 +191,8 @@ class StepControl:
     Attributes
     ----------
     rtol, atol : float
-        Relative and absolute error allowed per unit of time (``step_rtol``,
-        ``step_atol``; at least one positive).
+        ``step_rtol``, ``step_atol`` (at least one positive): the error allowed per step
+        (embedded pairs) or per unit of time (step doubling).
     first_step, min_step, max_step : float or None
         First trial step, floor and ceiling of the step size.  ``None``: the first step
         is ``0.01 ||Y0||_F / ||P(Y0) F(t0, Y0)||_F`` (Hairer, Nørsett & Wanner's first guess,
@@ -139,7 +200,9 @@ class StepControl:
         ``MIN_STEP_ULPS`` round-off units of ``t``, and there is no ceiling.  None of them
         depends on ``t_span`` (a solve split in two takes the same steps).
     order : int
-        Order ``p`` of the method (:func:`effective_order`).
+        Exponent ``p`` of the controller (:func:`controller_order`).
+    estimator : {"embedded", "doubling"}
+        The error estimate (:func:`estimator_of`).
     """
 
     rtol: float
@@ -148,9 +211,19 @@ class StepControl:
     min_step: float | None
     max_step: float | None
     order: int
+    estimator: str = "doubling"
 
     @classmethod
-    def build(cls, step_rtol: Any, step_atol: Any, first_step: Any, min_step: Any, max_step: Any, order: int):
+    def build(
+        cls,
+        step_rtol: Any,
+        step_atol: Any,
+        first_step: Any,
+        min_step: Any,
+        max_step: Any,
+        order: int,
+        estimator: str = "doubling",
+    ):
         """Check the user's settings (``dt=None``) and build the control."""
         rtol = 0.0 if step_rtol is None else real_number(step_rtol, "step_rtol", nonnegative=True)
         atol = 0.0 if step_atol is None else real_number(step_atol, "step_atol", nonnegative=True)
@@ -161,7 +234,7 @@ class StepControl:
             )
             raise ValueError(msg)
         if rtol >= 1.0:
-            msg = f"`step_rtol` must be below 1 (a relative error per unit time); got {rtol}."
+            msg = f"`step_rtol` must be below 1 (a relative error); got {rtol}."
             raise ValueError(msg)
         first = _positive_or_none(first_step, "first_step")
         low = _positive_or_none(min_step, "min_step")
@@ -169,7 +242,12 @@ class StepControl:
         if low is not None and high is not None and low > high:
             msg = f"`min_step` = {low} exceeds `max_step` = {high}; choose min_step <= max_step."
             raise ValueError(msg)
-        return cls(rtol=rtol, atol=atol, first_step=first, min_step=low, max_step=high, order=order)
+        if estimator not in ESTIMATORS:  # pragma: no cover - internal
+            msg = f"unknown estimator {estimator!r}; one of {ESTIMATORS}"
+            raise ValueError(msg)
+        return cls(
+            rtol=rtol, atol=atol, first_step=first, min_step=low, max_step=high, order=order, estimator=estimator
+        )
 
     def floor(self, t: float) -> float:
         """The floor of the step size at time ``t``: ``min_step``, or ``MIN_STEP_ULPS``
@@ -178,20 +256,43 @@ class StepControl:
             return self.min_step
         return MIN_STEP_ULPS * float(np.finfo(float).eps) * max(abs(t), float(np.finfo(float).tiny))
 
+    @property
+    def truncations(self) -> int:
+        """Truncations of an accepted step that the estimate does not see: ``2`` for step
+        doubling (the two half steps), ``1`` for an embedded pair (the final truncation;
+        the stages' truncations enter the stages)."""
+        return 2 if self.estimator == "doubling" else 1
+
+    def allowance(self, norm: Any, h: float) -> Any:
+        """Error a step of size ``h`` may have: ``atol + rtol norm``, times ``h`` for step
+        doubling (error per unit time)."""
+        base = self.atol + self.rtol * norm
+        return base * h if self.estimator == "doubling" else base
+
     def ratio(self, est: Any, norm: Any, h: float, xp: Any) -> float:
-        """Largest ``est / ((atol + rtol norm) h)`` over the members (``inf`` if non-finite)."""
-        allowance = (self.atol + self.rtol * norm) * h
-        r = est / allowance
+        """Largest ``est / allowance`` over the members (``inf`` if non-finite)."""
+        r = est / self.allowance(norm, h)
         value = float(xp.max(r)) if getattr(r, "ndim", 0) else float(r)
         return value if math.isfinite(value) else math.inf
 
-    def factor(self, ratio: float, grow: float) -> float:
-        """Step-size factor for an error ratio ``ratio`` (``<= 1``: accepted)."""
+    def factor(self, ratio: float, grow: float, previous: float | None = None) -> float:
+        """Step-size factor for an error ratio ``ratio`` (``<= 1``: accepted).
+
+        ``SAFETY ratio^(-1/p)`` (I controller), or with ``previous`` (the ratio of the
+        previous accepted step) ``x^(-PI_NOW/p) x_prev^(PI_PREV/p)`` with
+        ``x = ratio / SAFETY^p`` (PI controller), clipped to ``[SHRINK, grow]``.
+        """
         if ratio == 0.0:
             return grow
         if not math.isfinite(ratio):
             return SHRINK
-        return min(grow, max(SHRINK, SAFETY * ratio ** (-1.0 / self.order)))
+        p = self.order
+        if previous is None or not (previous > 0.0 and math.isfinite(previous)):
+            value = SAFETY * ratio ** (-1.0 / p)
+        else:
+            x, x_prev = ratio / SAFETY**p, previous / SAFETY**p
+            value = x ** (-PI_NOW / p) * x_prev ** (PI_PREV / p)
+        return min(grow, max(SHRINK, value))
 
 
 def truncation_theta(integrator: Any, Y: LowRank) -> float | None:
@@ -206,15 +307,50 @@ def truncation_theta(integrator: Any, Y: LowRank) -> float | None:
     return float(xp.max(theta)) if getattr(theta, "ndim", 0) else float(theta)
 
 
-def warn_truncation(theta: float, allowance: float, t: float, stacklevel: int = 4) -> None:
+def warn_truncation(theta: float, allowance: float, t: float, truncations: int = 2, stacklevel: int = 4) -> None:
     """Emit :class:`StepToleranceWarning` (the rule of ``TRUNCATION_SHARE``)."""
     msg = (
-        f"the truncation tolerance theta = {theta:.3g} per step (two truncations per accepted step) is more than "
+        f"the truncation tolerance theta = {theta:.3g} per truncation ({truncations} per accepted step) is more than "
         f"{TRUNCATION_SHARE:g} of the error the step-size controller allows the step ({allowance:.3g} at "
         f"t = {t:.6g}); the controller cannot reduce the truncation error by shrinking the step. Lower the "
         "method's `tol`/`rtol` (by about the ratio) or raise `step_rtol`/`step_atol`."
     )
     warnings.warn(msg, StepToleranceWarning, stacklevel=stacklevel)
+
+
+# --------------------------------------------------------------------- the controller
+class TrialBreakdown(Exception):
+    """A trial step broke down (NaN/Inf, a failed decomposition): an infinite error ratio."""
+
+
+def _largest(x: Any, xp: Any) -> float:
+    value = float(xp.max(x)) if getattr(x, "ndim", 0) else float(x)
+    return value if math.isfinite(value) else math.inf
+
+
+def trial(control: StepControl, one_step: Any, t_a: float, t_b: float, Y_a: LowRank, state: Any, norm_a: Any):
+    """One trial step ``t_a -> t_b`` from ``Y_a`` with its error estimate.
+
+    ``one_step(t_a, t_b, Y, state, estimate)`` returns ``(Y1, state1, est)`` (``est``
+    only with ``estimate=True``) and raises :class:`TrialBreakdown` when the step broke
+    down.  Returns ``(Y_new, state_new, ratio, est)``: ``Y_new`` is the kept state (the
+    higher-order solution of an embedded pair; ``Y_2`` of step doubling), ``ratio =
+    est / allowance``; a breakdown gives ``(None, None, inf, inf)``.
+    """
+    try:
+        if control.estimator == "embedded":
+            Y_new, s_new, est = one_step(t_a, t_b, Y_a, state, True)
+        else:
+            t_m = t_a + 0.5 * (t_b - t_a)
+            Y1, _, _ = one_step(t_a, t_b, Y_a, state, False)
+            Yh, sh, _ = one_step(t_a, t_m, Y_a, state, False)
+            Y_new, s_new, _ = one_step(t_m, t_b, Yh, sh, False)
+            est = difference_norm(Y1, Y_new) / (2.0**control.order - 1.0)
+    except TrialBreakdown:
+        return None, None, math.inf, math.inf
+    xp = Y_new.xp
+    norm = xp.maximum(norm_a, Y_new.norm())
+    return Y_new, s_new, control.ratio(est, norm, t_b - t_a, xp), _largest(est, xp)
 
 
 # ----------------------------------------------------------------------------- events
@@ -365,6 +501,7 @@ class Checkpoint:
     Y_events: list[list[LowRank]] = field(default_factory=list)
     warned: bool = False
     history: bool = True
+    ratio_prev: float | None = None
 
     def copy(self) -> Checkpoint:
         """An independent copy (lists and counters copied, arrays shared: they are never

@@ -14,17 +14,21 @@ from . import _dask
 from ._control import (
     GROW,
     PROBE,
+    RATIO_FLOOR,
     STRETCH,
     TRUNCATION_SHARE,
     Checkpoint,
     StepControl,
+    TrialBreakdown,
     check_events,
+    controller_order,
     crossed,
     difference_norm,
-    effective_order,
+    estimator_of,
     event_value,
     locate,
     terminal_count,
+    trial,
     truncation_theta,
     warn_truncation,
 )
@@ -335,7 +339,7 @@ def solve(
     dt : float or None
         Step size, ``0 < dt <= t1 - t0``; the last step is shortened to end at ``t1``.
         ``None`` (the default): the step size is chosen by the controller from
-        ``step_rtol``/``step_atol`` (step doubling; see ``docs/solve.md``).
+        ``step_rtol``/``step_atol`` (embedded pair or step doubling; see ``docs/solve.md``).
     method : str, integrator class or instance, default "abc-psi"
         ``"ksl"``, ``"ksl-strang"``, ``"bc-psi"``, ``"abc-psi"``, ``"bug"``,
         ``"ra-bug"``, ``"parallel-bug"``, the second-order ``"midpoint-bug"`` and
@@ -409,13 +413,17 @@ def solve(
         raises if every member breaks.  Implies the per-step finiteness check.
         Fixed ``dt`` only.
     step_rtol, step_atol : float, optional
-        With ``dt=None``: the error allowed per unit of time,
-        ``est <= (step_atol + step_rtol ||Y||_F) h`` for a step of size ``h``, with
-        ``est = ||Y_2 - Y_1||_F / (2^p - 1)`` the step-doubling estimate of a method of
-        order ``p`` (``AbstractIntegrator.order``).  At least one must be positive;
+        With ``dt=None``: the error allowed to a step's estimate ``est``.  Methods with
+        an embedded pair (``rk-bug``, ``projected-rk``, ``midpoint-bug``,
+        ``parallel-bug-2``): per step, ``est <= step_atol + step_rtol ||Y||_F``, ``est``
+        the difference of the pair's two solutions (the higher-order one is kept).
+        Other methods: per unit of time, ``est <= (step_atol + step_rtol ||Y||_F) h``
+        with ``est = ||Y_2 - Y_1||_F / (2^p - 1)`` the step-doubling estimate of a
+        method of order ``p`` (``AbstractIntegrator.order``).  Either way the achieved
+        error is proportional to the tolerance.  At least one must be positive;
         ``step_rtol < 1``.  A rank-adaptive method's truncation ``theta`` should stay
-        below a quarter of ``(step_atol + step_rtol ||Y||) h``
-        (:class:`~lowrank_core.StepToleranceWarning` otherwise).
+        below half the allowance per unseen truncation (two for step doubling, one
+        for an embedded pair; :class:`~lowrank_core.StepToleranceWarning` otherwise).
     first_step, min_step, max_step : float, optional
         With ``dt=None``: the first trial step (default ``0.01 ||Y0|| / ||P(Y0) F||``
         from one probe step), the floor below which the solve raises (default 64
@@ -518,7 +526,8 @@ def solve(
             time_grid(span, dt)
     elif dt is None:
         span = _check_span(t_span)
-        control = StepControl.build(**steps, order=effective_order(integrator))
+        estimator = estimator_of(integrator)
+        control = StepControl.build(**steps, order=controller_order(integrator, estimator), estimator=estimator)
         if isolate:
             msg = (
                 '`on_member_failure="isolate"` works with a fixed step size only; pass `dt` (a NaN member would '
@@ -634,7 +643,7 @@ def _run(
     events: list[Any] | None = None,
     resume: Checkpoint | None = None,
 ) -> Solution:
-    """The time loop: fixed steps on a grid, or step doubling with a controller."""
+    """The time loop: fixed steps on a grid, or trial steps with a step-size controller."""
     events = events or []
     t_end = t_span[1]
     if resume is None:
@@ -665,13 +674,20 @@ def _run(
     status, message = 0, "The solver successfully reached the end of the integration interval."
     start = time.perf_counter()
 
-    def one_step(t_a: float, t_b: float, Y: LowRank, state: Any) -> tuple[LowRank, Any]:
-        """One step of the method, breakdowns turned into LowRankIntegrationError."""
+    def one_step(t_a: float, t_b: float, Y: LowRank, state: Any, estimate: bool = False) -> tuple[LowRank, Any]:
+        """One step of the method, breakdowns turned into LowRankIntegrationError; with
+        ``estimate=True`` (a method with an embedded pair) ``(Y1, state1, error estimate)``."""
         try:
-            Y1, state1, info = integrator.step(problem, t_a, t_b, Y, state)
-            counters.add(info)  # rejected trials and event searches count too (the work was done)
+            if estimate:
+                Y1, state1, info = integrator.step(problem, t_a, t_b, Y, state, estimate=True)
+            else:
+                Y1, state1, info = integrator.step(problem, t_a, t_b, Y, state)
             if dask_state:  # persist the state (cut its graph) and check it in one synchronisation
                 Y1 = _dask.cut(Y1, t_a, ck.step, check_finite or isolate)
+            # Counted once the step's work is done (on Dask: computed at the cut; a step a lost
+            # worker stops is redone after a resume and counted then).  Rejected trials and
+            # event searches count too.
+            counters.add(info)
         except SubstepBreakdown as exc:
             raise LowRankIntegrationError(str(exc), t=t_a, step=ck.step, members=exc.members) from exc
         except LinAlgBreakdown as exc:
@@ -688,25 +704,20 @@ def _run(
                 f"lowrank_core.solve: raised during step {ck.step} (t = {t_a:.6g} -> {t_b:.6g}) of {integrator!r}"
             )
             raise
-        return Y1, state1
+        return (Y1, state1, info.error_estimate) if estimate else (Y1, state1)
 
-    def doubled(t_a: float, t_b: float, Y_a: LowRank) -> tuple[LowRank | None, Any, float, float]:
-        """Step doubling from ``Y_a``: ``(Y_2, state, ratio, est)``; a breakdown is an infinite ratio."""
-        t_m = t_a + 0.5 * (t_b - t_a)
+    def controlled(t_a: float, t_b: float, Y: LowRank, state: Any, estimate: bool) -> tuple[LowRank, Any, Any]:
+        """A trial step of the controller (:func:`~lowrank_core._control.trial`): ``(Y1,
+        state1, error estimate or None)``; a breakdown (not a Dask worker failure) is a
+        ``TrialBreakdown`` (an infinite error ratio)."""
         try:
-            Y1, _ = one_step(t_a, t_b, Y_a, ck.state)
-            Yh, sh = one_step(t_a, t_m, Y_a, ck.state)
-            Y2, s2 = one_step(t_m, t_b, Yh, sh)
+            if estimate:
+                return one_step(t_a, t_b, Y, state, estimate=True)
+            return (*one_step(t_a, t_b, Y, state), None)
         except LowRankIntegrationError as exc:
             if hasattr(exc, "Y"):  # a Dask worker failure: not the step size's fault
                 raise
-            return None, None, math.inf, math.inf
-        xp = Y2.xp
-        est = difference_norm(Y1, Y2) / (2.0**control.order - 1.0)
-        norm = xp.maximum(ck.Y.norm(), Y2.norm())
-        ratio = control.ratio(est, norm, t_b - t_a, xp)
-        est_max = float(xp.max(est)) if getattr(est, "ndim", 0) else float(est)
-        return Y2, s2, ratio, est_max
+            raise TrialBreakdown(str(exc)) from exc
 
     def trial_steps():
         """Yield ``(t_a, t_b, Y, state)`` of the accepted steps (fixed grid or controller)."""
@@ -733,18 +744,19 @@ def _run(
             h_plan = min(h, high)
             t_b = stop if t_a + (1.0 + STRETCH) * h_plan >= stop else t_a + h_plan
             h_try = t_b - t_a
-            Y2, state2, ratio, est = doubled(t_a, t_b, Y_a)
+            Y2, state2, ratio, est = trial(control, controlled, t_a, t_b, Y_a, ck.state, ck.Y.norm())
             if ratio <= 1.0:
-                h = h_try * control.factor(ratio, grow)
+                h = h_try * control.factor(ratio, grow, ck.ratio_prev)
+                ck.ratio_prev = max(ratio, RATIO_FLOOR)
                 if t_b == stop:  # shortened to hit an output time: keep the planned step
                     h = max(h, min(h_plan, h_try * grow))
                 grow = GROW
                 theta = truncation_theta(integrator, Y2) if not ck.warned else None
                 if theta is not None:
-                    allowance = (control.atol + control.rtol * float(ck.Y.xp.max(Y2.norm()))) * h_try
-                    if 2.0 * theta > TRUNCATION_SHARE * allowance:
+                    allowance = control.allowance(float(ck.Y.xp.max(Y2.norm())), h_try)
+                    if control.truncations * theta > TRUNCATION_SHARE * allowance:
                         ck.warned = True
-                        warn_truncation(theta, allowance, t_a, stacklevel=5)
+                        warn_truncation(theta, allowance, t_a, control.truncations, stacklevel=5)
                 ck.h_next = h
                 yield t_a, t_b, Y2, state2
                 Y_a = ck.Y
@@ -763,7 +775,7 @@ def _run(
                 msg = (
                     f"the step-size controller shrank the step to {h:.3g}, below the floor min_step = {low:.3g}; "
                     f"the estimated error of the last trial step {t_a:.6g} -> {t_b:.6g} was "
-                    f"{est:.3g}, allowed {(control.atol + control.rtol * float(ck.Y.xp.max(ck.Y.norm()))) * h_try:.3g}"
+                    f"{est:.3g}, allowed {control.allowance(float(ck.Y.xp.max(ck.Y.norm())), h_try):.3g}"
                 )
                 theta = truncation_theta(integrator, ck.Y)
                 if theta is not None:

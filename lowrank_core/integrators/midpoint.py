@@ -73,7 +73,8 @@ def midpoint_update(
     U_half: Any,
     S_half: Any,
     V_half: Any,
-) -> LowRank:
+    F0: Any = None,
+) -> tuple[LowRank, Any]:
     r"""The midpoint Galerkin update shared by :class:`MidpointBUG` and :class:`ParallelBUG2`.
 
     Parameters
@@ -85,12 +86,18 @@ def midpoint_update(
         State at ``t0``, rank ``r``; ``range(U_half) ⊇ range(U0)``, ``range(V_half) ⊇ range(V0)``.
     U_half (..., m, k), S_half (..., k, l), V_half (..., n, l)
         The half-step state ``Y_{1/2} = U_half S_half V_half^H`` (orthonormal bases).
+    F0 : RHSValue or None
+        ``F(t0, Y0)`` for the embedded error estimate (``None``: no estimate).
 
     Returns
     -------
-    LowRank
-        ``Y1``, the truncation of ``Û Ŝ1 V̂^H`` (bases ``m x 2k``, ``n x 2l``; the
-        second halves from :func:`augment_basis`).
+    Y1 : LowRank
+        The truncation of ``Û Ŝ1 V̂^H`` (bases ``m x 2k``, ``n x 2l``; the second
+        halves from :func:`augment_basis`).
+    error_estimate : array or None
+        With ``F0``: ``||h Û^H (F_{1/2} - F0) V̂||_F`` per member, the difference between
+        the midpoint update and the explicit Euler step ``Û^H Y0 V̂ + h Û^H F0 V̂`` in the
+        same bases (an embedded 2(1) pair; no extra F point, no decomposition).
     """
     xp = kit.xp
     t_half = t0 + 0.5 * (t1 - t0)
@@ -105,9 +112,14 @@ def midpoint_update(
         kit.counters.rhs_evals += math.prod(Y0.batch_shape)
         change = kit.problem.increment(t0, t1, xp).UH_F_V(U_hat, V_hat)
     else:
-        change = (t1 - t0) * F_half.UH_F_V(U_hat, V_hat)
+        G_half = F_half.UH_F_V(U_hat, V_hat)
+        change = (t1 - t0) * G_half
     S_hat = kit.project(Y0, U_hat, V_hat) + change
-    return truncate_capped(kit, truncation, U_hat, S_hat, V_hat, Y0.rank)
+    Y1 = truncate_capped(kit, truncation, U_hat, S_hat, V_hat, Y0.rank)
+    if F0 is None or kit.substep.needs_increments:
+        return Y1, None
+    E = (t1 - t0) * (G_half - F0.UH_F_V(U_hat, V_hat))
+    return Y1, xp.sqrt(xp.sum(xp.abs(E) ** 2, axis=(-2, -1)))
 
 
 @dataclass(frozen=True, eq=False, repr=False, kw_only=True)
@@ -141,16 +153,25 @@ class MidpointBUG(AbstractRankAdaptive):
     name: ClassVar[str] = "midpoint-bug"
     order: ClassVar[int] = 2
 
+    @property
+    def embedded_order(self) -> int | None:
+        """``1``: the explicit Euler step in the final bases is the embedded method of the
+        step-size controller; ``None`` with exact substeps (no point value ``F(t0, Y0)``)."""
+        return None if self.substep.needs_increments else 1
+
     def step(
-        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, *, estimate: bool = False
     ) -> tuple[LowRank, Any, StepInfo]:
+        """One step (see the class docstring); with ``estimate=True`` the step's
+        ``info.error_estimate`` is the embedded 2(1) estimate of :func:`midpoint_update`."""
         kit = self.make_kit(problem, Y0)
         t_half = t0 + 0.5 * (t1 - t0)
         K, L, F0 = kit.kl_steps(t0, t_half, Y0)
         U_half = kit.augment(K, Y0.U)
         V_half = kit.augment(L, Y0.V)
         S_half = kit.s_step(t0, t_half, kit.project(Y0, U_half, V_half), U_half, V_half, first=F0)
-        return midpoint_update(kit, self.truncation, t0, t1, Y0, U_half, S_half, V_half), state, kit.info()
+        Y1, est = midpoint_update(kit, self.truncation, t0, t1, Y0, U_half, S_half, V_half, F0 if estimate else None)
+        return Y1, state, kit.info(est)
 
 
 @dataclass(frozen=True, eq=False, repr=False, kw_only=True)
@@ -180,9 +201,17 @@ class ParallelBUG2(AbstractRankAdaptive):
     name: ClassVar[str] = "parallel-bug-2"
     order: ClassVar[int] = 2
 
+    @property
+    def embedded_order(self) -> int | None:
+        """``1``: the explicit Euler step in the final bases is the embedded method of the
+        step-size controller; ``None`` with exact substeps (no point value ``F(t0, Y0)``)."""
+        return None if self.substep.needs_increments else 1
+
     def step(
-        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, *, estimate: bool = False
     ) -> tuple[LowRank, Any, StepInfo]:
+        """One step (see the class docstring); with ``estimate=True`` the step's
+        ``info.error_estimate`` is the embedded 2(1) estimate of :func:`midpoint_update`."""
         xp = Y0.xp
         kit = self.make_kit(problem, Y0)
         t_half = t0 + 0.5 * (t1 - t0)
@@ -198,4 +227,5 @@ class ParallelBUG2(AbstractRankAdaptive):
         S_half = xp.concat([top, bottom], axis=-2)
         U_half = xp.concat([Y0.U, U_new], axis=-1)
         V_half = xp.concat([Y0.V, V_new], axis=-1)
-        return midpoint_update(kit, self.truncation, t0, t1, Y0, U_half, S_half, V_half), state, kit.info()
+        Y1, est = midpoint_update(kit, self.truncation, t0, t1, Y0, U_half, S_half, V_half, F0 if estimate else None)
+        return Y1, state, kit.info(est)

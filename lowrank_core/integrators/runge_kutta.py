@@ -35,27 +35,41 @@ __all__ = ["TABLEAUX", "ButcherTableau", "ProjectedRK", "RKBUG"]
 class ButcherTableau:
     """An explicit Runge–Kutta method: ``a`` strictly lower triangular (rows of stage
     weights), ``b`` the weights of the update, ``c`` the stage times, ``order`` its
-    classical order."""
+    classical order.
+
+    ``b_hat`` are the weights of an embedded method of order ``order_hat`` on the same
+    stages (the step-size controller's error estimate ``h sum_j (b_j - b̂_j) F_j``); one
+    weight more than ``b`` is the FSAL stage ``F(t1, Y1)`` at the new state.  Empty:
+    no embedded pair.
+    """
 
     name: str
     a: tuple[tuple[float, ...], ...]
     b: tuple[float, ...]
     c: tuple[float, ...]
     order: int
+    b_hat: tuple[float, ...] = ()
+    order_hat: int = 0
 
 
 #: The tableaux of ``method="rk-bug"`` and ``method="projected-rk"`` (``tableau=``).
 TABLEAUX: dict[str, ButcherTableau] = {
-    "heun": ButcherTableau("heun", ((), (1.0,)), (0.5, 0.5), (0.0, 1.0), 2),
+    # Heun-Euler 2(1): the explicit Euler step from the first stage
+    "heun": ButcherTableau("heun", ((), (1.0,)), (0.5, 0.5), (0.0, 1.0), 2, (1.0, 0.0), 1),
+    # SSPRK3 with Heun's method on its first two stages, 3(2)
     "ssprk3": ButcherTableau(
-        "ssprk3", ((), (1.0,), (0.25, 0.25)), (1.0 / 6.0, 1.0 / 6.0, 2.0 / 3.0), (0.0, 1.0, 0.5), 3
+        "ssprk3", ((), (1.0,), (0.25, 0.25)), (1.0 / 6.0, 1.0 / 6.0, 2.0 / 3.0), (0.0, 1.0, 0.5), 3, (0.5, 0.5, 0.0), 2
     ),
+    # classical RK4 with the third-order FSAL embedding b̂ = (1/6, 1/3, 1/3, 0, 1/6), 4(3):
+    # the estimate is h/6 (F(t1, Y_4) - F(t1, Y1)) (unique third-order weights with b̂_5 = 1/6)
     "rk4": ButcherTableau(
         "rk4",
         ((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)),
         (1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0),
         (0.0, 0.5, 0.5, 1.0),
         4,
+        (1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 0.0, 1.0 / 6.0),
+        3,
     ),
 }
 
@@ -84,11 +98,26 @@ def _count_point(kit: StepKit, t: float, Y: LowRank) -> Any:
     return kit.problem.evaluate(t, Y)
 
 
-def _weighted(kit: StepKit, terms: list[tuple[float, Any]], U: Any, V: Any) -> Any:
-    """``sum_j w_j U^H F_j V`` over ``terms = [(w_j, F_j)]`` (``w_j != 0``)."""
+def _fro(E: Any, xp: Any) -> Any:
+    """Frobenius norm over the last two axes (one per member of a stack)."""
+    return xp.sqrt(xp.sum(xp.abs(E) ** 2, axis=(-2, -1)))
+
+
+def _embedded_core(tab: ButcherTableau, G: dict[int, Any], h: float) -> Any:
+    """``h sum_j (b_j - b̂_j) G_j`` over the stages of ``b`` (``G_j`` the projected ``F_j``)."""
+    E = None
+    for j, b in enumerate(tab.b):
+        d = b - tab.b_hat[j]
+        if d != 0.0:
+            E = (h * d) * G[j] if E is None else E + (h * d) * G[j]
+    return E
+
+
+def _weighted(terms: list[tuple[float, Any]]) -> Any:
+    """``sum_j w_j G_j`` over ``terms = [(w_j, G_j)]`` (``w_j != 0``; ``G_j = U^H F_j V``)."""
     total = None
-    for w, F in terms:
-        part = w * F.UH_F_V(U, V)
+    for w, G in terms:
+        part = w * G
         total = part if total is None else total + part
     return total
 
@@ -147,9 +176,18 @@ class RKBUG(AbstractRankAdaptive):
         object.__setattr__(self, "tableau", tab)
         object.__setattr__(self, "order", tab.order)  # the class attribute is the default tableau's
 
+    @property
+    def embedded_order(self) -> int:
+        """Order of the tableau's embedded method (the step-size controller's estimate)."""
+        return self.tableau.order_hat
+
     def step(
-        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, *, estimate: bool = False
     ) -> tuple[LowRank, Any, StepInfo]:
+        """One step (see the class docstring); with ``estimate=True`` the step's
+        ``info.error_estimate`` is the embedded estimate
+        ``||h sum_j (b_j - b̂_j) Û^H F_j V̂||_F`` in the final Galerkin bases (before the
+        truncation), per member; ``rk4`` evaluates ``F(t1, Y1)`` for it (one more point)."""
         kit = self.make_kit(problem, Y0)
         tab = self.tableau
         h = t1 - t0
@@ -161,9 +199,15 @@ class RKBUG(AbstractRankAdaptive):
             weights = tab.a[i] if i < s else tab.b
             used = [j for j, w in enumerate(weights) if w != 0.0]
             closure = set(used).union(*(closures[j] for j in used))
-            Y = self._galerkin(kit, Y0, values, blocks, sorted(closure), used, weights, h)
+            Y, U_hat, V_hat, G = self._galerkin(kit, Y0, values, blocks, sorted(closure), used, weights, h)
             if i == s:
-                return Y, state, kit.info()
+                if not estimate:
+                    return Y, state, kit.info()
+                E = _embedded_core(tab, G, h)
+                if len(tab.b_hat) > s:  # FSAL stage F(t1, Y1), projected on the same bases
+                    last = (-h * tab.b_hat[s]) * _count_point(kit, t1, Y).UH_F_V(U_hat, V_hat)
+                    E = last if E is None else E + last
+                return Y, state, kit.info(_fro(E, kit.xp))
             closures.append(closure)
             values.append(_count_point(kit, t0 + tab.c[i] * h, Y))
             blocks.append((values[i].F_V(Y.V), values[i].FH_U(Y.U)))
@@ -172,14 +216,17 @@ class RKBUG(AbstractRankAdaptive):
 
     def _galerkin(
         self, kit: StepKit, Y0: LowRank, values: list, blocks: list, closure: list, used: list, weights: Any, h: float
-    ) -> LowRank:
-        """One BUG step of the tableau row ``weights``: basis update, Galerkin, truncation."""
+    ) -> tuple[LowRank, Any, Any, dict[int, Any]]:
+        """One BUG step of the tableau row ``weights``: basis update, Galerkin, truncation.
+
+        Returns the truncated state, the bases ``Û``, ``V̂`` and the projections
+        ``G_j = Û^H F_j V̂`` of the stages used (for the embedded estimate)."""
         xp = kit.xp
         U_hat = augment_basis(kit, Y0.U, xp.concat([blocks[j][0] for j in closure], axis=-1))
         V_hat = augment_basis(kit, Y0.V, xp.concat([blocks[j][1] for j in closure], axis=-1))
-        terms = [(h * weights[j], values[j]) for j in used]
-        S_hat = kit.project(Y0, U_hat, V_hat) + _weighted(kit, terms, U_hat, V_hat)
-        return truncate_capped(kit, self.truncation, U_hat, S_hat, V_hat, Y0.rank)
+        G = {j: values[j].UH_F_V(U_hat, V_hat) for j in used}
+        S_hat = kit.project(Y0, U_hat, V_hat) + _weighted([(h * weights[j], G[j]) for j in used])
+        return truncate_capped(kit, self.truncation, U_hat, S_hat, V_hat, Y0.rank), U_hat, V_hat, G
 
     def __repr__(self) -> str:
         return super().__repr__().replace("(", f"(tableau={self.tableau.name!r}, ", 1)
@@ -229,18 +276,42 @@ class ProjectedRK(AbstractIntegrator):
         object.__setattr__(self, "tableau", tab)
         object.__setattr__(self, "order", tab.order)  # the class attribute is the default tableau's
 
+    @property
+    def embedded_order(self) -> int:
+        """Order of the tableau's embedded method (the step-size controller's estimate)."""
+        return self.tableau.order_hat
+
     def step(
-        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any
+        self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, *, estimate: bool = False
     ) -> tuple[LowRank, Any, StepInfo]:
+        """One step (see the class docstring); with ``estimate=True`` the step's
+        ``info.error_estimate`` is ``||Q_l^H (h sum_j (b_j - b̂_j) T_j) Q_r||_F``, the
+        embedded estimate in the bases ``Q_l``, ``Q_r`` of the final retraction (they
+        span every stage's tangent vector; ``rk4``'s FSAL tangent ``P(Y1) F(t1, Y1)``, one
+        more F point, is projected on them)."""
         kit = self.make_kit(problem, Y0)
         tab = self.tableau
         h = t1 - t0
         tangents = [self._tangent(kit, Y0, _count_point(kit, t0, Y0))]
         for i in range(1, len(tab.b) + 1):
             weights = tab.a[i] if i < len(tab.b) else tab.b
-            Y = self._retract(kit, Y0, tangents, weights, h)
+            Y, Q_l, Q_r = self._retract(kit, Y0, tangents, weights, h)
             if i == len(tab.b):
-                return Y, state, kit.info()
+                if not estimate:
+                    return Y, state, kit.info()
+                terms = [(h * (b - tab.b_hat[j]), tangents[j]) for j, b in enumerate(tab.b)]
+                if len(tab.b_hat) > len(tab.b):  # FSAL tangent at the new state
+                    terms.append((-h * tab.b_hat[-1], self._tangent(kit, Y, _count_point(kit, t1, Y))))
+                E = None
+                for w, (U, X, V, L) in terms:
+                    if w == 0.0:
+                        continue
+                    part = w * (
+                        kit.mm(kit.mm(kit.ch(Q_l), X), kit.mm(kit.ch(V), Q_r))
+                        + kit.mm(kit.mm(kit.ch(Q_l), U), kit.mm(kit.ch(L), Q_r))
+                    )
+                    E = part if E is None else E + part
+                return Y, state, kit.info(_fro(E, kit.xp))
             tangents.append(self._tangent(kit, Y, _count_point(kit, t0 + tab.c[i] * h, Y)))
         msg = "unreachable: the last tableau row returns"
         raise AssertionError(msg)  # pragma: no cover
@@ -253,8 +324,9 @@ class ProjectedRK(AbstractIntegrator):
         X = K - kit.mm(Y.U, kit.mm(kit.ch(Y.U), K))
         return Y.U, X, Y.V, L
 
-    def _retract(self, kit: StepKit, Y0: LowRank, tangents: list, weights: Any, h: float) -> LowRank:
-        """``T_r(Y0 + h sum_j w_j T_j)`` from the factored sum."""
+    def _retract(self, kit: StepKit, Y0: LowRank, tangents: list, weights: Any, h: float) -> tuple[LowRank, Any, Any]:
+        """``T_r(Y0 + h sum_j w_j T_j)`` from the factored sum, and the orthonormal bases
+        ``Q_l``, ``Q_r`` of its left and right factors."""
         xp = kit.xp
         r = Y0.rank
         _, X1, _, L1 = tangents[0]
@@ -279,7 +351,7 @@ class ProjectedRK(AbstractIntegrator):
         # core C = blockdiag(scales_k I_r): R_l C R_r^H with the scales applied to R_l's blocks
         R_l_scaled = xp.concat([scales[k] * R_l[..., k * r : (k + 1) * r] for k in range(len(scales))], axis=-1)
         P, s, Q = kit.svd(kit.mm(R_l_scaled, kit.ch(R_r)))
-        return kit.truncate(self.truncation, Q_l, P, s, Q, Q_r, r)
+        return kit.truncate(self.truncation, Q_l, P, s, Q, Q_r, r), Q_l, Q_r
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tableau={self.tableau.name!r}{self._kit_repr()})"
