@@ -4,7 +4,7 @@ The step contract (details in :class:`AbstractIntegrator` and :class:`StepKit`):
 
 * an integrator is a frozen dataclass; its fields are its options (``substep``,
   ``tol``, ..., and ``kit``), validated on construction; change one with
-  :func:`dataclasses.replace`;
+  ``dataclasses.replace``;
 * ``init(problem, t0, Y0) -> state`` checks that they fit and returns the initial state;
 * ``step(problem, t0, t1, Y0, state) -> (Y1, state, info)`` advances one step without
   modifying its inputs; ``info`` is a :class:`~lowrank_core.StepInfo` (decompositions,

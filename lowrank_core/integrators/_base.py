@@ -184,14 +184,14 @@ class StepKit:
 
 
 @dataclass(frozen=True, eq=False, repr=False, kw_only=True)
-class AbstractIntegrator(abc.ABC):
+class AbstractIntegrator(metaclass=abc.ABCMeta):
     """Base class of the low-rank integrators (see the module docstring for the contract).
 
     A subclass is a ``@dataclass(frozen=True, eq=False, repr=False, kw_only=True)``
     declaring its capabilities as class attributes and its options as fields, and
     implements :meth:`step`.  Instances are immutable (assigning an attribute raises
-    :class:`dataclasses.FrozenInstanceError`): change an option with
-    :func:`dataclasses.replace`.  They compare by identity, pickle and deep-copy.
+    ``dataclasses.FrozenInstanceError``): change an option with
+    ``dataclasses.replace``.  They compare by identity, pickle and deep-copy.
 
     Parameters
     ----------
