@@ -1,6 +1,7 @@
-"""Dask scaling benchmark: abc-PSI on row-chunked tall factors (issue 17).
+"""Dask scaling benchmark: abc-PSI on row-chunked tall factors, idle and under load (issue 17).
 
-The problem: 1D advection-diffusion in ``x`` times a small diffusion in ``v``,
+The problem (``lowrank_core.bench._scale``, also behind ``lowrank-core bench scale``):
+1D advection-diffusion in ``x`` times a small diffusion in ``v``,
 
     Y' = A Y + Y B^T,   A = -a d/dx + nu d^2/dx^2 (periodic, m points),
                         B = nu_v d^2/dv^2 (periodic, n = 64 points),
@@ -13,64 +14,90 @@ initial value: orthonormal random ``U`` (a TSQR of Gaussian chunks built on the
 workers), ``S = diag(1, 1/2, ..., 1/16)``.  Method: ``abc-psi`` (fixed rank 16, Euler
 substeps: one right-hand-side point per step), ``dt = 1e-9``.
 
-For each (m, workers): a fresh ``LocalCluster(n_workers=workers, threads_per_worker=1,
-processes=True, memory_limit=...)``; one warm-up step (Numba loads, first persist of
-the QRs), then ``--steps`` timed steps (``ms_per_step``: the mean); the peak resident
-memory of every worker process since it started (``ru_maxrss``) and the bytes spilled to
-disk.  Where it fits (``m <= --numpy-max``), the same solve on NumPy factors in a fresh
-process (its time per step and peak RSS).
+For each load, size and worker count: a fresh ``LocalCluster(n_workers=workers,
+threads_per_worker=1, processes=True, memory_limit=--memory-limit)``; the state built on
+the workers (``build_s``), one warm-up step (``first_step_s``: Numba loads, first persist
+of the QRs), then ``--steps`` timed steps (``ms_per_step``: their mean); the peak resident
+memory of every worker process since it started (``ru_maxrss``), the bytes the workers
+wrote to disk by spilling (``spilled_bytes_per_worker``, cumulative over the case) and
+the synchronisations and persists per step.  Where it fits (``m <= --numpy-max``), the
+same solve on NumPy factors in a fresh process (``backend = "numpy"``: time per step and
+peak RSS of that process).
+
+``--load N [N ...]`` (default ``0``): for each ``N``, ``N`` CPU-bound busy-loop processes
+(``background_load`` of ``bench/_common.py``) run from ``--settle`` seconds before the
+first case of that load until its last case ends, and are always stopped; every row
+carries its ``load`` and ``condition`` (``idle``, ``load2``, ...), and ``background``
+records the load processes' CPU share per condition.  ``load_ratio`` in a loaded row is
+its ``ms_per_step`` over the idle row of the same case, where one exists.
 
 ``--tsqr``: the two TSQRs (``lowrank_core.dask.tsqr(x, "kernels")``, leaves by
 ``lowrank_kernels.batched_qr``; ``"dask"``, :func:`dask.array.linalg.tsqr`) on an
-``m x 32`` array in the same chunks, 2 workers, mean of 3 after a warm-up.
+``m x 32`` array in the same chunks, 2 workers, mean of 3 after a warm-up (section
+``tsqr`` of the results; each row with its ``load`` too).
 
-Run (the machine's figures in docs/dask.md came from these)::
+Results: ``--out`` (default ``bench/results/dask_scale.json``) in the common envelope of
+``bench/_common.py``; a run *merges* its rows into the file (a row replaces the row of
+the same backend, m, workers, memory limit and load; rows of other cases and loads
+stay), so idle and loaded runs, and the separate spilling run, sit side by side.  The
+plot (``dask_scale.png`` beside the JSON; ``--plot`` only redraws it) shows time per step
+and peak memory per process against ``m``, idle solid and loaded dashed.  The table in
+``docs/dask.md`` is generated from the file by ``bench/tables.py`` (table ``dask_scale``).
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/dask_scale.py --tsqr
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/dask_scale.py --sizes 1e6 1e7 --workers 1 2
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/dask_scale.py --sizes 4e7 --workers 2 \
-        --memory-limit 4GB --steps 1
+Run::
 
-Results are merged into ``bench/results/dask_scale.json`` (one row per case) and
-plotted to ``bench/results/dask_scale.png`` (shown in docs/dask.md)
-(``--plot`` redraws from the JSON).
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/dask_scale.py --sizes 1e6 1e7 --workers 1 2 --load 0 2
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/dask_scale.py --sizes 4e7 --workers 2 \\
+        --memory-limit 4GB --steps 1 --numpy-max 0
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/dask_scale.py --tsqr --sizes 1e6 --load 0 2
+
+A quick check of the script itself (seconds): ``--sizes 1e5 --workers 1 --steps 1 --chunk
+50000 --out /tmp/dask_scale.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import resource
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from _common import (
+    RESULTS,
+    background_load,
+    check_environment,
+    command,
+    condition_name,
+    environment,
+    exit_on_sigterm,
+    save,
+)
 
-from lowrank_core.bench import _scale as _bench_scale  # the problem, shared with `lowrank-core bench scale`
+from lowrank_core.bench import _scale  # the problem and the timed case, shared with `lowrank-core bench scale`
 
-RESULTS = Path(__file__).resolve().parent / "results"
-RANK, N_V, DT = _bench_scale.RANK, _bench_scale.N_V, _bench_scale.DT
+DEFAULT_OUT = RESULTS / "dask_scale.json"
+#: The keys that identify a case: a new row replaces an old row with the same values.
+IDENTITY = ("backend", "m", "workers", "memory_limit", "load", "tsqr")
 
 
-def _worker_stats():
-    """(peak RSS in bytes, spilled bytes) of the worker process this runs in."""
+def _worker_stats(dask_worker: Any) -> tuple[int, int]:
+    """(peak RSS in bytes, bytes written to disk by spilling so far) of this worker process
+    (``client.run`` passes the worker as ``dask_worker``)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    spilled = 0
-    try:
-        from distributed import get_worker
-
-        data = get_worker().data
-        slow = getattr(data, "slow", None)  # zict's disk buffer of a spilling worker
-        spilled = int(getattr(data, "spilled_total", 0) or 0) or int(getattr(slow, "total_weight", 0) or 0)
-    except Exception:
-        pass
-    return peak, spilled
+    metrics = getattr(dask_worker.data, "cumulative_metrics", {})  # a SpillBuffer when memory_limit is set
+    written = sum(v for (label, unit), v in metrics.items() if label == "disk-write" and unit == "bytes")
+    return peak, int(written)
 
 
-def run_dask(m: int, workers: int, steps: int, chunk: int, memory_limit: str) -> dict:
+def run_dask(m: int, workers: int, steps: int, chunk: int, memory_limit: str) -> dict[str, Any]:
+    """One case on a fresh LocalCluster of ``workers`` worker processes."""
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(
@@ -78,12 +105,12 @@ def run_dask(m: int, workers: int, steps: int, chunk: int, memory_limit: str) ->
         threads_per_worker=1,
         processes=True,
         memory_limit=memory_limit,
-        dashboard_address=None,
+        dashboard_address=":0",
         silence_logs=40,
     )
     client = Client(cluster)
     try:
-        row = _bench_scale.run_case(client, m, steps, chunk)  # one definition of the timed case
+        row = _scale.run_case(client, m, steps, chunk)  # one definition of the timed case
         stats = client.run(_worker_stats)
         row["memory_limit"] = memory_limit
         row["spilled_bytes_per_worker"] = [v[1] for v in stats.values()]
@@ -93,21 +120,31 @@ def run_dask(m: int, workers: int, steps: int, chunk: int, memory_limit: str) ->
         cluster.close()
 
 
-def run_numpy(m: int, steps: int) -> dict:
-    return _bench_scale.run_numpy(m, steps)
+def run_numpy(m: int, steps: int) -> dict[str, Any]:
+    """The NumPy case in a fresh process (its peak RSS is the case's alone)."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--numpy-case", str(m), "--steps", str(steps)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode == 0:
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    return {"backend": "numpy", "m": m, "workers": 1, "error": out.stderr.strip().splitlines()[-1:]}
 
 
-def run_tsqr(m: int, chunk: int, repeat: int = 3) -> list[dict]:
+def run_tsqr(m: int, chunk: int, repeat: int = 3) -> list[dict[str, Any]]:
+    """Both TSQRs of an ``m x 32`` array on 2 workers: mean of ``repeat`` after a warm-up."""
     import dask.array as da
     from distributed import Client, LocalCluster, wait
 
     from lowrank_core import dask as lcd
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40)
     client = Client(cluster)
     rows = []
     try:
-        X = da.random.default_rng(0).standard_normal((m, 2 * RANK), chunks=(min(chunk, m), 2 * RANK))
+        X = da.random.default_rng(0).standard_normal((m, 2 * _scale.RANK), chunks=(min(chunk, m), 2 * _scale.RANK))
         (X,) = client.persist([X])
         wait([X])
         for kind in lcd.TSQR_IMPLEMENTATIONS:
@@ -117,17 +154,17 @@ def run_tsqr(m: int, chunk: int, repeat: int = 3) -> list[dict]:
                 (Xi,) = client.persist([Xi])
                 wait([Xi])
                 t0 = time.perf_counter()
-                q, r = lcd.tsqr(Xi, kind)
-                q, r = client.persist([q, r])
+                q, r = client.persist(list(lcd.tsqr(Xi, kind)))
                 wait([q, r])
                 if i:
                     times.append(time.perf_counter() - t0)
                 del q, r, Xi
             rows.append(
                 {
+                    "backend": "dask",
                     "tsqr": kind,
                     "m": m,
-                    "k": 2 * RANK,
+                    "k": 2 * _scale.RANK,
                     "chunk_rows": chunk,
                     "workers": 2,
                     "ms": 1e3 * float(np.mean(times)),
@@ -140,106 +177,174 @@ def run_tsqr(m: int, chunk: int, repeat: int = 3) -> list[dict]:
     return rows
 
 
-def _merge(rows: list[dict], key: str) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "dask_scale.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    old = data.get(key, [])
-    ident = ("backend", "m", "workers", "memory_limit", "tsqr")
-    new_ids = {tuple(r.get(k) for k in ident) for r in rows}
-    data[key] = [r for r in old if tuple(r.get(k) for k in ident) not in new_ids] + rows
-    data.setdefault("meta", {}).update(
-        {
-            "command": "python bench/dask_scale.py " + " ".join(sys.argv[1:]),
-            "cpus": os.cpu_count(),
-            "load_average_at_end": os.getloadavg(),
-            "note": "2-core machine shared with other developers' jobs while measured (see load_average_at_end)",
-        }
+# ----------------------------------------------------------------------------- results file
+def _key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(row.get(k) for k in IDENTITY)
+
+
+def merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``old`` without the rows that ``new`` replaces (same :data:`IDENTITY`), then ``new``.
+
+    Rows without a ``load`` (written before ``--load`` existed, on a machine of unknown
+    load) are dropped: they are neither idle nor loaded figures.
+    """
+    replaced = {_key(r) for r in new}
+    return [r for r in old if isinstance(r.get("load"), int) and _key(r) not in replaced] + list(new)
+
+
+def load_ratios(rows: list[dict[str, Any]]) -> None:
+    """``load_ratio`` (loaded ``ms_per_step`` over the idle one of the same case), in place."""
+    idle = {_key({**r, "load": 0}): r["ms_per_step"] for r in rows if r.get("load") == 0 and "ms_per_step" in r}
+    for r in rows:
+        base = idle.get(_key({**r, "load": 0}))
+        if r.get("load") and base and "ms_per_step" in r:
+            r["load_ratio"] = round(r["ms_per_step"] / base, 3)
+        else:
+            r.pop("load_ratio", None)
+
+
+def write(out: Path, rows: list[dict[str, Any]], tsqr: list[dict[str, Any]], background: dict[str, Any]) -> Path:
+    """Merge ``rows`` and ``tsqr`` into ``out`` and write it in the common envelope."""
+    old: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    all_rows = merge(old.get("rows", []), rows)
+    load_ratios(all_rows)
+    all_tsqr = merge(old.get("tsqr", []), tsqr)
+    all_background = {**old.get("background", {}), **background}
+    loads = sorted({r["load"] for r in all_rows + all_tsqr})
+    meta = old.get("meta", {})
+    commands = list(meta.get("commands", [])) if meta.get("loads") else []  # (a legacy file's rows are dropped)
+    if command() not in commands:
+        commands.append(command())
+    return save(
+        "dask-scale",
+        all_rows,
+        out=out,
+        load=loads,
+        sections={"tsqr": all_tsqr, "background": all_background},
+        commands=commands,
+        environment=environment(),
     )
-    path.write_text(json.dumps(data, indent=1))
 
 
-def plot() -> None:
+# ----------------------------------------------------------------------------- plot
+def plot(out: Path) -> Path:
+    """Seconds per step and peak memory per process against ``m`` (``out`` with ``.png``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = json.loads((RESULTS / "dask_scale.json").read_text())
-    rows = data.get("runs", [])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for label, sel in (
-        ("Dask, 1 worker", lambda r: r["backend"] == "dask" and r["workers"] == 1),
-        ("Dask, 2 workers", lambda r: r["backend"] == "dask" and r["workers"] == 2),
-        ("NumPy (in memory)", lambda r: r["backend"] == "numpy"),
-    ):
-        pts = sorted(
-            (r["m"], r["ms_per_step"], r.get("peak_rss_bytes") or max(r["peak_rss_per_worker_bytes"]))
-            for r in rows
-            if sel(r)
-        )
-        if not pts:
-            continue
-        ms = [p[0] for p in pts]
-        ax1.loglog(ms, [p[1] / 1e3 for p in pts], "o-", label=label)
-        ax2.loglog(ms, [p[2] / 2**30 for p in pts], "o-", label=label)
+    rows = [r for r in json.loads(out.read_text())["rows"] if "ms_per_step" in r]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    series = {
+        "Dask, 1 worker": lambda r: r["backend"] == "dask" and r["workers"] == 1,
+        "Dask, 2 workers": lambda r: r["backend"] == "dask" and r["workers"] == 2,
+        "NumPy (in memory)": lambda r: r["backend"] == "numpy",
+    }
+    colors = dict(zip(series, ("C0", "C1", "C2"), strict=True))
+    for load in sorted({r["load"] for r in rows}):
+        style = "o-" if load == 0 else "s--"
+        for label, sel in series.items():
+            pts = sorted(
+                (r["m"], r["ms_per_step"], r.get("peak_rss_bytes") or max(r["peak_rss_per_worker_bytes"]),
+                 r.get("memory_limit"))
+                for r in rows
+                if r["load"] == load and sel(r)
+            )  # fmt: skip
+            if not pts:
+                continue
+            name = f"{label}, {condition_name(load)}"
+            ax1.loglog([p[0] for p in pts], [p[1] / 1e3 for p in pts], style, color=colors[label], label=name)
+            ax2.loglog([p[0] for p in pts], [p[2] / 2**30 for p in pts], style, color=colors[label], label=name)
     ax1.set_xlabel("rows m")
     ax1.set_ylabel("seconds per abc-PSI step (r = 16)")
     ax2.set_xlabel("rows m")
     ax2.set_ylabel("peak RSS per process (GiB)")
     for ax in (ax1, ax2):
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(RESULTS / "dask_scale.png", dpi=110)
+    path = out.with_suffix(".png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- command line
+def _size(text: str) -> int:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 2 * _scale.RANK and value == int(value)):
+        msg = f"sizes must be integers >= {2 * _scale.RANK} (e.g. 1e6); got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return int(value)
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        msg = f"must be >= 0; got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        msg = f"must be >= 1; got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", nargs="*", type=float, default=[1e6])
-    p.add_argument("--workers", nargs="*", type=int, default=[1, 2])
-    p.add_argument("--steps", type=int, default=2)
-    p.add_argument("--chunk", type=int, default=250_000)
-    p.add_argument("--memory-limit", default="8GB")
-    p.add_argument("--numpy-max", type=float, default=1e7)
+    p.add_argument("--sizes", nargs="+", type=_size, default=[10**6], help="rows m (default 1e6)")
+    p.add_argument("--workers", nargs="+", type=_positive, default=[1, 2], help="worker processes (default 1 2)")
+    p.add_argument("--steps", type=_positive, default=2, help="timed steps after the warm-up step (default 2)")
+    p.add_argument("--chunk", type=_positive, default=250_000, help="rows per chunk (default 250000)")
+    p.add_argument("--memory-limit", default="8GB", help="memory limit per worker, e.g. 4GB (default 8GB)")
+    p.add_argument("--numpy-max", type=float, default=1e7, help="largest m of the NumPy case (0: none)")
+    p.add_argument("--load", nargs="+", type=_non_negative, default=[0], help="background processes (default 0)")
+    p.add_argument("--settle", type=float, default=3.0, help="seconds the load runs before measuring (default 3)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results file (merged into)")
     p.add_argument("--tsqr", action="store_true", help="compare the two TSQRs instead")
-    p.add_argument("--plot", action="store_true", help="only redraw the plot")
+    p.add_argument("--plot", action="store_true", help="only redraw the plot from --out")
     p.add_argument("--numpy-case", type=float, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.numpy_case:
-        print(json.dumps(run_numpy(int(args.numpy_case), args.steps)))
+        print(json.dumps(_scale.run_numpy(int(args.numpy_case), args.steps)))
         return 0
     if args.plot:
-        plot()
+        print(f"wrote {plot(args.out)}")
         return 0
-    if args.tsqr:
-        rows = []
-        for m in args.sizes:
-            rows += run_tsqr(int(m), args.chunk)
-            print(json.dumps(rows[-2:]), flush=True)
-        _merge(rows, "tsqr")
-        return 0
-    for m in (int(s) for s in args.sizes):
-        rows = []
-        for w in args.workers:
-            row = run_dask(m, w, args.steps, args.chunk, args.memory_limit)
-            print(json.dumps(row), flush=True)
-            rows.append(row)
-            _merge([row], "runs")
-        if m <= args.numpy_max:
-            out = subprocess.run(
-                [sys.executable, __file__, "--numpy-case", str(m), "--steps", str(args.steps)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if out.returncode == 0:
-                row = json.loads(out.stdout.strip().splitlines()[-1])
-            else:
-                row = {"backend": "numpy", "m": m, "workers": 1, "error": out.stderr.strip().splitlines()[-1:]}
-            print(json.dumps(row), flush=True)
-            _merge([row], "runs")
-    plot()
+    check_environment()
+    signal.signal(signal.SIGTERM, exit_on_sigterm)  # unwind through background_load's cleanup
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    tsqr: list[dict[str, Any]] = []
+    background: dict[str, Any] = {}
+    for load in dict.fromkeys(args.load):
+        cond = condition_name(load)
+        with background_load(load, args.settle if load else 0.0) as info:
+            background[cond] = info
+            for m in args.sizes:
+                cases = [("tsqr", None)] if args.tsqr else [("dask", w) for w in dict.fromkeys(args.workers)]
+                if not args.tsqr and m <= args.numpy_max:
+                    cases.append(("numpy", None))
+                for kind, w in cases:
+                    print(f"{cond} m={m:.0e} {kind} {w or ''}...", file=sys.stderr, flush=True)
+                    if kind == "tsqr":
+                        new = run_tsqr(m, args.chunk)
+                    elif kind == "dask":
+                        new = [run_dask(m, w, args.steps, args.chunk, args.memory_limit)]
+                    else:
+                        new = [run_numpy(m, args.steps)]
+                    for r in new:
+                        r.update(load=load, condition=cond)
+                        print(json.dumps(r), flush=True)
+                    (tsqr if kind == "tsqr" else rows).extend(new)
+        background[cond] = {k: v for k, v in info.items() if k != "pids"}
+        write(args.out, rows, tsqr, background)  # after each load: an interrupted run keeps what it measured
+    print(f"wrote {args.out} and {plot(args.out)}")
     return 0
 
 

@@ -24,6 +24,7 @@ table               results file                         command that writes the
 ``training_cost``   ``training_cost.json``               ``lowrank-core bench training-cost``
 ``kernels``         ``kernels.json``                     ``lowrank-core bench kernels``
 ``stacked_solves``  ``stacked_solves.json``              ``python bench/bench_kernels.py --solves-only ...``
+``dask_scale``      ``dask_scale.json``                  ``python bench/dask_scale.py ...`` (docs/dask.md)
 ==================  ===================================  ==============================================
 """
 
@@ -141,6 +142,34 @@ def stacked_solves(results: Path = RESULTS) -> str:
     return _md(["method", "dense F: stacked s / separate s / ×", "structured: stacked s / separate s / ×"], body)
 
 
+def dask_scale(results: Path = RESULTS) -> str:
+    """abc-PSI on row-chunked Dask factors: time per step and peak memory per process, per load condition."""
+    rows, _ = _rows("dask_scale.json", results)
+
+    def run(r: dict[str, Any]) -> str:
+        if r["backend"] == "numpy":
+            return "NumPy, in memory"
+        return f"Dask, {r['workers']} worker{'s' if r['workers'] > 1 else ''} (limit {r.get('memory_limit', '–')})"
+
+    def peak(r: dict[str, Any]) -> str:
+        values = [r["peak_rss_bytes"]] if "peak_rss_bytes" in r else r.get("peak_rss_per_worker_bytes", [])
+        return ", ".join(f"{v / 2**30:.2f}" for v in values) or "–"
+
+    def spilled(r: dict[str, Any]) -> str:
+        return _g(sum(r["spilled_bytes_per_worker"]) / 1e9) if "spilled_bytes_per_worker" in r else "–"
+
+    order = sorted(rows, key=lambda r: (r.get("load") is None, r.get("load") or 0, r["m"], r["backend"] != "numpy",
+                                        r.get("workers", 1), str(r.get("memory_limit"))))  # fmt: skip
+    body = [
+        [str(r.get("condition", "–")), f"{r['m']:.0e}", f"{r['m'] * 16 * 8 / 1e9:.2g}", run(r),
+         _g(r["ms_per_step"] / 1e3) if "ms_per_step" in r else "failed", _f(r.get("load_ratio"), 2),
+         _g(r["first_step_s"]) if "first_step_s" in r else "–", peak(r), spilled(r)]
+        for r in order
+    ]  # fmt: skip
+    return _md(["condition", "rows m", "U (GB)", "run", "s per step", "× idle", "first step (s)",
+                "peak RSS per process (GiB)", "spilled (GB)"], body)  # fmt: skip
+
+
 #: table name -> generator (each returns Markdown).
 TABLE_BUILDERS: dict[str, Callable[[Path], str]] = {
     "qr_savings": qr_savings,
@@ -148,6 +177,7 @@ TABLE_BUILDERS: dict[str, Callable[[Path], str]] = {
     "training_cost": training_cost,
     "kernels": kernels,
     "stacked_solves": stacked_solves,
+    "dask_scale": dask_scale,
 }
 
 
