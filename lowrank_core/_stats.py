@@ -54,7 +54,8 @@ class StepInfo:
         Decomposition calls served by ``lowrank_kernels``.
     error_estimate : array or float, optional
         A local error estimate of the step (``||Y1 - Ŷ1||_F`` of an embedded method,
-        per member of a stack), or ``None`` when the method gives none.  Not a count:
+        per member of a stack; the methods with an ``embedded_order`` give it when
+        stepped with ``step(..., estimate=True)``), or ``None``.  Not a count:
         :meth:`Counters.add` ignores it.
     """
 

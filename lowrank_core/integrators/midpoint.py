@@ -163,7 +163,7 @@ class MidpointBUG(AbstractRankAdaptive):
         self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, *, estimate: bool = False
     ) -> tuple[LowRank, Any, StepInfo]:
         """One step (see the class docstring); with ``estimate=True`` the step's
-        ``info.error_estimate`` is the embedded 2(1) estimate of :func:`midpoint_update`."""
+        ``info.error_estimate`` is the embedded 2(1) estimate of ``midpoint_update``."""
         kit = self.make_kit(problem, Y0)
         t_half = t0 + 0.5 * (t1 - t0)
         K, L, F0 = kit.kl_steps(t0, t_half, Y0)
@@ -211,7 +211,7 @@ class ParallelBUG2(AbstractRankAdaptive):
         self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, *, estimate: bool = False
     ) -> tuple[LowRank, Any, StepInfo]:
         """One step (see the class docstring); with ``estimate=True`` the step's
-        ``info.error_estimate`` is the embedded 2(1) estimate of :func:`midpoint_update`."""
+        ``info.error_estimate`` is the embedded 2(1) estimate of ``midpoint_update``."""
         xp = Y0.xp
         kit = self.make_kit(problem, Y0)
         t_half = t0 + 0.5 * (t1 - t0)
