@@ -242,7 +242,7 @@ def plot(out: Path) -> Path:
         "NumPy (in memory)": lambda r: r["backend"] == "numpy",
     }
     colors = dict(zip(series, ("C0", "C1", "C2"), strict=True))
-    for load in sorted({r["load"] for r in rows}):
+    for load in sorted({r["load"] for r in rows}, key=lambda v: (v is None, v or 0)):
         style = "o-" if load == 0 else "s--"
         for label, sel in series.items():
             pts = sorted(
@@ -253,7 +253,7 @@ def plot(out: Path) -> Path:
             )  # fmt: skip
             if not pts:
                 continue
-            name = f"{label}, {condition_name(load)}"
+            name = f"{label}, {next(r['condition'] for r in rows if r['load'] == load)}"
             ax1.loglog([p[0] for p in pts], [p[1] / 1e3 for p in pts], style, color=colors[label], label=name)
             ax2.loglog([p[0] for p in pts], [p[2] / 2**30 for p in pts], style, color=colors[label], label=name)
     ax1.set_xlabel("rows m")

@@ -435,6 +435,61 @@ def test_bench_qr_savings_dask_rows_count_as_numpy(tmp_path):
         assert got["error"] == pytest.approx(ref["error"], rel=1e-9), key
 
 
+def _bench_module(name: str):
+    """A script of ``bench/`` as a module (the scripts import ``_common`` as a top-level module)."""
+    import importlib.util
+
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    if str(bench) not in sys.path:
+        sys.path.insert(0, str(bench))
+    spec = importlib.util.spec_from_file_location(name, bench / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dask_scale_results_keep_idle_and_loaded_runs_side_by_side(tmp_path, monkeypatch):
+    """``bench/dask_scale.py`` merges each run into its results file: a loaded run adds rows
+    beside the idle ones (each with its ``load``, and ``load_ratio`` against the idle row of
+    the same case), a rerun of a case replaces only that case's row, rows of another memory
+    limit (the spilling run) stay, rows from before ``--load`` (no ``load``) are dropped, and
+    the generated docs table has one line per row.  Guards against a run that overwrites the
+    other condition's results (the file held one run only), and against a merge key without
+    the load (a loaded run would replace the idle figures)."""
+    scale = _bench_module("dask_scale")
+    tables = _bench_module("tables")
+    monkeypatch.setattr(scale, "environment", lambda: {})
+    out = tmp_path / "dask_scale.json"
+
+    def row(backend, m, workers, load, ms, limit="8GB"):
+        r = {"backend": backend, "m": m, "workers": workers, "load": load, "condition": "idle" if not load else "load2",
+             "ms_per_step": ms, "peak_rss_per_worker_bytes": [2**30] * workers}  # fmt: skip
+        return {**r, "memory_limit": limit} if backend == "dask" else r
+
+    out.write_text(json.dumps({"meta": {}, "rows": [{**row("dask", 10**6, 2, 0, 9.0), "load": None}], "tsqr": []}))
+    scale.write(out, [row("dask", 10**6, 1, 0, 100.0), row("dask", 10**6, 2, 0, 60.0)], [], {"idle": {}})
+    scale.write(out, [row("dask", 4 * 10**7, 2, 0, 900.0, limit="4GB")], [], {"idle": {}})
+    scale.write(out, [row("dask", 10**6, 1, 2, 150.0), row("dask", 10**6, 2, 2, 120.0)], [], {"load2": {}})
+    scale.write(out, [row("dask", 10**6, 2, 0, 50.0)], [], {"idle": {}})  # a rerun of one idle case
+    doc = json.loads(out.read_text())
+    got = {
+        (r["m"], r["workers"], r["memory_limit"], r["load"]): (r["ms_per_step"], r.get("load_ratio"))
+        for r in doc["rows"]
+    }
+    assert got == {
+        (10**6, 1, "8GB", 0): (100.0, None),
+        (10**6, 2, "8GB", 0): (50.0, None),
+        (4 * 10**7, 2, "4GB", 0): (900.0, None),
+        (10**6, 1, "8GB", 2): (150.0, 1.5),
+        (10**6, 2, "8GB", 2): (120.0, 2.4),
+    }
+    assert doc["meta"]["loads"] == [0, 2]
+    assert set(doc["background"]) == {"idle", "load2"}
+    table = tables.dask_scale(tmp_path).splitlines()[2:]
+    assert len(table) == len(doc["rows"])
+    assert sum("| load2 |" in line and "| 2.40 |" in line for line in table) == 1
+
+
 def test_bench_scale_command_refuses_bad_workers(tmp_path, capsys):
     """``lowrank-core bench scale --workers 0`` exits with status 2 and one line naming
     ``--workers``, before any cluster starts.  Guards against a LocalCluster started with
