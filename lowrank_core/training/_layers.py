@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from ._optimizers import _count
-from .torch import LowRankLayer, LowRankLinear
+from .torch import _CALLER_WRITES_FACTORS, LowRankLayer, LowRankLinear, _caller_writes_factors
 
 __all__ = [
     "ConversionSummary",
@@ -232,21 +232,22 @@ class LowRankConv2d(LowRankLayer):
         """Best rank-``rank`` approximation of a :class:`torch.nn.Conv2d` kernel (truncated SVD of
         ``weight.reshape(out, in kh kw)``), with its geometry and bias."""
         _check_conv(conv, "`conv`")
-        layer = cls(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            rank,
-            stride=conv.stride,
-            padding=conv.padding,
-            dilation=conv.dilation,
-            bias=conv.bias is not None,
-            padding_mode=conv.padding_mode,
-            max_rank=max_rank,
-            capacity=capacity,
-            device=conv.weight.device,
-            dtype=conv.weight.dtype,
-        )
+        with _caller_writes_factors():
+            layer = cls(
+                conv.in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                rank,
+                stride=conv.stride,
+                padding=conv.padding,
+                dilation=conv.dilation,
+                bias=conv.bias is not None,
+                padding_mode=conv.padding_mode,
+                max_rank=max_rank,
+                capacity=capacity,
+                device=conv.weight.device,
+                dtype=conv.weight.dtype,
+            )
         with torch.no_grad():
             _write_svd(layer, conv.weight.reshape(conv.out_channels, -1), layer.rank)
             if conv.bias is not None:
@@ -338,10 +339,11 @@ class LowRankEmbedding(LowRankLayer):
             dtype=dtype,
         )
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
-        table = torch.randn(num_embeddings, embedding_dim, device=self.S.device, dtype=self.compute_dtype)
-        if padding_idx is not None:
-            table[padding_idx] = 0
-        _write_svd(self, table, rank)
+        if not _CALLER_WRITES_FACTORS.get():
+            table = torch.randn(num_embeddings, embedding_dim, device=self.S.device, dtype=self.compute_dtype)
+            if padding_idx is not None:
+                table[padding_idx] = 0
+            _write_svd(self, table, rank)
 
     @classmethod
     def from_embedding(
@@ -349,16 +351,17 @@ class LowRankEmbedding(LowRankLayer):
     ) -> LowRankEmbedding:
         """Best rank-``rank`` approximation of a :class:`torch.nn.Embedding` table (truncated SVD)."""
         _check_embedding(embedding, "`embedding`")
-        layer = cls(
-            embedding.num_embeddings,
-            embedding.embedding_dim,
-            rank,
-            padding_idx=embedding.padding_idx,
-            max_rank=max_rank,
-            capacity=capacity,
-            device=embedding.weight.device,
-            dtype=embedding.weight.dtype,
-        )
+        with _caller_writes_factors():
+            layer = cls(
+                embedding.num_embeddings,
+                embedding.embedding_dim,
+                rank,
+                padding_idx=embedding.padding_idx,
+                max_rank=max_rank,
+                capacity=capacity,
+                device=embedding.weight.device,
+                dtype=embedding.weight.dtype,
+            )
         _write_svd(layer, embedding.weight.detach(), layer.rank)
         return layer
 
@@ -467,7 +470,10 @@ class LowRankAdapter(LowRankLayer):
             "min(out, in kh kw)" if isinstance(base, torch.nn.Conv2d) else "min(out_features, in_features)",
         )
         w0 = base.weight
-        super().__init__(n, m, rank, max_rank=max_rank, capacity=capacity, bias=False, device=w0.device, dtype=w0.dtype)
+        with _caller_writes_factors():  # the update's factors are written below
+            super().__init__(
+                n, m, rank, max_rank=max_rank, capacity=capacity, bias=False, device=w0.device, dtype=w0.dtype
+            )
         self._base_requires_grad = {name: p.requires_grad for name, p in base.named_parameters()}
         base.requires_grad_(False)
         self.base = base

@@ -44,10 +44,12 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import dataclasses
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import array_api_compat
@@ -95,6 +97,21 @@ def _layer_of(p: torch.Tensor) -> tuple[LowRankLinear, str] | None:
         if getattr(layer, name, None) is p:
             return layer, name
     return None
+
+
+#: True inside the ``from_*`` constructors, which write the factors themselves: the layer's
+#: random initialisation then skips its SVD (which would double the cost of a conversion)
+_CALLER_WRITES_FACTORS: contextvars.ContextVar[bool] = contextvars.ContextVar("_CALLER_WRITES_FACTORS", default=False)
+
+
+@contextlib.contextmanager
+def _caller_writes_factors() -> Iterator[None]:
+    """Build layers whose factors the caller overwrites (placeholder factors, no SVD)."""
+    token = _CALLER_WRITES_FACTORS.set(True)
+    try:
+        yield
+    finally:
+        _CALLER_WRITES_FACTORS.reset(token)
 
 
 def _distributed() -> bool:
@@ -219,8 +236,12 @@ class LowRankLayer(torch.nn.Module):
         self._p = self._q = 0
         self._owner: Any = None
         with torch.no_grad():
-            u, s, vh = torch.linalg.svd(dense.weight, full_matrices=False)
-            self._write(u[:, :rank], torch.diag(s[:rank]), vh[:rank].mT)
+            w = dense.weight
+            if _CALLER_WRITES_FACTORS.get():  # zero factors of the right rank; the caller writes the real ones
+                self._write(w.new_zeros(out_features, rank), w.new_zeros(rank, rank), w.new_zeros(in_features, rank))
+            else:
+                u, s, vh = torch.linalg.svd(w, full_matrices=False)
+                self._write(u[:, :rank], torch.diag(s[:rank]), vh[:rank].mT)
         self.bias = None if dense.bias is None else P(dense.bias.detach().to(resolved))
         self._register()
 
@@ -381,16 +402,17 @@ class LowRankLinear(LowRankLayer):
         if not isinstance(linear, torch.nn.Linear):
             msg = f"`linear` must be a torch.nn.Linear; got {type(linear).__name__}."
             raise TypeError(msg)
-        layer = cls(
-            linear.in_features,
-            linear.out_features,
-            rank,
-            max_rank=max_rank,
-            capacity=capacity,
-            bias=linear.bias is not None,
-            device=linear.weight.device,
-            dtype=linear.weight.dtype,
-        )
+        with _caller_writes_factors():
+            layer = cls(
+                linear.in_features,
+                linear.out_features,
+                rank,
+                max_rank=max_rank,
+                capacity=capacity,
+                bias=linear.bias is not None,
+                device=linear.weight.device,
+                dtype=linear.weight.dtype,
+            )
         with torch.no_grad():
             u, s, vh = torch.linalg.svd(linear.weight.to(layer.compute_dtype), full_matrices=False)
             layer._write(u[:, :rank], torch.diag(s[:rank]), vh[:rank].mT)
