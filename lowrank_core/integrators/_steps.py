@@ -198,4 +198,3 @@ def l_close(kit: Any, U1: Any, L1: Any) -> LowRank:
     """
     V1, R = kit.qr(L1)
     return LowRank._trusted(U1, kit.ch(R), V1, kit.xp)
-

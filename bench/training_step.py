@@ -1,0 +1,381 @@
+"""Time per ``optimizer.step()`` of the geometric optimizers against torch Adam.
+
+Command (idle, then with two background CPU-bound processes)::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/training_step.py --load 0 2
+
+Model: the MLP 784 -> 1024 -> 1024 -> 10 (float32, batch 128), its two hidden layers
+``LowRankLinear`` of rank ``r`` (``max_rank = r``, default capacity ``2 r``; no ``tol``, so
+the rank stays ``r``), the output layer dense.  Contenders, all in the same run and
+interleaved round by round (one *window* of each per round):
+
+* ``dense-adam`` -- ``torch.optim.Adam`` on the dense model (``nn.Linear`` layers);
+* ``factor-adam`` -- ``torch.optim.Adam`` on naive factors ``W = A B^T`` (``A (out, r)``,
+  ``B (in, r)``), the low-rank model a PyTorch user writes without this library;
+* ``abc-psi``, ``bc-psi``, ``ra-bug``, ``parallel-bug``, ``heavy-ball``, ``adam`` --
+  :class:`lowrank_core.training.torch.LowRankOptimizer` with ``basis_update_every = k``.
+
+Only ``optimizer.step()`` is timed (the forward/backward before it is not).  A window
+is one whole cycle of the method (``len(phases) * k`` steps; one step for torch Adam), so
+the steps with and without basis changes are weighted as in training; the figure is
+the window's time divided by its steps, median over ``--repeat`` windows (default 20)
+after ``--warmup`` windows.  ``ratio_to_factor_adam`` is the median of the per-round
+ratios.  The process CPU time of the same steps is recorded beside the wall time
+(``cpu_ms_per_step``, ``cpu_ratio_to_factor_adam``): on a machine shared with other
+CPU-bound work the wall time mostly measures the scheduler, while the CPU time of a run
+with ``--threads 1`` and ``NUMBA_NUM_THREADS=1`` approximates the idle one-core wall time.
+
+Also measured:
+
+* ``stacking``: a model with three equal 1024 x 1024 low-rank layers (784 -> 1024 ->
+  1024 -> 1024 -> 1024 -> 10), each method with ``batch_layers=True`` (the equal layers
+  stacked into one batched QR/SVD call) and ``False`` (layer by layer), interleaved;
+* ``profile``: cProfile of the slowest geometric optimizer at the largest rank
+  (``--profile-windows`` windows), the top entries by own time, per step.
+
+Writes ``bench/results/training_step.json``.  Options: ``--ranks`` (default 32 128),
+``--k`` (``basis_update_every`` values, default 1 10), ``--repeat``, ``--warmup``,
+``--load N ...``, ``--threads`` (torch threads; default torch's), ``--no-stacking``,
+``--out``.  A quick check: ``--ranks 32 --k 1 --repeat 3 --warmup 1 --profile-windows 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import datetime
+import json
+import os
+import platform
+import pstats
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import lowrank_core as lc  # noqa: E402
+from lowrank_core.training.torch import LowRankLinear, LowRankOptimizer  # noqa: E402
+
+METHODS = ("abc-psi", "bc-psi", "ra-bug", "parallel-bug", "heavy-ball", "adam")
+LR = {"heavy-ball": 1e-3, "adam": 1e-4}  # the others 1e-3 (SGD); the step time does not depend on lr
+BATCH = 128
+
+_BUSY_LOOP = (
+    "import os, sys\n"
+    "parent = os.getppid()\n"
+    "sys.stdout.write('ready\\n')\n"
+    "sys.stdout.flush()\n"
+    "while os.getppid() == parent:\n"
+    "    for _ in range(200000):\n"
+    "        pass\n"
+)
+
+
+@contextlib.contextmanager
+def background_load(count: int, settle: float = 2.0) -> Iterator[None]:
+    """``count`` pure-Python busy-loop processes for the duration of the block (always stopped)."""
+    procs: list[subprocess.Popen] = []
+    try:
+        for _ in range(count):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-S", "-c", _BUSY_LOOP], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
+                )
+            )
+        for p in procs:
+            if p.stdout is None or p.stdout.readline().strip() != b"ready":
+                msg = f"background load process {p.pid} did not start"
+                raise RuntimeError(msg)
+        if procs:
+            time.sleep(settle)
+        yield
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def _exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+# ---------------------------------------------------------------------- models
+class FactorLinear(torch.nn.Module):
+    """``y = x B A^T + b``: the naive factorisation ``W = A B^T`` trained by a torch optimizer."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int) -> None:
+        super().__init__()
+        self.A = torch.nn.Parameter(torch.randn(out_features, rank) / rank**0.5)
+        self.B = torch.nn.Parameter(torch.randn(in_features, rank) / in_features**0.5)
+        self.bias = torch.nn.Parameter(torch.zeros(out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x @ self.B) @ self.A.mT + self.bias
+
+
+def mlp(widths: list[int], kind: str, rank: int) -> torch.nn.Sequential:
+    """``widths[0] -> ... -> widths[-1]`` with ReLUs; hidden layers of ``kind``, the last dense."""
+    layers: list[torch.nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        last = i == len(widths) - 2
+        if last or kind == "dense":
+            layers.append(torch.nn.Linear(n_in, n_out))
+        elif kind == "factor":
+            layers.append(FactorLinear(n_in, n_out, rank))
+        else:
+            layers.append(LowRankLinear(n_in, n_out, rank))
+        if not last:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+class Contender:
+    """A model, its optimizer and one fixed batch; :meth:`window` times one cycle of steps."""
+
+    def __init__(self, name: str, widths: list[int], rank: int, k: int, *, batch_layers: bool = True) -> None:
+        gen = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)
+        self.name = name
+        self.x = torch.randn(BATCH, widths[0], generator=gen)
+        self.y = torch.randint(0, widths[-1], (BATCH,), generator=gen)
+        if name in ("dense-adam", "factor-adam"):
+            self.model = mlp(widths, name.split("-")[0], rank)
+            self.opt: torch.optim.Optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
+            self.steps = 1
+        else:
+            self.model = mlp(widths, "lowrank", rank)
+            self.opt = LowRankOptimizer(
+                self.model.parameters(), name, lr=LR.get(name, 1e-3), basis_update_every=k, batch_layers=batch_layers
+            )
+            self.steps = self.opt.core.cycle_length
+
+    def _backward(self) -> None:
+        self.opt.zero_grad(set_to_none=False)
+        torch.nn.functional.cross_entropy(self.model(self.x), self.y).backward()
+
+    def window(self) -> tuple[float, float]:
+        """Wall and CPU seconds per ``optimizer.step()`` over one cycle (forward/backward not timed)."""
+        wall = cpu = 0.0
+        for _ in range(self.steps):
+            self._backward()
+            t0, c0 = time.perf_counter(), time.process_time()
+            self.opt.step()
+            wall += time.perf_counter() - t0
+            cpu += time.process_time() - c0
+        return wall / self.steps, cpu / self.steps
+
+
+def interleaved(contenders: list[Contender], repeat: int, warmup: int, base: str | None) -> dict[str, dict]:
+    """Median ms per step of each contender over ``repeat`` interleaved rounds, and per-round ratios to ``base``."""
+    for c in contenders:
+        for _ in range(warmup):
+            c.window()
+    samples: dict[str, list[float]] = {c.name: [] for c in contenders}
+    cpu: dict[str, list[float]] = {c.name: [] for c in contenders}
+    for _ in range(repeat):
+        for c in contenders:
+            w, p = c.window()
+            samples[c.name].append(w)
+            cpu[c.name].append(p)
+    out = {}
+    for c in contenders:
+        s, p = samples[c.name], cpu[c.name]
+        row = {
+            "ms_per_step": 1e3 * statistics.median(s),
+            "ms_min": 1e3 * min(s),
+            "ms_max": 1e3 * max(s),
+            "cpu_ms_per_step": 1e3 * statistics.median(p),
+            "steps_per_window": c.steps,
+        }
+        if base is not None:
+            tag = base.replace("-", "_")
+            row["ratio_to_" + tag] = statistics.median(a / b for a, b in zip(s, samples[base], strict=True))
+            row["cpu_ratio_to_" + tag] = statistics.median(a / b for a, b in zip(p, cpu[base], strict=True))
+        out[c.name] = row
+    return out
+
+
+def profile(contender: Contender, windows: int, top: int = 15) -> dict[str, Any]:
+    """cProfile of ``windows`` cycles of ``contender``: the ``top`` entries by own time, ms per step."""
+    prof = cProfile.Profile()
+    steps = 0
+    for _ in range(windows):
+        for _ in range(contender.steps):
+            contender._backward()
+            prof.enable()
+            contender.opt.step()
+            prof.disable()
+            steps += 1
+    stats = pstats.Stats(prof)
+    rows = []
+    for (file, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():
+        where = f"{Path(file).name}:{line}({func})" if line else func
+        rows.append(
+            {
+                "function": where,
+                "calls_per_step": nc / steps,
+                "own_ms_per_step": 1e3 * tt / steps,
+                "cumulative_ms_per_step": 1e3 * ct / steps,
+            }
+        )
+    rows.sort(key=lambda r: -r["own_ms_per_step"])
+    total = sum(r["own_ms_per_step"] for r in rows)
+    return {"method": contender.name, "steps": steps, "total_ms_per_step": total, "top": rows[:top]}
+
+
+# ---------------------------------------------------------------------- runs
+def main_rows(ranks: list[int], ks: list[int], repeat: int, warmup: int, load: int) -> tuple[list[dict], dict]:
+    widths = [784, 1024, 1024, 10]
+    rows = []
+    slowest: tuple[float, str, int, int] | None = None
+    for r in ranks:
+        for k in ks:
+            names = ["dense-adam", "factor-adam", *METHODS]
+            contenders = [Contender(n, widths, r, k) for n in names]
+            res = interleaved(contenders, repeat, warmup, "factor-adam")
+            for n in names:
+                row = {
+                    "condition": "idle" if load == 0 else f"load{load}",
+                    "load": load,
+                    "model": "784-1024-1024-10",
+                    "rank": r,
+                    "basis_update_every": k if n in METHODS else None,
+                    "contender": n,
+                    **res[n],
+                }
+                rows.append(row)
+                print(
+                    f"  r {r:>4} k {k:>3} {n:<13} {row['ms_per_step']:8.2f} ms/step  "
+                    f"x{row['ratio_to_factor_adam']:6.2f} of factor Adam  (CPU {row['cpu_ms_per_step']:8.2f} ms, "
+                    f"x{row['cpu_ratio_to_factor_adam']:6.2f})",
+                    flush=True,
+                )
+                if n in METHODS and r == max(ranks) and (slowest is None or row["ms_per_step"] > slowest[0]):
+                    slowest = (row["ms_per_step"], n, r, k)
+    assert slowest is not None
+    return rows, {"method": slowest[1], "rank": slowest[2], "basis_update_every": slowest[3]}
+
+
+def stacking_rows(rank: int, k: int, repeat: int, warmup: int, load: int) -> list[dict]:
+    widths = [784, 1024, 1024, 1024, 1024, 10]
+    rows = []
+    for n in METHODS:
+        stacked = Contender(n, widths, rank, k, batch_layers=True)
+        single = Contender(n, widths, rank, k, batch_layers=False)
+        single.name = n + ":unstacked"
+        res = interleaved([stacked, single], repeat, warmup, n + ":unstacked")
+        row = {
+            "condition": "idle" if load == 0 else f"load{load}",
+            "load": load,
+            "model": "784-1024x4-10",
+            "rank": rank,
+            "basis_update_every": k,
+            "method": n,
+            "stacked_ms_per_step": res[n]["ms_per_step"],
+            "unstacked_ms_per_step": res[single.name]["ms_per_step"],
+            "ratio_stacked_to_unstacked": res[n]["ratio_to_" + single.name.replace("-", "_")],
+            "stacked_cpu_ms_per_step": res[n]["cpu_ms_per_step"],
+            "unstacked_cpu_ms_per_step": res[single.name]["cpu_ms_per_step"],
+            "cpu_ratio_stacked_to_unstacked": res[n]["cpu_ratio_to_" + single.name.replace("-", "_")],
+        }
+        rows.append(row)
+        print(
+            f"  stacking r {rank} k {k} {n:<13} stacked {row['stacked_ms_per_step']:8.2f}  unstacked "
+            f"{row['unstacked_ms_per_step']:8.2f} ms/step  ratio {row['ratio_stacked_to_unstacked']:.2f} "
+            f"(CPU ratio {row['cpu_ratio_stacked_to_unstacked']:.2f})",
+            flush=True,
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ranks", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 10], help="basis_update_every values")
+    parser.add_argument("--repeat", type=int, default=20, help="timed windows (cycles) per contender")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed windows per contender")
+    parser.add_argument("--load", type=int, nargs="+", default=[0], help="background CPU-bound processes")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--profile-windows", type=int, default=10)
+    parser.add_argument("--no-stacking", action="store_true")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "training_step.json"))
+    args = parser.parse_args()
+    if args.repeat < 1 or args.warmup < 0 or any(x < 0 for x in args.load) or any(k < 1 for k in args.k):
+        parser.error("--repeat >= 1, --warmup >= 0, --load >= 0 and --k >= 1 are required")
+    signal.signal(signal.SIGTERM, _exit)
+    slow = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
+    if slow:
+        print(
+            f"warning: {', '.join(slow)} set; run as `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python "
+            "bench/training_step.py`",
+            file=sys.stderr,
+        )
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    rows, stacking, profiles = [], [], []
+    for load in args.load:
+        print(f"load {load}", flush=True)
+        with background_load(load):
+            main, slowest = main_rows(args.ranks, args.k, args.repeat, args.warmup, load)
+            rows += main
+            if not args.no_stacking:
+                stacking += stacking_rows(max(args.ranks), min(args.k), args.repeat, args.warmup, load)
+            c = Contender(slowest["method"], [784, 1024, 1024, 10], slowest["rank"], slowest["basis_update_every"])
+            for _ in range(args.warmup):
+                c.window()
+            prof = {"condition": "idle" if load == 0 else f"load{load}", **slowest, **profile(c, args.profile_windows)}
+            profiles.append(prof)
+            print(f"  profile of {prof['method']} (rank {prof['rank']}, k {prof['basis_update_every']}):", flush=True)
+            for e in prof["top"][:10]:
+                print(
+                    f"    {e['own_ms_per_step']:8.2f} ms own  {e['cumulative_ms_per_step']:8.2f} cum  "
+                    f"{e['calls_per_step']:6.1f} calls  {e['function']}",
+                    flush=True,
+                )
+    import numba
+    import numpy as np
+
+    meta = {
+        "benchmark": "training_step",
+        "command": " ".join(
+            ["env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python", "bench/training_step.py", *sys.argv[1:]]
+        ),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "loads": args.load,
+        "lowrank_core": lc.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "numba_threads": numba.get_num_threads(),
+        "NUMBA_NUM_THREADS": os.environ.get("NUMBA_NUM_THREADS"),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "batch": BATCH,
+        "repeat": args.repeat,
+        "warmup": args.warmup,
+        "lr": {m: LR.get(m, 1e-3) for m in METHODS},
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "rows": rows, "stacking": stacking, "profile": profiles}, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
