@@ -186,10 +186,18 @@ def merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str
     """``old`` without the rows that ``new`` replaces (same :data:`IDENTITY`), then ``new``.
 
     Rows without a ``load`` (written before ``--load`` existed, on a machine of unknown
-    load) are dropped: they are neither idle nor loaded figures.
+    load, condition ``uncontrolled``) are kept until a controlled row of the same case
+    (backend, rows, workers, memory limit) replaces them: the 4e7-row spilling run is
+    such a row, and it shows that the case runs, not how fast.
     """
     replaced = {_key(r) for r in new}
-    return [r for r in old if isinstance(r.get("load"), int) and _key(r) not in replaced] + list(new)
+    controlled = {_key({**r, "load": None}) for r in new}
+    return [
+        r
+        for r in old
+        if (isinstance(r.get("load"), int) and _key(r) not in replaced)
+        or (r.get("load") is None and _key(r) not in controlled)
+    ] + list(new)
 
 
 def load_ratios(rows: list[dict[str, Any]]) -> None:
@@ -210,9 +218,9 @@ def write(out: Path, rows: list[dict[str, Any]], tsqr: list[dict[str, Any]], bac
     load_ratios(all_rows)
     all_tsqr = merge(old.get("tsqr", []), tsqr)
     all_background = {**old.get("background", {}), **background}
-    loads = sorted({r["load"] for r in all_rows + all_tsqr})
+    loads = sorted({r["load"] for r in all_rows + all_tsqr if r.get("load") is not None})
     meta = old.get("meta", {})
-    commands = list(meta.get("commands", [])) if meta.get("loads") else []  # (a legacy file's rows are dropped)
+    commands = list(meta.get("commands", []))
     if command() not in commands:
         commands.append(command())
     return save(

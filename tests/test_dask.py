@@ -452,8 +452,9 @@ def test_dask_scale_results_keep_idle_and_loaded_runs_side_by_side(tmp_path, mon
     """``bench/dask_scale.py`` merges each run into its results file: a loaded run adds rows
     beside the idle ones (each with its ``load``, and ``load_ratio`` against the idle row of
     the same case), a rerun of a case replaces only that case's row, rows of another memory
-    limit (the spilling run) stay, rows from before ``--load`` (no ``load``) are dropped, and
-    the generated docs table has one line per row.  Guards against a run that overwrites the
+    limit (the spilling run) stay, rows from before ``--load`` (no ``load``, "uncontrolled")
+    stay until a controlled row of the same case replaces them, and the generated docs
+    table has one line per row.  Guards against a run that overwrites the
     other condition's results (the file held one run only), and against a merge key without
     the load (a loaded run would replace the idle figures)."""
     scale = _bench_module("dask_scale")
@@ -466,7 +467,8 @@ def test_dask_scale_results_keep_idle_and_loaded_runs_side_by_side(tmp_path, mon
              "ms_per_step": ms, "peak_rss_per_worker_bytes": [2**30] * workers}  # fmt: skip
         return {**r, "memory_limit": limit} if backend == "dask" else r
 
-    out.write_text(json.dumps({"meta": {}, "rows": [{**row("dask", 10**6, 2, 0, 9.0), "load": None}], "tsqr": []}))
+    legacy = [{**row("dask", 10**6, 2, 0, 9.0), "load": None}, {**row("dask", 10**7, 2, 0, 70.0), "load": None}]
+    out.write_text(json.dumps({"meta": {}, "rows": legacy, "tsqr": []}))
     scale.write(out, [row("dask", 10**6, 1, 0, 100.0), row("dask", 10**6, 2, 0, 60.0)], [], {"idle": {}})
     scale.write(out, [row("dask", 4 * 10**7, 2, 0, 900.0, limit="4GB")], [], {"idle": {}})
     scale.write(out, [row("dask", 10**6, 1, 2, 150.0), row("dask", 10**6, 2, 2, 120.0)], [], {"load2": {}})
@@ -482,6 +484,7 @@ def test_dask_scale_results_keep_idle_and_loaded_runs_side_by_side(tmp_path, mon
         (4 * 10**7, 2, "4GB", 0): (900.0, None),
         (10**6, 1, "8GB", 2): (150.0, 1.5),
         (10**6, 2, "8GB", 2): (120.0, 2.4),
+        (10**7, 2, "8GB", None): (70.0, None),
     }
     assert doc["meta"]["loads"] == [0, 2]
     assert set(doc["background"]) == {"idle", "load2"}
