@@ -363,3 +363,22 @@ def test_embedded_error_follows_tolerance(tableau):
         sol = lc.solve(problem, Y0, (0.0, 1.0), method="rk-bug", tableau=tableau, step_rtol=tol)
         ratios.append(np.linalg.norm(sol.Y.to_dense() - ref) / np.linalg.norm(ref) / tol)
     assert max(ratios) / min(ratios) < 10, ratios
+
+
+def test_loose_truncation_warns_embedded():
+    """With an embedded pair the allowance is per step (``step_rtol ||Y||``) and one
+    truncation (the final one) is unseen: RK-BUG with ``tol = 1e-3`` against
+    ``step_rtol = 1e-6`` (``||Y|| ~ 10``) warns naming "1 per accepted step"; with
+    ``tol = 1e-8`` it does not (``1e-8 < 0.5e-6 ||Y||``).
+
+    Guards against the step-doubling rule applied to an embedded pair (allowance times
+    ``h``: ``tol = 1e-8`` then warns on the first step, ``h ~ 7e-4``), checked by
+    planting it.
+    """
+    problem, Y0, _, _ = _linear_problem()
+    with pytest.warns(StepToleranceWarning, match="1 per accepted step"):
+        lc.solve(problem, Y0, (0.0, 0.2), method="rk-bug", tableau="ssprk3", tol=1e-3, step_rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StepToleranceWarning)
+        sol = lc.solve(problem, Y0, (0.0, 0.2), method="rk-bug", tableau="ssprk3", tol=1e-8, step_rtol=1e-6)
+    assert 1e-8 > 0.5 * 1e-6 * float(Y0.norm()) * sol.step_sizes[0]  # the planted rule would have warned
