@@ -209,7 +209,11 @@ class AbstractIntegrator(metaclass=abc.ABCMeta):
     order : int
         Classical order of the method with exact substeps.  ``solve(..., dt=None)`` uses
         it for its step-doubling estimate ``||Y_2 - Y_1|| / (2^p - 1)`` and its
-        controller exponent ``1/p``: a new integrator sets its own.
+        controller exponent ``1/p``: a new integrator sets its own.  A method with an
+        embedded pair instead has an ``embedded_order`` ``q`` (a property; ``None`` where
+        the configuration has no pair) and a ``step(..., estimate=True)`` that returns
+        the pair's estimate as ``info.error_estimate``; the controller then uses it
+        (error per step, exponent ``1/(q + 1)``) instead of step doubling.
     rank_adaptive : bool
         Whether the rank may change from step to step (the class takes
         ``tol``/``rtol``/``min_rank``/``max_rank``/``truncation_rule``).
