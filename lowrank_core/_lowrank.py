@@ -29,7 +29,25 @@ def _orthonormality_defect(q: Any, xp: Any) -> float:
     return float(xp.max(xp.abs(defect)))
 
 
-class LowRank:
+class _FactoredShape:
+    """``shape`` and ``batch_shape`` of a matrix held through bases ``U (..., m, p)`` and
+    ``V (..., n, q)``: one rule for :class:`LowRank` and the training parameter
+    :class:`~lowrank_core.training.LowRankParam`."""
+
+    __slots__ = ()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape ``(..., m, n)`` of the represented matrix."""
+        return (*self.U.shape[:-1], self.V.shape[-2])  # type: ignore[attr-defined]
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Leading batch dimensions ``...`` (a stack of independent matrices of equal shape)."""
+        return tuple(self.U.shape[:-2])  # type: ignore[attr-defined]
+
+
+class LowRank(_FactoredShape):
     r"""A rank-``r`` matrix (or stack of matrices) in factored form ``Y = U S V^H``.
 
     Parameters
@@ -94,16 +112,6 @@ class LowRank:
     def rank(self) -> int:
         """The rank ``r`` (number of columns of ``U``)."""
         return int(self.U.shape[-1])
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape ``(..., m, n)`` of the represented matrix."""
-        return (*self.U.shape[:-1], self.V.shape[-2])
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        """Leading batch dimensions ``...``."""
-        return tuple(self.U.shape[:-2])
 
     @property
     def dtype(self) -> Any:

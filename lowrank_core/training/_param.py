@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from .._lowrank import LowRank
+from .._lowrank import LowRank, _FactoredShape
 from .._namespace import conj_transpose, is_floating_dtype, namespace_of
 
 __all__ = ["LowRankParam", "NonFiniteGradientError"]
@@ -56,7 +56,7 @@ class NonFiniteGradientError(FloatingPointError):
 
 
 @dataclass(frozen=True, eq=False)
-class LowRankParam:
+class LowRankParam(_FactoredShape):
     r"""A low-rank trainable weight: factors, tangent increments and optimizer state.
 
     Build it with an optimizer's ``init`` (``opt.init(Y)`` for a :class:`~lowrank_core.LowRank`
@@ -98,16 +98,6 @@ class LowRankParam:
         object.__setattr__(self, "xp", namespace_of(state["U"]))
 
     # ------------------------------------------------------------------ views
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape ``(..., m, n)`` of ``W``."""
-        return (*self.U.shape[:-1], self.V.shape[-2])
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        """Leading batch dimensions (a stack of layers of equal shape)."""
-        return tuple(self.U.shape[:-2])
-
     @property
     def rank(self) -> int:
         """Rank ``r`` of the last basis update (columns of ``V``; ``U`` has ``2r`` in an augmented phase)."""
