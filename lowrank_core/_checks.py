@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["choice", "integer", "real_number"]
+__all__ = ["as_index", "choice", "integer", "real_number"]
 
 
 def real_number(value: Any, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
@@ -55,15 +55,26 @@ def integer(value: Any, name: str, *, minimum: int | None = None, allow_none: bo
     ``minimum``; ``None`` passes where ``allow_none``."""
     if value is None and allow_none:
         return None
-    try:
-        if isinstance(value, (bool, np.bool_)):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
+    index = as_index(value)
+    if index is None:
         none = " or None" if allow_none else ""
         msg = f"`{name}` must be an integer{none} (not a bool); got {value!r} of type {type(value).__name__}."
-        raise TypeError(msg) from None
-    if minimum is not None and value < minimum:
-        msg = f"`{name}` must be at least {minimum}; got {value}."
+        raise TypeError(msg)
+    if minimum is not None and index < minimum:
+        msg = f"`{name}` must be at least {minimum}; got {index}."
         raise ValueError(msg)
-    return value
+    return index
+
+
+def as_index(value: Any) -> int | None:
+    """``value`` as a Python int if it is integer-like (has ``__index__``: an int, a NumPy
+    integer) and not a bool (Python or NumPy), else ``None``.
+
+    The one rule for what counts as an integer; the callers word their own errors.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None

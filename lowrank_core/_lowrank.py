@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any
 
 import array_api_compat
 
 from . import _linalg
+from ._checks import as_index
 from ._namespace import (
     conj_transpose,
     device_of,
@@ -219,14 +219,11 @@ def check_has_data(x: Any, name: str) -> None:
 
 
 def _check_rank(rank: Any, m: int, n: int, name: str) -> None:
-    if isinstance(rank, bool) or not isinstance(rank, int):
-        try:
-            if isinstance(rank, bool):
-                raise TypeError
-            rank = operator.index(rank)
-        except TypeError:
-            msg = f"`{name}` must be an integer; got {rank!r} of type {type(rank).__name__}."
-            raise TypeError(msg) from None
+    index = as_index(rank)
+    if index is None:
+        msg = f"`{name}` must be an integer; got {rank!r} of type {type(rank).__name__}."
+        raise TypeError(msg)
+    rank = index
     if not 1 <= rank <= min(m, n):
         msg = (
             f"`{name}` must satisfy 1 <= {name} <= min(m, n) = {min(m, n)} for an "

@@ -13,14 +13,13 @@ rank, the largest any member needs, so every member meets its tolerance.
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass
 from typing import Any
 
 import array_api_compat
 import numpy as np
 
-from ._checks import choice
+from ._checks import as_index, choice
 from ._linalg import matmul
 from ._lowrank import LowRank, diag_embed
 from ._namespace import device_of
@@ -52,17 +51,14 @@ def _check_nonneg_float(value: Any, name: str) -> float | None:
 def _check_int(value: Any, name: str, *, allow_none: bool) -> int | None:
     if value is None and allow_none:
         return None
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
+    index = as_index(value)
+    if index is None:
         msg = f"`{name}` must be an integer; got {value!r}."
-        raise TypeError(msg) from None
-    if value < 1:
-        msg = f"`{name}` must be >= 1; got {value}."
+        raise TypeError(msg)
+    if index < 1:
+        msg = f"`{name}` must be >= 1; got {index}."
         raise ValueError(msg)
-    return value
+    return index
 
 
 @dataclass(frozen=True)
