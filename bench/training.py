@@ -19,7 +19,7 @@
    the rank ``r`` of the stored factors, ``(m + n) r`` for naive factors; the numerical
    rank of each ``W`` is checked not to exceed it), not taken from the optimizer.
 
-   Learning rates: the value of each method's three-point grid (``LR_GRID``) with the
+   Learning rates: the value of each method's four-point grid (``LR_GRID``) with the
    best validation accuracy (a stratified 20 % of the training split, seed 0; the test
    split is never used to choose), found by ``--sweep`` and written to
    ``bench/results/training_sweep.json``; the chosen values are ``LR`` below.
