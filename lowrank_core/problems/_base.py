@@ -173,6 +173,40 @@ class ReferenceProblem:
         return math.sqrt(tail / total) if total > 0 else 0.0
 
 
+def _assemble(
+    cls: type[ReferenceProblem],
+    name: str,
+    problem: AbstractMatrixODE,
+    Y0: LowRank,
+    t_end: float,
+    reference: Callable[[float], Any],
+    notes: str,
+    suggested_dt: float | None,
+    *,
+    symmetric: bool = False,
+    norm_preserving: bool = False,
+    conserved: tuple[str, ...] = (),
+    **fields: Any,
+) -> Any:
+    """A factory's result: ``cls(...)`` over ``t_span = (0, t_end)``, with ``conserved``
+    the problem's own methods of those names (bound methods, so set after construction)."""
+    out = cls(
+        name=name,
+        problem=problem,
+        Y0=Y0,
+        t_span=(0.0, t_end),
+        reference=reference,
+        symmetric=symmetric,
+        norm_preserving=norm_preserving,
+        notes=notes,
+        suggested_dt=suggested_dt,
+        **fields,
+    )
+    if conserved:
+        object.__setattr__(out, "conserved", {key: getattr(out, key) for key in conserved})
+    return out
+
+
 def _stiff_symmetric(
     name: str, problem: Any, ref: _Reference, r: int, to_xp: _Backend, rho: float, t_end: float, description: str
 ) -> ReferenceProblem:
@@ -187,14 +221,5 @@ def _stiff_symmetric(
         f"Stiff: ||A||_2 = {rho:.4g}; KSL with RK4 substeps needs dt <~ 2.785 / (2 ||A||_2) = "
         f"{_RK4_REAL_STABILITY / (2 * rho):.2g} (suggested_dt: 80% of that)."
     )
-    return ReferenceProblem(
-        name=name,
-        problem=problem,
-        Y0=_symmetric_lowrank(ref.host(0.0), r, to_xp),
-        t_span=(0.0, t_end),
-        reference=ref,
-        symmetric=True,
-        norm_preserving=False,
-        notes=notes,
-        suggested_dt=_stable_dt(2 * rho, t_end),
-    )
+    Y0 = _symmetric_lowrank(ref.host(0.0), r, to_xp)
+    return _assemble(ReferenceProblem, name, problem, Y0, t_end, ref, notes, _stable_dt(2 * rho, t_end), symmetric=True)

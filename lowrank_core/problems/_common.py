@@ -48,7 +48,7 @@ class _Backend:
 
     _HOST = {(False, 32): np.float32, (False, 64): np.float64, (True, 32): np.complex64, (True, 64): np.complex128}
 
-    def __init__(self, xp: Any, dtype: Any, device: Any, *, complex_: bool, who: str) -> None:
+    def __init__(self, xp: Any, dtype: Any, device: Any, *, complex_: bool, who: str, real_only: bool = False) -> None:
         if xp is None:
             import array_api_compat.numpy as xp_numpy
 
@@ -81,6 +81,9 @@ class _Backend:
             raise TypeError(msg)
         if complex_ and not is_cplx:
             msg = f"{who} is a complex problem: `dtype` must be complex64 or complex128; got {dtype!r}."
+            raise TypeError(msg)
+        if real_only and is_cplx:
+            msg = f"{who} is a real problem: `dtype` must be float32 or float64; got {dtype!r}."
             raise TypeError(msg)
         bits = int(xp.finfo(dtype).bits)
         if (is_cplx, bits) not in self._HOST:
@@ -180,6 +183,25 @@ def _dense_like(Y: Any, like: Any, *, lowrank: bool = True) -> tuple[Any, Any]:
         msg = f"`Y` must have shape {tuple(like.shape)} (that of the reference); got {tuple(dense.shape)}."
         raise ValueError(msg)
     return dense, xp
+
+
+def _state_namespace(Y: Any, like: Any, shape: tuple[int, ...]) -> Any:
+    """The namespace of a state ``Y`` (a LowRank, from its factor ``U``, or a dense array)
+    shared with the problem's array ``like``; refuses, naming `Y`, anything else and a
+    shape other than ``shape``."""
+    if isinstance(Y, LowRank):
+        xp = namespace_of_named(Y=Y.U, **{"the problem's arrays": like})
+    else:
+        try:
+            check_array(Y, "Y")
+        except TypeError:
+            msg = f"`Y` must be a LowRank or an array of shape {shape}; got {type(Y).__module__}.{type(Y).__name__}."
+            raise TypeError(msg) from None
+        xp = namespace_of_named(Y=Y, **{"the problem's arrays": like})
+    if tuple(Y.shape) != tuple(shape):
+        msg = f"`Y` must have shape {tuple(shape)}; got {tuple(Y.shape)}."
+        raise ValueError(msg)
+    return xp
 
 
 def _symmetric_lowrank(X: np.ndarray, r: int, to_xp: _Backend) -> LowRank:

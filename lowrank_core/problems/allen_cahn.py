@@ -10,19 +10,19 @@ import numpy as np
 
 from .._lowrank import LowRank
 from .._namespace import namespace_of_named
-from .._problem import AbstractMatrixODE, DenseValue, RHSValue
-from ._base import ReferenceProblem, _recorded
-from ._common import _IVP, _Backend, _int, _rank, _real, _Reference, _stable_dt, _symmetric_lowrank
-from .burgers import (
+from .._problem import RHSValue
+from ._allen_cahn_initial import _cross_symmetric, initial_value
+from ._base import ReferenceProblem, _assemble, _recorded
+from ._common import _IVP, _Backend, _int, _rank, _real, _Reference, _stable_dt, _state_namespace, _symmetric_lowrank
+from ._pde import (
     _DENSE_MAX,
     _check_real_state,
     _choose,
     _d2dx2,
-    _dense_state,
+    _GridODE,
     _kr_apply,
     _kr_gram,
-    _row_kron_power,
-    _rows_per_block,
+    _kr_self_gram,
 )
 
 __all__ = ["AllenCahnODE", "AllenCahnProblem", "allen_cahn"]
@@ -58,7 +58,7 @@ class _AllenCahnProducts(RHSValue):
         return self._apply(self.B, self.A, Z)
 
 
-class AllenCahnODE(AbstractMatrixODE):
+class AllenCahnODE(_GridODE):
     r"""Allen-Cahn ``u_t = eps (u_xx + u_yy) + u - u^3`` on a periodic ``N x N`` grid.
 
     ``dY/dt = F(Y) = eps (L Y + Y L) + Y - Y ⊙ Y ⊙ Y`` with ``Y[i, j] = u(x_i, y_j)``
@@ -87,6 +87,9 @@ class AllenCahnODE(AbstractMatrixODE):
     ``F(Y^T) = F(Y)^T``, so symmetric data stay symmetric.
     """
 
+    _POWER = 3
+    _FACTORED = _AllenCahnProducts
+
     def __init__(self, N: int, eps: float, *, length: float = 2 * np.pi, products: str = "auto") -> None:
         self.N = _int(N, "N", 3)
         self.eps = _real(eps, "eps", positive=True)
@@ -103,93 +106,8 @@ class AllenCahnODE(AbstractMatrixODE):
         lap = _d2dx2(Y, self.h, xp) + xp.matrix_transpose(_d2dx2(xp.matrix_transpose(Y), self.h, xp))
         return self.eps * lap + Y - Y * Y * Y
 
-    def _use_dense(self, Y: LowRank) -> bool:
-        if self.products != "auto":
-            return self.products == "dense"
-        m, n = Y.shape[-2:]
-        return m * n <= min((m + n) * Y.rank**3, _DENSE_MAX)
-
-    def evaluate(self, t: float, Y: LowRank) -> RHSValue:
-        if self._use_dense(Y):
-            return DenseValue(self.dense(Y.to_dense()), Y.xp)
-        return _AllenCahnProducts(self, Y)
-
-    def F_V(self, t: float, Y: LowRank, V: Any) -> Any:  # noqa: N802
-        return self.evaluate(t, Y).F_V(V)
-
-    def FH_U(self, t: float, Y: LowRank, U: Any) -> Any:  # noqa: N802
-        return self.evaluate(t, Y).FH_U(U)
-
     def __repr__(self) -> str:
         return f"AllenCahnODE(N={self.N}, eps={self.eps:g}, length={self.length:g}, products={self.products!r})"
-
-
-def initial_value(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    r"""Rodgers & Venturi's initial condition on ``[0, 2 pi)^2`` (host, NumPy):
-
-    .. math:: u_0(x, y) = \frac{\big(e^{-\tan^2 x} + e^{-\tan^2 y}\big) \sin x \sin y}
-                              {1 + e^{|\csc(-x/2)|} + e^{|\csc(-y/2)|}}
-
-    for broadcastable ``x``, ``y`` (``u_0 = 0`` where ``csc`` is infinite).
-    """
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        bx = np.exp(np.abs(1.0 / np.sin(-x / 2)))
-        by = np.exp(np.abs(1.0 / np.sin(-y / 2)))
-        num = (np.exp(-(np.tan(x) ** 2)) + np.exp(-(np.tan(y) ** 2))) * np.sin(x) * np.sin(y)
-        out = num / (1.0 + bx + by)
-    return np.where(np.isfinite(out), out, 0.0)
-
-
-def _cross_symmetric(grid: np.ndarray, r: int, tol: float = 1e-13) -> tuple[np.ndarray, np.ndarray]:
-    """Rank-``r`` symmetric approximation ``P diag(lam) P^T`` of ``u_0`` on ``grid x grid``
-    from ``O(N k)`` evaluations (adaptive cross approximation with partial pivoting picks
-    the index set ``J``; then ``u_0 ~ C W^+ C^T`` with ``C = u_0(:, J)``,
-    ``W = u_0(J, J)``, recompressed by a thin QR and an eigendecomposition)."""
-    N = grid.size
-    us: list[np.ndarray] = []
-    vs: list[np.ndarray] = []
-    pivots: list[int] = []
-    i = N // 3
-    norm2 = 0.0
-    for _ in range(min(N, r + 10)):
-        row = initial_value(grid[i], grid) - sum(u[i] * v for u, v in zip(us, vs, strict=True))
-        row[pivots] = 0.0
-        j = int(np.argmax(np.abs(row)))
-        if abs(row[j]) == 0.0:
-            break
-        v = row / row[j]
-        u = initial_value(grid, grid[j]) - sum(v_[j] * u_ for u_, v_ in zip(us, vs, strict=True))
-        us.append(u)
-        vs.append(v)
-        pivots += [i, j]
-        step = float(np.linalg.norm(u) * np.linalg.norm(v))
-        norm2 += step**2
-        if step <= tol * np.sqrt(norm2) and len(us) >= r:
-            break
-        score = np.abs(u)
-        score[pivots] = -1.0
-        i = int(np.argmax(score))
-    J = np.unique(pivots)
-    C = np.stack([initial_value(grid, grid[j]) for j in J], axis=1)  # column by column: O(N) temporaries
-    Wm = C[J, :]
-    Q, R = np.linalg.qr(C)
-    core = R @ np.linalg.pinv(0.5 * (Wm + Wm.T), rcond=1e-13, hermitian=True) @ R.T
-    lam, Pc = np.linalg.eigh(0.5 * (core + core.T))
-    idx = np.argsort(-np.abs(lam), kind="stable")[:r]
-    return Q @ Pc[:, idx], lam[idx]
-
-
-def _kr_self_gram(A: Any, xp: Any) -> Any:
-    """``(A • A)^T (A • A)`` of shape ``(r^2, r^2)`` in row blocks (``A • A`` is never held whole)."""
-    n, r = A.shape
-    step = _rows_per_block(r, 2)
-    out = None
-    for i in range(0, n, step):
-        K = _row_kron_power(A[i : i + step, :], 2, xp)
-        term = xp.matrix_transpose(K) @ K
-        out = term if out is None else out + term
-    return out
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -235,11 +153,8 @@ class AllenCahnProblem(ReferenceProblem):
         """
         N = self.shape[0]
         h, eps = self.h, self.eps
+        xp = _state_namespace(Y, self.Y0.U, self.shape)
         if isinstance(Y, LowRank):
-            xp = namespace_of_named(Y=Y.U, **{"the problem's arrays": self.Y0.U})
-            if tuple(Y.shape) != self.shape:
-                msg = f"`Y` must have shape {self.shape}; got {tuple(Y.shape)}."
-                raise ValueError(msg)
             A, B = Y.U @ Y.S, Y.V
             At, Bt = xp.matrix_transpose(A), xp.matrix_transpose(B)
             AA, BB = At @ A, Bt @ B
@@ -248,7 +163,6 @@ class AllenCahnProblem(ReferenceProblem):
             sq = float(xp.sum(AA * BB))
             quartic = float(xp.sum(_kr_self_gram(A, xp) * _kr_self_gram(B, xp)))
         else:
-            Y, _, xp = _dense_state(Y, self.Y0.U, self.shape)
             lap = _d2dx2(Y, h, xp) + xp.matrix_transpose(_d2dx2(xp.matrix_transpose(Y), h, xp))
             quad = float(xp.sum(Y * lap))
             Y2 = Y * Y
@@ -311,10 +225,7 @@ def allen_cahn(
     eps = _real(eps, "eps", positive=True)
     t_end = _real(t_end, "t_end", positive=True)
     _int(seed, "seed", 0)
-    to_xp = _Backend(xp, dtype, device, complex_=False, who="allen_cahn")
-    if to_xp.complex:
-        msg = f"allen_cahn is a real problem: `dtype` must be float32 or float64; got {dtype!r}."
-        raise TypeError(msg)
+    to_xp = _Backend(xp, dtype, device, complex_=False, who="allen_cahn", real_only=True)
     length = 2 * np.pi
     h = length / N
     grid = np.arange(N) * h
@@ -358,16 +269,4 @@ def allen_cahn(
         f"`energy(Y)` decreases. suggested_dt: 80% of the RK4 bound for rho = 8 eps / h^2 + 2 = {rho:.4g}, at most "
         "t_end / 20."
     )
-    return AllenCahnProblem(
-        name="allen-cahn",
-        problem=ode,
-        Y0=Y0,
-        t_span=(0.0, t_end),
-        reference=ref,
-        symmetric=True,
-        norm_preserving=False,
-        notes=notes,
-        suggested_dt=dt,
-        eps=eps,
-        h=h,
-    )
+    return _assemble(AllenCahnProblem, "allen-cahn", ode, Y0, t_end, ref, notes, dt, symmetric=True, eps=eps, h=h)

@@ -1,15 +1,7 @@
 r"""The viscous Burgers equation with a random initial condition, sample by sample
-(uncertainty quantification: state ``Y[x, sample]``), and the Khatri-Rao products that
-evaluate Hadamard powers ``Y^{⊙p}`` of a low-rank ``Y`` from its factors.
-
-For ``Y = A B^T`` with ``A = U S`` of shape ``(m, r)`` and ``B = V`` of shape ``(n, r)``,
-
-.. math:: Y^{\odot p} = (A \bullet \cdots \bullet A)(B \bullet \cdots \bullet B)^T,
-
-where ``A • A`` is the row-wise Kronecker (face-splitting) product, of shape
-``(m, r^p)``.  A product ``Y^{⊙p} W`` with ``W (n, k)`` is then
-``(A^{•p}) ((B^{•p})^T W)``: ``O((m + n) r^p k)`` flops, done in row blocks of at most
-``_CHUNK`` entries so that neither ``m x n`` nor ``m x r^p`` is ever held.
+(uncertainty quantification: state ``Y[x, sample]``).  Its quadratic term is applied
+from the factors of a low-rank ``Y`` by the Khatri-Rao products of ``_pde``
+(:func:`hadamard_power_product`, ``O((m + n) r^2 k)`` flops, no ``m x n`` array).
 """
 
 from __future__ import annotations
@@ -20,205 +12,15 @@ from typing import Any
 import numpy as np
 
 from .._lowrank import LowRank
-from .._namespace import check_array, namespace_of_named
-from .._problem import AbstractMatrixODE, DenseValue, RHSValue
-from ._base import ReferenceProblem, _recorded
-from ._common import _IVP, _Backend, _int, _rank, _real, _Reference, _rng, _stable_dt
+from ._base import ReferenceProblem, _assemble, _recorded
+from ._burgers_ode import BurgersODE
+from ._common import _IVP, _Backend, _int, _rank, _real, _Reference, _rng, _stable_dt, _state_namespace
+from ._pde import hadamard_power_product as hadamard_power_product  # re-exported: its home before the split
 
 __all__ = ["BurgersODE", "StochasticBurgersProblem", "stochastic_burgers"]
 
-#: Entries of one row block of a Khatri-Rao power (2**18 float64 = 2 MiB).
-_CHUNK = 2**18
-#: Largest ``m * n`` for which the automatic choice may form the dense ``F`` (32 MiB in float64).
-_DENSE_MAX = 2**22
 #: Largest ``m * n`` of the full-rank reference solve.
 _REFERENCE_MAX = 2**16
-
-_PRODUCTS = ("auto", "factored", "dense")
-
-
-# ====================================================================== Khatri-Rao powers
-def _row_kron_power(A: Any, p: int, xp: Any) -> Any:
-    """Rows ``a_i ⊗ ... ⊗ a_i`` (``p`` factors) of ``A (c, r)``: shape ``(c, r^p)``."""
-    c = A.shape[0]
-    K = A
-    for _ in range(p - 1):
-        K = xp.reshape(K[:, :, None] * A[:, None, :], (c, -1))
-    return K
-
-
-def _rows_per_block(r: int, p: int) -> int:
-    return max(1, _CHUNK // r**p)
-
-
-def _kr_gram(B: Any, W: Any, p: int, xp: Any) -> Any:
-    r"""``(B^{•p})^T W`` of shape ``(r^p, k)`` for ``B (n, r)``, ``W (n, k)``, in row blocks."""
-    n, r = B.shape
-    step = _rows_per_block(r, p)
-    out = None
-    for i in range(0, n, step):
-        term = xp.matrix_transpose(_row_kron_power(B[i : i + step, :], p, xp)) @ W[i : i + step, :]
-        out = term if out is None else out + term
-    return out
-
-
-def _kr_apply(A: Any, G: Any, p: int, xp: Any) -> Any:
-    r"""``A^{•p} G`` of shape ``(m, k)`` for ``A (m, r)``, ``G (r^p, k)``, in row blocks."""
-    m, r = A.shape
-    step = _rows_per_block(r, p)
-    parts = [_row_kron_power(A[i : i + step, :], p, xp) @ G for i in range(0, m, step)]
-    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
-
-
-def hadamard_power_product(A: Any, B: Any, W: Any, p: int) -> Any:
-    r"""``(A B^T)^{⊙p} W`` from the factors, without forming ``A B^T``.
-
-    Parameters
-    ----------
-    A : array (m, r)
-    B : array (n, r)
-    W : array (n, k)
-    p : int
-        Power, ``p >= 1``.
-
-    Returns
-    -------
-    array (m, k)
-        ``A^{•p} ((B^{•p})^T W)``, ``O((m + n) r^p k)`` flops and ``O(m k + _CHUNK)``
-        memory.
-    """
-    xp = namespace_of_named(A=A, B=B, W=W)
-    return _kr_apply(A, _kr_gram(B, W, p, xp), p, xp)
-
-
-def _dense_state(Y: Any, like: Any, shape: tuple[int, int]) -> tuple[Any, None, Any]:
-    """``(Y, None, xp)`` for a dense ``Y`` of the problem's namespace and ``shape``."""
-    try:
-        check_array(Y, "Y")
-    except TypeError:
-        msg = f"`Y` must be a LowRank or an array of shape {shape}; got {type(Y).__module__}.{type(Y).__name__}."
-        raise TypeError(msg) from None
-    xp = namespace_of_named(Y=Y, **{"the problem's arrays": like})
-    if tuple(Y.shape) != tuple(shape):
-        msg = f"`Y` must have shape {tuple(shape)}; got {tuple(Y.shape)}."
-        raise ValueError(msg)
-    return Y, None, xp
-
-
-# ====================================================================== periodic stencils
-def _ddx(W: Any, h: float, xp: Any) -> Any:
-    """Centred first difference ``(w_{i+1} - w_{i-1}) / (2h)`` along axis 0, periodic."""
-    return (xp.roll(W, -1, axis=0) - xp.roll(W, 1, axis=0)) * (0.5 / h)
-
-
-def _d2dx2(W: Any, h: float, xp: Any) -> Any:
-    """Second difference ``(w_{i+1} - 2 w_i + w_{i-1}) / h^2`` along axis 0, periodic."""
-    return (xp.roll(W, -1, axis=0) + xp.roll(W, 1, axis=0) - 2.0 * W) * (1.0 / h**2)
-
-
-def _choose(products: Any) -> str:
-    if not isinstance(products, str) or products not in _PRODUCTS:
-        msg = f"`products` must be one of {_PRODUCTS}; got {products!r}."
-        raise (TypeError if not isinstance(products, str) else ValueError)(msg)
-    return products
-
-
-def _check_real_state(Y0: LowRank, rows: int, cols: int | None, who: str) -> None:
-    if len(Y0.shape) != 2:
-        msg = f"{who} integrates one matrix: `Y0` must have shape (m, n) without batch dimensions; got {Y0.shape}."
-        raise ValueError(msg)
-    if Y0.shape[0] != rows or (cols is not None and Y0.shape[1] != cols):
-        want = f"({rows}, n)" if cols is None else f"({rows}, {cols})"
-        msg = f"`Y0` must have shape {want} for this {who}; got {tuple(Y0.shape)}."
-        raise ValueError(msg)
-    if Y0.xp.isdtype(Y0.dtype, "complex floating"):
-        msg = f"{who} is a real problem: `Y0` must be float32 or float64; got {Y0.dtype}."
-        raise TypeError(msg)
-
-
-# ====================================================================== the matrix ODE
-class _BurgersProducts(RHSValue):
-    """``F = -(1/2) D (Y ⊙ Y) + nu L Y`` at one point, from the factors ``Y = A B^T``."""
-
-    def __init__(self, ode: BurgersODE, Y: LowRank) -> None:
-        self.ode, self.xp = ode, Y.xp
-        self.A, self.B = Y.U @ Y.S, Y.V
-
-    def F_V(self, W: Any) -> Any:  # noqa: N802
-        xp, h, A, B = self.xp, self.ode.h, self.A, self.B
-        quad = _kr_apply(A, _kr_gram(B, W, 2, xp), 2, xp)
-        return -0.5 * _ddx(quad, h, xp) + self.ode.nu * _d2dx2(A @ (xp.matrix_transpose(B) @ W), h, xp)
-
-    def FH_U(self, Z: Any) -> Any:  # noqa: N802
-        # D^T = -D and L^T = L for the periodic centred stencils.
-        xp, h, A, B = self.xp, self.ode.h, self.A, self.B
-        quad = _kr_apply(B, _kr_gram(A, _ddx(Z, h, xp), 2, xp), 2, xp)
-        return 0.5 * quad + self.ode.nu * (B @ (xp.matrix_transpose(A) @ _d2dx2(Z, h, xp)))
-
-
-class BurgersODE(AbstractMatrixODE):
-    r"""Viscous Burgers ``u_t + (u^2/2)_x = nu u_xx``, periodic in ``x``, one column per sample.
-
-    ``dY/dt = F(Y) = -(1/2) D (Y ⊙ Y) + nu L Y`` for ``Y (m, n)``: row ``i`` is the
-    grid point ``x_i = i h``, column ``j`` the sample ``j``; ``D`` is the centred
-    difference ``(w_{i+1} - w_{i-1}) / (2h)`` and ``L`` the second difference
-    ``(w_{i+1} - 2 w_i + w_{i-1}) / h^2``, both periodic.  The columns are independent
-    Burgers solves; every column of ``F`` sums to zero (``1^T D = 1^T L = 0``), so
-    the mass ``h sum_i Y_ij`` of each sample is conserved by the exact flow.
-
-    Parameters
-    ----------
-    m : int
-        Grid points, ``m >= 3``.
-    nu : float
-        Viscosity, ``nu > 0``.
-    length : float, default 1.0
-        Period of the domain (``h = length / m``).
-    products : {"auto", "factored", "dense"}, default "auto"
-        ``"factored"``: ``Y ⊙ Y = (A • A)(B • B)^T`` with ``Y = A B^T``, ``A = U S``,
-        ``B = V``, products in ``O((m + n) r^2 k)`` flops without any ``m x n`` array;
-        ``"dense"``: form ``F`` once per evaluation point (``O(m n)`` memory);
-        ``"auto"``: dense when ``m n <= min((m + n) r^2, 2^22)``, else factored.
-
-    Notes
-    -----
-    Works in any array-API namespace (the stencils are ``xp.roll``); real states only.
-    """
-
-    def __init__(self, m: int, nu: float, *, length: float = 1.0, products: str = "auto") -> None:
-        self.m = _int(m, "m", 3)
-        self.nu = _real(nu, "nu", positive=True)
-        self.length = _real(length, "length", positive=True)
-        self.h = self.length / self.m
-        self.products = _choose(products)
-
-    def check_state(self, Y0: LowRank) -> None:
-        _check_real_state(Y0, self.m, None, "BurgersODE")
-
-    def dense(self, Y: Any) -> Any:
-        """The dense right-hand side ``F(Y)`` of a dense ``Y (m, n)`` (any namespace)."""
-        xp = namespace_of_named(Y=Y)
-        return -0.5 * _ddx(Y * Y, self.h, xp) + self.nu * _d2dx2(Y, self.h, xp)
-
-    def _use_dense(self, Y: LowRank) -> bool:
-        if self.products != "auto":
-            return self.products == "dense"
-        m, n = Y.shape[-2:]
-        return m * n <= min((m + n) * Y.rank**2, _DENSE_MAX)
-
-    def evaluate(self, t: float, Y: LowRank) -> RHSValue:
-        if self._use_dense(Y):
-            return DenseValue(self.dense(Y.to_dense()), Y.xp)
-        return _BurgersProducts(self, Y)
-
-    def F_V(self, t: float, Y: LowRank, V: Any) -> Any:  # noqa: N802
-        return self.evaluate(t, Y).F_V(V)
-
-    def FH_U(self, t: float, Y: LowRank, U: Any) -> Any:  # noqa: N802
-        return self.evaluate(t, Y).FH_U(U)
-
-    def __repr__(self) -> str:
-        return f"BurgersODE(m={self.m}, nu={self.nu:g}, length={self.length:g}, products={self.products!r})"
 
 
 # ====================================================================== the reference problem
@@ -249,14 +51,9 @@ class StochasticBurgersProblem(ReferenceProblem):
     h: float
 
     def _factors(self, Y: Any) -> tuple[Any, Any, Any]:
-        """``(A, B, xp)`` with ``Y = A B^T`` (a dense ``Y`` is ``Y I^T``)."""
-        if isinstance(Y, LowRank):
-            xp = namespace_of_named(Y=Y.U, **{"the problem's arrays": self.Y0.U})
-            if tuple(Y.shape) != self.shape:
-                msg = f"`Y` must have shape {self.shape}; got {tuple(Y.shape)}."
-                raise ValueError(msg)
-            return Y.U @ Y.S, Y.V, xp
-        return _dense_state(Y, self.Y0.U, self.shape)
+        """``(A, B, xp)`` with ``Y = A B^T`` (``B`` is ``None`` for a dense ``Y = Y I^T``)."""
+        xp = _state_namespace(Y, self.Y0.U, self.shape)
+        return (Y.U @ Y.S, Y.V, xp) if isinstance(Y, LowRank) else (Y, None, xp)
 
     def masses(self, Y: Any) -> Any:
         r"""Mass ``h sum_i Y_ij`` of each sample ``j``: array ``(n,)``, from the factors
@@ -375,10 +172,7 @@ def stochastic_burgers(
     nu = _real(nu, "nu", positive=True)
     sigma = _real(sigma, "sigma", nonnegative=True)
     t_end = _real(t_end, "t_end", positive=True)
-    to_xp = _Backend(xp, dtype, device, complex_=False, who="stochastic_burgers")
-    if to_xp.complex:
-        msg = f"stochastic_burgers is a real problem: `dtype` must be float32 or float64; got {dtype!r}."
-        raise TypeError(msg)
+    to_xp = _Backend(xp, dtype, device, complex_=False, who="stochastic_burgers", real_only=True)
     rng = _rng(seed)
     h = 1.0 / m
     x = np.arange(m) * h
@@ -438,20 +232,7 @@ def stochastic_burgers(
         f"rho = 4 nu / h^2 + 2 max|u_0| / h = {rho:.4g}. Cell Peclet number max|u_0| h / nu = {umax * h / nu:.2g}"
         " (centred differences want < 2)."
     )
-    out = StochasticBurgersProblem(
-        name="stochastic-burgers",
-        problem=ode,
-        Y0=Y0,
-        t_span=(0.0, t_end),
-        reference=ref,
-        symmetric=False,
-        norm_preserving=False,
-        notes=notes,
-        suggested_dt=_stable_dt(rho, t_end),
-        x=x,
-        xi=xi,
-        nu=nu,
-        h=h,
+    dt, stats = _stable_dt(rho, t_end), {"x": x, "xi": xi, "nu": nu, "h": h}
+    return _assemble(
+        StochasticBurgersProblem, "stochastic-burgers", ode, Y0, t_end, ref, notes, dt, conserved=("mass",), **stats
     )
-    object.__setattr__(out, "conserved", {"mass": out.mass})
-    return out

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._lowrank import LowRank
 from .._problem import MatrixPath
-from ._base import ReferenceProblem, _recorded
+from ._base import ReferenceProblem, _assemble, _recorded
 from ._common import _LRU, _Backend, _int, _rank, _real, _Reference, _rng, _time
 
 __all__ = ["prescribed_path"]
@@ -123,14 +123,5 @@ def prescribed_path(
         "sigma_j(A(t)) = e^t 2^-j; Y0 is the rank-r truncated SVD of A(0). "
         "F does not depend on Y, so substep='exact' is available."
     )
-    return ReferenceProblem(
-        name="prescribed-path",
-        problem=MatrixPath(ref, dA),
-        Y0=Y0,
-        t_span=(0.0, t_end),
-        reference=ref,
-        symmetric=False,
-        norm_preserving=False,
-        notes=notes,
-        suggested_dt=min(0.01, t_end),
-    )
+    dt = min(0.01, t_end)
+    return _assemble(ReferenceProblem, "prescribed-path", MatrixPath(ref, dA), Y0, t_end, ref, notes, dt)

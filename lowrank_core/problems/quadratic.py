@@ -10,7 +10,7 @@ import numpy as np
 
 from .._lowrank import LowRank
 from .._problem import MatrixODE
-from ._base import ReferenceProblem, _recorded
+from ._base import ReferenceProblem, _assemble, _recorded
 from ._common import _Backend, _dense_like, _fro, _haar, _int, _rank, _real, _Reference, _rng
 
 __all__ = ["QuadraticProblem", "quadratic_flow"]
@@ -145,17 +145,5 @@ def quadratic_flow(
         f"W0 = Y0 random rank-{r} with ||W0|| = {init_scale:g} ||B||. reference(t) = B + e^-t (W0 - B) (the full "
         "flow); the rank-r flow converges to the Eckart-Young truncation `optimum`."
     )
-    return QuadraticProblem(
-        name="quadratic",
-        problem=MatrixODE(f),
-        Y0=Y0,
-        t_span=(0.0, t_end),
-        reference=ref,
-        symmetric=False,
-        norm_preserving=False,
-        notes=notes,
-        suggested_dt=min(0.01, t_end),
-        B=B_xp,
-        optimal_loss=optimal_loss,
-        optimum=optimum,
-    )
+    dt, optimal = min(0.01, t_end), {"B": B_xp, "optimal_loss": optimal_loss, "optimum": optimum}
+    return _assemble(QuadraticProblem, "quadratic", MatrixODE(f), Y0, t_end, ref, notes, dt, **optimal)

@@ -31,231 +31,26 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import array_api_compat
 import numpy as np
-import scipy.sparse as sp
-from scipy.integrate import quad_vec
-from scipy.linalg import eigh_tridiagonal
 from scipy.special import erf
 
 from .._lowrank import LowRank
-from .._namespace import check_array, namespace_of_named
-from .._problem import LinearMatrixODE
-from ._base import ReferenceProblem, _recorded
-from ._common import _Backend, _int, _orth, _rank, _real, _Reference, _rng, _time
+from .._namespace import namespace_of_named
+from ._base import ReferenceProblem, _assemble, _recorded
+from ._common import _Backend, _int, _orth, _rank, _real, _Reference, _rng, _state_namespace, _time
+from ._ganapol import plane_source_scalar_flux
+from ._pn import (  # noqa: F401  (their home before the split)
+    DENSE_MAX_SIZE,
+    ROE_MAX_MOMENTS,
+    _abs_flux,
+    _check_stabilisation,
+    _FourierSolution,
+    _periodic_stencils,
+    _pn_system,
+    pn_flux_matrix,
+)
 
 __all__ = ["PlaneSourceProblem", "plane_source", "plane_source_scalar_flux"]
-
-#: Largest number of moments for the Roe stabilisation (its ``|A|`` is a dense N x N matrix).
-ROE_MAX_MOMENTS = 4096
-#: Largest ``nx`` and ``n_moments`` for a non-NumPy namespace (dense operators there).
-DENSE_MAX_SIZE = 2048
-#: Gauss-Legendre nodes per cell of the convolution with the source Gaussian.
-_CONV_NODES = 24
-
-
-# ============================================================== analytic benchmark
-def _collided(x: np.ndarray, t: float, c: float) -> np.ndarray:
-    r"""Collided part of Ganapol's plane-source flux (unit ``sigma_t``), zero for ``|x| >= t``."""
-    out = np.zeros_like(x)
-    eta = x / t
-    inside = np.abs(eta) < 1.0
-    if not np.any(inside):
-        return out
-    eta = eta[inside]
-    logq = np.log1p(eta) - np.log1p(-eta)
-    w = 1.0 - eta**2
-
-    def integrand(u: float) -> np.ndarray:
-        tan = math.tan(u / 2.0)
-        xi = (logq + 1j * u) / (eta + 1j * tan)
-        return (1.0 + tan * tan) * np.real(xi * xi * np.exp(0.5 * c * t * w * xi))
-
-    integral, _ = quad_vec(integrand, 0.0, math.pi, epsabs=1e-13, epsrel=1e-11, norm="max", limit=2000)
-    out[inside] = math.exp(-t) / (2.0 * t) * (c * t / (4.0 * math.pi)) * w * integral
-    return out
-
-
-def plane_source_scalar_flux(
-    x: Any, t: Any, *, sigma_s: float = 1.0, sigma_a: float = 0.0, width: float = 0.0
-) -> np.ndarray:
-    r"""Scalar flux of the plane source in an infinite homogeneous medium (Ganapol's benchmark).
-
-    The solution of :math:`\partial_t\psi + \mu\partial_x\psi + \sigma_t\psi =
-    \tfrac{\sigma_s}{2}\phi`, :math:`\phi = \int_{-1}^1\psi\,d\mu`, from the isotropic unit
-    pulse :math:`\psi(x, \mu, 0) = \delta(x)/2` is, for :math:`\sigma_t = 1`,
-    :math:`c = \sigma_s` and :math:`\eta = x/t` (Ganapol 1999; Hauck & McClarren 2010,
-    eq. (5.2); Garrett & Hauck 2013),
-
-    .. math::
-
-        \phi(x, t) = \frac{e^{-t}}{2t}\Big(1 + \frac{c\,t}{4\pi}(1-\eta^2)
-        \int_0^\pi \sec^2\tfrac u2\,\mathrm{Re}\big[\xi^2 e^{\frac{ct}{2}(1-\eta^2)\xi}\big]du\Big)
-        H(1-|\eta|),\qquad
-        \xi(u) = \frac{\log\frac{1+\eta}{1-\eta} + iu}{\eta + i\tan\frac u2},
-
-    and :math:`\phi_{\sigma_t}(x, t) = \sigma_t\,\phi(\sigma_t x, \sigma_t t)` in general.
-    The first term is the uncollided flux, a flat top of mass :math:`e^{-\sigma_t t}` on
-    :math:`|x| < t`; the integral is evaluated with ``scipy.integrate.quad_vec`` (absolute
-    tolerance 1e-13, relative 1e-11).
-
-    Parameters
-    ----------
-    x : float, sequence of float or NumPy array
-        Positions (evaluated on the host with SciPy quadrature; other array libraries
-        are refused: convert first, or use :meth:`PlaneSourceProblem.analytic_scalar_flux`).
-    t : float
-        Time, ``t > 0``.
-    sigma_s, sigma_a : float, default 1.0 and 0.0
-        Scattering (``> 0``) and absorption (``>= 0``) cross sections.
-    width : float, default 0.0
-        Standard deviation of a Gaussian source :math:`g_w(x) = e^{-x^2/(2w^2)}/(\sqrt{2\pi}w)`
-        replacing :math:`\delta(x)` (the smoothed plane source of the papers): the result
-        is the convolution :math:`g_w * \phi`, with the uncollided part in closed form (error
-        functions) and the collided part by Gauss-Legendre quadrature over ``x +- 8 w``.
-
-    Returns
-    -------
-    numpy.ndarray of float64, the shape of ``x``
-        :math:`\phi(x, t)`; its integral over the line is :math:`e^{-\sigma_a t}`.
-
-    References
-    ----------
-    B. D. Ganapol, *Homogeneous infinite media time-dependent analytic benchmarks*,
-    LA-UR-01-1854 (2001), and *Analytical Benchmarks for Nuclear Engineering Applications*,
-    OECD/NEA No. 6292 (2008); C. D. Hauck and R. G. McClarren, *Positive P_N closures*,
-    SIAM J. Sci. Comput. 32 (2010) 2603-2626; C. K. Garrett and C. D. Hauck, *A comparison of
-    moment closures for linear kinetic transport equations: the line source benchmark*,
-    Transport Theory Statist. Phys. 42 (2013) 203-235.
-    """
-    if array_api_compat.is_array_api_obj(x) and not isinstance(x, np.ndarray):
-        msg = (
-            "`x` must be a float, a sequence of floats or a NumPy array (the benchmark is evaluated "
-            f"with SciPy quadrature on the host); got {type(x).__module__}.{type(x).__name__}. "
-            "Convert it to NumPy first, or use PlaneSourceProblem.analytic_scalar_flux(t)."
-        )
-        raise TypeError(msg)
-    try:
-        xs = np.array(x, dtype=np.float64)  # a copy: the caller's array is never touched
-    except (TypeError, ValueError):
-        msg = f"`x` must be a float, a sequence of floats or a NumPy array; got {type(x).__name__}."
-        raise TypeError(msg) from None
-    if not np.all(np.isfinite(xs)):
-        msg = "`x` must be finite; got NaN or Inf values."
-        raise ValueError(msg)
-    t = _time(t)
-    if t <= 0.0:
-        msg = f"`t` must be > 0 (the source is a distribution at t = 0); got {t}."
-        raise ValueError(msg)
-    sigma_s = _real(sigma_s, "sigma_s", positive=True)
-    sigma_a = _real(sigma_a, "sigma_a", nonnegative=True)
-    width = _real(width, "width", nonnegative=True)
-    st = sigma_a + sigma_s
-    c = sigma_s / st
-    tau = st * t
-    flat = xs.ravel()
-    if width == 0.0:
-        y = st * flat
-        phi = np.where(np.abs(y) < tau, math.exp(-tau) / (2.0 * tau), 0.0) + _collided(y, tau, c)
-        return (st * phi).reshape(xs.shape)
-    # uncollided: (e^{-tau} / (2 t)) * P(|x - s| < t), s ~ N(0, w^2)
-    s2w = math.sqrt(2.0) * width
-    unc = math.exp(-tau) / (2.0 * t) * 0.5 * (erf((flat + t) / s2w) - erf((flat - t) / s2w))
-    # collided: continuous, integrated against g_w over [x - 8w, x + 8w] cut to |y| < t
-    nodes, weights = np.polynomial.legendre.leggauss(_CONV_NODES)
-    lo = np.clip(flat - 8.0 * width, -t, t)
-    hi = np.clip(flat + 8.0 * width, -t, t)
-    half = 0.5 * (hi - lo)
-    ys = 0.5 * (hi + lo)[:, None] + half[:, None] * nodes[None, :]
-    gauss = np.exp(-0.5 * ((flat[:, None] - ys) / width) ** 2) / (math.sqrt(2.0 * math.pi) * width)
-    coll = st * _collided(st * ys.ravel(), tau, c).reshape(ys.shape)
-    phi = unc + half * np.sum(weights[None, :] * gauss * coll, axis=1)
-    return phi.reshape(xs.shape)
-
-
-# ============================================================== operators
-def pn_flux_matrix(n_moments: int) -> sp.csr_array:
-    r"""Flux matrix ``A (N, N)`` of the :math:`P_{N-1}` system in orthonormal Legendre moments.
-
-    Symmetric tridiagonal, :math:`A_{\ell,\ell+1} = (\ell+1)/\sqrt{(2\ell+1)(2\ell+3)}`; its
-    eigenvalues are the ``N`` Gauss-Legendre nodes (the wave speeds of :math:`P_{N-1}`).
-    """
-    ell = np.arange(n_moments - 1, dtype=np.float64)
-    off = (ell + 1.0) / np.sqrt((2.0 * ell + 1.0) * (2.0 * ell + 3.0))
-    return sp.diags_array([off, off], offsets=[-1, 1], shape=(n_moments, n_moments), format="csr")
-
-
-def _abs_flux(n_moments: int, stabilisation: str) -> tuple[Any, float]:
-    """``|A|`` (dense ``V |Lambda| V^T`` for Roe, ``lambda_max I`` for Rusanov) and ``lambda_max``."""
-    ell = np.arange(n_moments - 1, dtype=np.float64)
-    off = (ell + 1.0) / np.sqrt((2.0 * ell + 1.0) * (2.0 * ell + 3.0))
-    if stabilisation == "roe":
-        lam, V = eigh_tridiagonal(np.zeros(n_moments), off)
-        absA = (V * np.abs(lam)) @ V.T
-        return 0.5 * (absA + absA.T), float(np.max(np.abs(lam)))
-    lam_max = float(np.max(np.abs(eigh_tridiagonal(np.zeros(n_moments), off, eigvals_only=True))))
-    return lam_max * sp.eye_array(n_moments, format="csr"), lam_max
-
-
-def _periodic_stencils(nx: int, dx: float) -> tuple[sp.csr_array, sp.csr_array]:
-    """Periodic ``D_x`` (centred) and ``D_xx`` (Roe stabilisation) on ``nx`` cells."""
-    one = np.ones(nx)
-    shift_up = sp.diags_array([one[:-1], one[:1]], offsets=[1, -(nx - 1)], shape=(nx, nx))  # (S u)_i = u_{i+1}
-    shift_down = shift_up.T
-    Dx = ((shift_up - shift_down) / (2.0 * dx)).tocsr()
-    Dxx = ((shift_up + shift_down - 2.0 * sp.eye_array(nx)) / (2.0 * dx)).tocsr()
-    return Dx, Dxx
-
-
-class _FourierSolution:
-    r"""Exact solution of the semi-discrete system from ``Y_init = y0 e_0^T``, mode by mode.
-
-    The periodic stencils are circulant, so the DFT in ``x`` diagonalises them:
-    :math:`D_x \to i\sin\theta_k/\Delta x`, :math:`D_{xx} \to (\cos\theta_k - 1)/\Delta x`,
-    :math:`\theta_k = 2\pi k/n_x`, and each mode's moments evolve by
-    :math:`\hat Y_k(t)^\top = \hat y_{0,k}\,e^{tM_k}e_0` with the ``N x N`` matrix
-    :math:`M_k = -i\frac{\sin\theta_k}{\Delta x}A + \frac{\cos\theta_k - 1}{\Delta x}|A| - \mathrm{diag}(\sigma)`,
-    a rank-one perturbation (the scattering source) of a normal matrix.  Its
-    eigendecomposition :math:`M_k = W_k\Lambda_kW_k^{-1}` is computed once (lazily, in
-    chunks; ``O(nx N^3)`` work, ``O(nx N^2)`` memory), after which each time costs
-    ``O(nx N^2)``.  The eigenvector condition numbers are about 10 at the sizes we tried
-    (up to ``nx = 1600``, ``N = 119``), and the result agrees with ``scipy.linalg.expm``
-    to ``1e-15``.
-    """
-
-    def __init__(self, y0: np.ndarray, dx: float, A: Any, absA: Any, collision: np.ndarray) -> None:
-        self.y_hat0 = np.fft.rfft(y0)
-        self.nx, self.dx = y0.shape[0], dx
-        self.A = A.toarray()
-        self.absA = absA.toarray() if sp.issparse(absA) else np.asarray(absA)
-        self.collision = collision
-        self._eig: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-
-    def _decompose(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        n = self.A.shape[0]
-        theta = 2.0 * np.pi * np.arange(self.y_hat0.shape[0]) / self.nx
-        lam = np.empty((theta.shape[0], n), dtype=np.complex128)
-        W = np.empty((theta.shape[0], n, n), dtype=np.complex128)
-        coef = np.empty((theta.shape[0], n), dtype=np.complex128)
-        chunk = max(1, 2**20 // (n * n))
-        e0 = np.zeros(n)
-        e0[0] = 1.0
-        for start in range(0, theta.shape[0], chunk):
-            th = theta[start : start + chunk]
-            M = (-1j * np.sin(th) / self.dx)[:, None, None] * self.A
-            M = M + ((np.cos(th) - 1.0) / self.dx)[:, None, None] * self.absA - np.diag(self.collision)
-            lam_c, W_c = np.linalg.eig(M)
-            lam[start : start + chunk], W[start : start + chunk] = lam_c, W_c
-            rhs = np.broadcast_to(e0, (th.shape[0], n))[..., None]
-            coef[start : start + chunk] = np.linalg.solve(W_c, rhs)[..., 0] * self.y_hat0[start : start + chunk, None]
-        return lam, W, coef
-
-    def __call__(self, t: float) -> np.ndarray:
-        if self._eig is None:
-            self._eig = self._decompose()
-        lam, W, coef = self._eig
-        modes = np.einsum("kij,kj->ki", W, np.exp(t * lam) * coef)
-        return np.fft.irfft(modes, n=self.nx, axis=0)
 
 
 # ============================================================== container
@@ -294,23 +89,10 @@ class PlaneSourceProblem(ReferenceProblem):
 
     def _first_column(self, Y: Any) -> tuple[Any, Any]:
         """``Y[:, 0]`` (from the factors of a LowRank) and its namespace."""
-        nx, n = self.shape
+        xp = _state_namespace(Y, self.Y0.U, self.shape)
         if isinstance(Y, LowRank):
-            xp = namespace_of_named(Y=Y.U, **{"the problem's arrays": self.Y0.U})
-            if tuple(Y.shape) != (nx, n):
-                msg = f"`Y` must have shape {(nx, n)}; got {tuple(Y.shape)}."
-                raise ValueError(msg)
             v0 = xp.conj(Y.V[0, :]) if xp.isdtype(Y.V.dtype, "complex floating") else Y.V[0, :]
             return Y.U @ (Y.S @ v0), xp
-        try:
-            check_array(Y, "Y")
-        except TypeError:
-            msg = f"`Y` must be a LowRank or an array of shape {(nx, n)}; got {type(Y).__module__}.{type(Y).__name__}."
-            raise TypeError(msg) from None
-        xp = namespace_of_named(Y=Y, **{"the problem's arrays": self.Y0.U})
-        if tuple(Y.shape) != (nx, n):
-            msg = f"`Y` must have shape {(nx, n)}; got {tuple(Y.shape)}."
-            raise ValueError(msg)
         return Y[:, 0], xp
 
     def scalar_flux(self, Y: Any) -> Any:
@@ -470,37 +252,12 @@ def plane_source(
     if cfl > 1.0:
         msg = f"`cfl` must be in (0, 1] (explicit substeps are unstable beyond); got {cfl}."
         raise ValueError(msg)
-    if not isinstance(stabilisation, str):
-        msg = f"`stabilisation` must be the string 'roe' or 'rusanov'; got {type(stabilisation).__name__}."
-        raise TypeError(msg)
-    if stabilisation not in ("roe", "rusanov"):
-        msg = f"`stabilisation` must be 'roe' or 'rusanov'; got {stabilisation!r}."
-        raise ValueError(msg)
-    if stabilisation == "roe" and n_moments > ROE_MAX_MOMENTS:
-        msg = (
-            f"`n_moments` = {n_moments} is above {ROE_MAX_MOMENTS} for stabilisation='roe', whose |A| is a dense "
-            "n_moments x n_moments matrix; pass stabilisation='rusanov' (sparse) or fewer moments."
-        )
-        raise ValueError(msg)
+    _check_stabilisation(stabilisation, n_moments)
     to_xp = _Backend(xp, dtype, device, complex_=False, who="plane_source")
-    numpy_state = array_api_compat.is_numpy_namespace(to_xp.xp)
-    if not numpy_state and max(nx, n_moments) > DENSE_MAX_SIZE:
-        msg = (
-            f"`nx` = {nx} and `n_moments` = {n_moments}: a {to_xp.xp.__name__} state gets dense operators, allowed "
-            f"up to {DENSE_MAX_SIZE} (scipy.sparse operators apply to NumPy states only); pass xp=None (NumPy) "
-            "for larger sizes."
-        )
-        raise ValueError(msg)
-    rng = _rng(seed)
-
     dx = 2.0 * x_max / nx
     x = -x_max + (np.arange(nx) + 0.5) * dx
-    Dx, Dxx = _periodic_stencils(nx, dx)
-    A = pn_flux_matrix(n_moments)
-    absA, lam_max = _abs_flux(n_moments, stabilisation)
-    collision = np.full(n_moments, sigma_a + sigma_s)
-    collision[0] = sigma_a
-    B = sp.diags_array(-collision, format="csr")
+    problem, (A, absA, collision, lam_max) = _pn_system(nx, n_moments, dx, sigma_s, sigma_a, stabilisation, to_xp)
+    rng = _rng(seed)
 
     # cell averages of the Gaussian: the discrete mass is 1 up to the tails beyond x_max
     edges = (np.arange(nx + 1) * dx - x_max) / (math.sqrt(2.0) * width)
@@ -508,13 +265,6 @@ def plane_source(
     y0 = g / math.sqrt(2.0)  # Y_init = y0 e_0^T; never formed (nx x n_moments)
 
     ref = _Reference(_FourierSolution(y0, dx, A, absA, collision), to_xp)
-
-    def op(M: Any) -> Any:
-        if numpy_state:
-            return sp.csr_array(M, dtype=to_xp.host_dtype)
-        return to_xp(M.toarray() if sp.issparse(M) else M)
-
-    problem = LinearMatrixODE(None, op(B), terms=[(op(-Dx), op(A)), (op(Dxx), op(absA))])
 
     # Y0: rank-1 initial value padded with orthonormal directions and zero singular values
     U = _orth(np.column_stack([g, rng.standard_normal((nx, r - 1))]))
@@ -535,24 +285,9 @@ def plane_source(
         "infinite-medium benchmark (convolved with the source Gaussian). "
         f"suggested_dt = t_end / ceil(t_end / ({cfl:g} / (max|eig A| / dx + sigma_t))): Euler and RK4 substeps stable."
     )
-    out = PlaneSourceProblem(
-        name="plane-source",
-        problem=problem,
-        Y0=Y0,
-        t_span=(0.0, t_end),
-        reference=ref,
-        symmetric=False,
-        norm_preserving=False,
-        notes=notes,
-        suggested_dt=suggested,
-        x=x,
-        dx=dx,
-        sigma_s=sigma_s,
-        sigma_a=sigma_a,
-        width=width,
-        stabilisation=stabilisation,
-        max_speed=lam_max,
+    kept = ("mass",) if sigma_a == 0.0 else ()
+    physics = {"x": x, "dx": dx, "sigma_s": sigma_s, "sigma_a": sigma_a, "width": width, "max_speed": lam_max}
+    physics["stabilisation"] = stabilisation
+    return _assemble(
+        PlaneSourceProblem, "plane-source", problem, Y0, t_end, ref, notes, suggested, conserved=kept, **physics
     )
-    if sigma_a == 0.0:
-        object.__setattr__(out, "conserved", {"mass": out.mass})
-    return out

@@ -10,7 +10,7 @@ import numpy as np
 from .._lowrank import LowRank
 from .._namespace import conj_transpose, namespace_of_named
 from .._problem import LinearMatrixODE
-from ._base import ReferenceProblem, _recorded
+from ._base import ReferenceProblem, _assemble, _recorded
 from ._common import _IVP, _Backend, _dense_like, _fro, _haar, _int, _rank, _real, _Reference, _rng
 
 __all__ = ["SchrodingerProblem", "schrodinger"]
@@ -152,18 +152,18 @@ def schrodinger(
         "reference(t): DOP853, rtol = atol = 1e-10, on the full N x N system from the full-rank Y_init "
         "(CKL 2022 convention). Norm and energy Re<Y, H[Y]> are conserved."
     )
-    out = SchrodingerProblem(
-        name="schrodinger",
-        problem=problem,
-        Y0=Y0,
-        t_span=(0.0, t_end),
-        reference=ref,
-        symmetric=False,
+    dt, ops = min(0.01, t_end), {"D": D_xp, "Vc": Vc_xp}
+    kept = ("norm", "energy")
+    return _assemble(
+        SchrodingerProblem,
+        "schrodinger",
+        problem,
+        Y0,
+        t_end,
+        ref,
+        notes,
+        dt,
         norm_preserving=True,
-        notes=notes,
-        suggested_dt=min(0.01, t_end),
-        D=D_xp,
-        Vc=Vc_xp,
+        conserved=kept,
+        **ops,
     )
-    object.__setattr__(out, "conserved", {"norm": out.norm, "energy": out.energy})
-    return out
