@@ -442,7 +442,18 @@ def _check_returned(
         raise TypeError(msg)
 
 
-class MatrixODE(AbstractMatrixODE):
+class _DenseRHS(AbstractMatrixODE):
+    """A problem whose :meth:`evaluate` forms ``F(t, Y)`` densely: every product at a
+    point comes from that one value (one ``F`` evaluation per product call)."""
+
+    def F_V(self, t: float, Y: LowRank, V: Any) -> Any:  # noqa: N802
+        return self.evaluate(t, Y).F_V(V)
+
+    def FH_U(self, t: float, Y: LowRank, U: Any) -> Any:  # noqa: N802
+        return self.evaluate(t, Y).FH_U(U)
+
+
+class MatrixODE(_DenseRHS):
     r"""Generic matrix ODE given by a dense right-hand side.
 
     Parameters
@@ -471,14 +482,8 @@ class MatrixODE(AbstractMatrixODE):
         _check_returned(F, "f", dense.shape, dense.dtype, Y.xp, t=t)
         return DenseValue(F, Y.xp)
 
-    def F_V(self, t: float, Y: LowRank, V: Any) -> Any:  # noqa: N802
-        return self.evaluate(t, Y).F_V(V)
 
-    def FH_U(self, t: float, Y: LowRank, U: Any) -> Any:  # noqa: N802
-        return self.evaluate(t, Y).FH_U(U)
-
-
-class MatrixPath(AbstractMatrixODE):
+class MatrixPath(_DenseRHS):
     r"""Low-rank approximation of a given matrix path ``A(t)``: ``dY/dt = dA/dt``.
 
     Parameters
@@ -543,12 +548,6 @@ class MatrixPath(AbstractMatrixODE):
         F = self.dA(t)
         _check_returned(F, "dA(t)", Y.shape, Y.dtype, Y.xp, t=t)
         return DenseValue(F, Y.xp)
-
-    def F_V(self, t: float, Y: LowRank, V: Any) -> Any:  # noqa: N802
-        return self.evaluate(t, Y).F_V(V)
-
-    def FH_U(self, t: float, Y: LowRank, U: Any) -> Any:  # noqa: N802
-        return self.evaluate(t, Y).FH_U(U)
 
 
 class LinearMatrixODE(AbstractMatrixODE):
