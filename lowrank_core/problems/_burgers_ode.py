@@ -9,7 +9,7 @@ from .._lowrank import LowRank
 from .._namespace import namespace_of_named
 from .._problem import RHSValue
 from ._common import _int, _real
-from ._pde import _check_real_state, _choose, _d2dx2, _ddx, _GridODE, _kr_apply, _kr_gram
+from ._pde import _check_real_state, _d2dx2, _ddx, _GridODE, _kr_apply, _kr_gram
 
 
 # ====================================================================== the matrix ODE
@@ -67,9 +67,7 @@ class BurgersODE(_GridODE):
     def __init__(self, m: int, nu: float, *, length: float = 1.0, products: str = "auto") -> None:
         self.m = _int(m, "m", 3)
         self.nu = _real(nu, "nu", positive=True)
-        self.length = _real(length, "length", positive=True)
-        self.h = self.length / self.m
-        self.products = _choose(products)
+        self._set_grid(self.m, length, products)
 
     def check_state(self, Y0: LowRank) -> None:
         _check_real_state(Y0, self.m, None, "BurgersODE")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from .._checks import choice
+from .._checks import choice, real_number
 from .._lowrank import LowRank
 from .._namespace import namespace_of_named
 from .._problem import AbstractMatrixODE, DenseValue, RHSValue
@@ -130,7 +130,15 @@ class _GridODE(AbstractMatrixODE, ABC):
 
     _POWER: ClassVar[int]
     _FACTORED: ClassVar[type[RHSValue]]
+    length: float
+    h: float
     products: str
+
+    def _set_grid(self, points: int, length: Any, products: Any) -> None:
+        """Check and set the period ``length``, the spacing ``h = length / points`` and ``products``."""
+        self.length = real_number(length, "length", positive=True)
+        self.h = self.length / points
+        self.products = _choose(products)
 
     @abstractmethod
     def dense(self, Y: Any) -> Any:

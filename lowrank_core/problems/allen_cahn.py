@@ -17,7 +17,6 @@ from ._common import _IVP, _Backend, _int, _rank, _real, _Reference, _stable_dt,
 from ._pde import (
     _DENSE_MAX,
     _check_real_state,
-    _choose,
     _d2dx2,
     _GridODE,
     _kr_apply,
@@ -93,9 +92,7 @@ class AllenCahnODE(_GridODE):
     def __init__(self, N: int, eps: float, *, length: float = 2 * np.pi, products: str = "auto") -> None:
         self.N = _int(N, "N", 3)
         self.eps = _real(eps, "eps", positive=True)
-        self.length = _real(length, "length", positive=True)
-        self.h = self.length / self.N
-        self.products = _choose(products)
+        self._set_grid(self.N, length, products)
 
     def check_state(self, Y0: LowRank) -> None:
         _check_real_state(Y0, self.N, self.N, "AllenCahnODE")
