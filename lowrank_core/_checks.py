@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_index", "choice", "integer", "real_number"]
+__all__ = ["as_float", "as_index", "choice", "integer", "real_number"]
 
 
 def real_number(value: Any, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
@@ -77,4 +77,16 @@ def as_index(value: Any) -> int | None:
     try:
         return operator.index(value)
     except TypeError:
+        return None
+
+
+def as_float(value: Any) -> float | None:
+    """``float(value)``, or ``None`` where ``value`` has no real value (``float`` raises
+    ``TypeError`` or ``ValueError``).
+
+    No rule on booleans or strings here; the callers add theirs and word their own errors.
+    """
+    try:
+        return float(value)
+    except (TypeError, ValueError):
         return None

@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import real_number
+from ._checks import as_float, real_number
 from ._linalg import matmul
 from ._lowrank import LowRank
 from ._namespace import conj_transpose
@@ -391,11 +391,10 @@ def terminal_count(ev: Any) -> int:
 def event_value(ev: Any, t: float, Y: LowRank, index: int) -> float:
     """``float(ev(t, Y))``, with a clear error for a non-real or non-finite value."""
     value = ev(t, Y)
-    try:
-        g = float(value)
-    except (TypeError, ValueError):
+    g = as_float(value)
+    if g is None:
         msg = f"`events[{index}]` must return a real number; at t = {t:.6g} it returned {value!r}."
-        raise TypeError(msg) from None
+        raise TypeError(msg)
     if not math.isfinite(g):
         msg = f"`events[{index}]` returned {g} at t = {t:.6g}; an event function must return finite values."
         raise ValueError(msg)
