@@ -302,6 +302,22 @@ def _wrote(paths: Sequence[Path]) -> None:
     print("\nwrote " + "\n      ".join(str(p) for p in paths))
 
 
+def _note_failures(rows: Sequence[dict[str, Any]], *, with_dt: bool = False) -> None:
+    """One ``note:`` line on stderr per row whose ``status`` is not ``"ok"``."""
+    for r in rows:
+        if r["status"] != "ok":
+            dt = f" dt={r['dt']:.3g}" if with_dt else ""
+            print(f"note: {r['problem']} {r['method']}{dt} {r['status']}", file=sys.stderr)
+
+
+def _finish(res: bench.BenchResult, notes: str, unit: str, where: str = "") -> int:
+    """Print ``notes``, how many ``unit`` ran and in how long (``where``, e.g. " on numpy"),
+    then the files written; the exit status 0."""
+    print(f"{notes}\n{len(res.rows)} {unit} in {res.meta['seconds']:.1f} s{where}.")
+    _wrote(res.files)
+    return 0
+
+
 def _bench_qr_savings(args: argparse.Namespace) -> int:
     from .bench._report import EQUAL_ACCURACY_COLUMNS, QR_SAVINGS_COLUMNS, format_table
 
@@ -334,17 +350,15 @@ def _bench_qr_savings(args: argparse.Namespace) -> int:
         "(1.1 x the median of the methods' smallest errors)"
     )
     print(format_table(res.tables["equal_accuracy"], EQUAL_ACCURACY_COLUMNS))
-    for r in rows:
-        if r["status"] != "ok":
-            print(f"note: {r['problem']} {r['method']} dt={r['dt']:.3g} {r['status']}", file=sys.stderr)
-    print(
+    _note_failures(rows, with_dt=True)
+    return _finish(
+        res,
         "\nerror: relative Frobenius error at the final time; best@rank: best approximation at the final rank;"
         "\nF: right-hand-side evaluations; QR/SVD Mflop: decomposition operation counts (LAPACK estimates);"
-        "\nms: wall time of the solve, without the two-step warm-up solve before it that compiles the kernels."
-        f"\n{len(rows)} solves in {res.meta['seconds']:.1f} s on {res.meta['backend']}."
+        "\nms: wall time of the solve, without the two-step warm-up solve before it that compiles the kernels.",
+        "solves",
+        f" on {res.meta['backend']}",
     )
-    _wrote(res.files)
-    return 0
 
 
 def _bench_training_cost(args: argparse.Namespace) -> int:
@@ -357,12 +371,12 @@ def _bench_training_cost(args: argparse.Namespace) -> int:
         f"shortest of {res.meta['repeat']} timed cycles"
     )
     print(format_table(rows, TRAINING_COST_COLUMNS))
-    print(
+    return _finish(
+        res,
         "\nms QR / ms SVD: the cycle's decompositions timed alone (shape by shape); ms products: the rest of "
-        f"the cycle.\n{len(rows)} cases in {res.meta['seconds']:.1f} s."
+        "the cycle.",
+        "cases",
     )
-    _wrote(res.files)
-    return 0
 
 
 def _bench_kernels(args: argparse.Namespace) -> int:
@@ -378,14 +392,13 @@ def _bench_kernels(args: argparse.Namespace) -> int:
         quick=args.quick,
     )
     print(format_table(res.rows, KERNEL_COLUMNS))
-    print(
+    return _finish(
+        res,
         "\nms: median milliseconds per batched call; × numpy / × scipy-loop: median speedup of the kernel over"
         "\nNumPy's batched linalg / a Python loop of SciPy LAPACK calls; errors: largest orthonormality and"
-        "\nrelative reconstruction errors of the kernel's factors."
-        f"\n{len(res.rows)} cases in {res.meta['seconds']:.1f} s."
+        "\nrelative reconstruction errors of the kernel's factors.",
+        "cases",
     )
-    _wrote(res.files)
-    return 0
 
 
 def _bench_problems(args: argparse.Namespace) -> int:
@@ -395,17 +408,14 @@ def _bench_problems(args: argparse.Namespace) -> int:
     res = _run(args, "solve", bench.problems, args.problem, args.methods, quick=args.quick, rtol=args.rtol)
     rows = res.rows
     print(format_table([{**r, "drifts": drift_summary(r)} for r in rows], PROBLEMS_COLUMNS))
-    for r in rows:
-        if r["status"] != "ok":
-            print(f"note: {r['problem']} {r['method']} {r['status']}", file=sys.stderr)
-    print(
+    _note_failures(rows)
+    return _finish(
+        res,
         "\nrate: half the slope of log(electric energy) vs t (amplitude rate), against the linear-theory rate;"
         "\nlargest drift: max over t of |q(t) - q(0)| / |q(0)| per conserved quantity (abs: |q(t) - q(0)|);"
-        f"\nrank-adaptive methods: rtol = {args.rtol:g}, max_rank = 2r.\n{len(rows)} solves in "
-        f"{res.meta['seconds']:.1f} s."
+        f"\nrank-adaptive methods: rtol = {args.rtol:g}, max_rank = 2r.",
+        "solves",
     )
-    _wrote(res.files)
-    return 0
 
 
 def _bench_scale(args: argparse.Namespace) -> int:
