@@ -194,7 +194,7 @@ def truncate_l(kit: Any, truncation: Truncation, U_hat: Any, L1: Any, rank_in: i
 def l_close(kit: Any, U1: Any, L1: Any) -> LowRank:
     r"""Fixed-rank close of an L-step: ``L1 = V1 R`` (QR ``n x r``), ``Y1 = U1 R^H V1^H``.
 
-    The last substep of BC-PSI (and of the projector-splitting optimizer's L-phase).
+    The last substep of KSL and BC-PSI (and of the projector-splitting optimizer's L-phase).
     """
     V1, R = kit.qr(L1)
     return LowRank._trusted(U1, kit.ch(R), V1, kit.xp)

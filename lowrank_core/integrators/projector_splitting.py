@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from .._lowrank import LowRank
 from .._problem import AbstractMatrixODE
 from .._stats import StepInfo
+from . import _steps
 from ._base import AbstractIntegrator
 
 __all__ = ["KSL", "KSLStrang"]
@@ -49,8 +50,7 @@ class KSL(AbstractIntegrator):
         U1, S_hat = kit.qr(K1)
         S_tilde = kit.s_step(t0, t1, S_hat, U1, V0, sign=-1.0)
         L1 = kit.l_step(t0, t1, kit.mm(V0, kit.ch(S_tilde)), U1)
-        V1, R = kit.qr(L1)
-        return LowRank._trusted(U1, kit.ch(R), V1, Y0.xp), state, kit.info()
+        return _steps.l_close(kit, U1, L1), state, kit.info()
 
 
 @dataclass(frozen=True, eq=False, repr=False, kw_only=True)
