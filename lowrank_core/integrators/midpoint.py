@@ -123,7 +123,18 @@ def midpoint_update(
 
 
 @dataclass(frozen=True, eq=False, repr=False, kw_only=True)
-class MidpointBUG(AbstractRankAdaptive):
+class _MidpointUpdate(AbstractRankAdaptive):
+    """Base of the methods that end with :func:`midpoint_update` (their embedded 2(1) pair)."""
+
+    @property
+    def embedded_order(self) -> int | None:
+        """``1``: the explicit Euler step in the final bases is the embedded method of the
+        step-size controller; ``None`` with exact substeps (no point value ``F(t0, Y0)``)."""
+        return None if self.substep.needs_increments else 1
+
+
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
+class MidpointBUG(_MidpointUpdate):
     r"""Midpoint BUG integrator (Ceruti, Einkemmer, Kusch & Lubich 2024), rank adaptive.
 
     One step ``t0 -> t1 = t0 + h`` from ``Y0 = U0 S0 V0^H`` of rank ``r``,
@@ -153,12 +164,6 @@ class MidpointBUG(AbstractRankAdaptive):
     name: ClassVar[str] = "midpoint-bug"
     order: ClassVar[int] = 2
 
-    @property
-    def embedded_order(self) -> int | None:
-        """``1``: the explicit Euler step in the final bases is the embedded method of the
-        step-size controller; ``None`` with exact substeps (no point value ``F(t0, Y0)``)."""
-        return None if self.substep.needs_increments else 1
-
     def step(
         self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, *, estimate: bool = False
     ) -> tuple[LowRank, Any, StepInfo]:
@@ -175,7 +180,7 @@ class MidpointBUG(AbstractRankAdaptive):
 
 
 @dataclass(frozen=True, eq=False, repr=False, kw_only=True)
-class ParallelBUG2(AbstractRankAdaptive):
+class ParallelBUG2(_MidpointUpdate):
     r"""Second-order robust parallel BUG integrator (after Kusch 2024), rank adaptive.
 
     One step ``t0 -> t1 = t0 + h`` from ``Y0 = U0 S0 V0^H`` of rank ``r``,
@@ -200,12 +205,6 @@ class ParallelBUG2(AbstractRankAdaptive):
 
     name: ClassVar[str] = "parallel-bug-2"
     order: ClassVar[int] = 2
-
-    @property
-    def embedded_order(self) -> int | None:
-        """``1``: the explicit Euler step in the final bases is the embedded method of the
-        step-size controller; ``None`` with exact substeps (no point value ``F(t0, Y0)``)."""
-        return None if self.substep.needs_increments else 1
 
     def step(
         self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, *, estimate: bool = False
