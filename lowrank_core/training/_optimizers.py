@@ -169,18 +169,35 @@ def transport_tangent(U0: Any, V0: Any, A: Any, B: Any, C: Any, U1: Any, V1: Any
     C1 : array, shape (..., n, r1)
     """
 
+    return _transport_tangent(_overlaps(U0, V0, U1, V1, xp), U0, V0, A, B, C, U1, V1, xp)
+
+
+def _overlaps(U0: Any, V0: Any, U1: Any, V1: Any, xp: Any) -> tuple[Any, Any]:
+    """``(U1^H U0, V0^H V1)``: the two products of :func:`transport_tangent` shared by every moment."""
+    return matmul(conj_transpose(U1, xp), U0, xp), matmul(conj_transpose(V0, xp), V1, xp)
+
+
+def _transport_tangent(
+    ab: tuple[Any, Any], U0: Any, V0: Any, A: Any, B: Any, C: Any, U1: Any, V1: Any, xp: Any
+) -> tuple[Any, Any, Any]:
+    """:func:`transport_tangent` with the overlaps ``ab = (U1^H U0, V0^H V1)`` given.
+
+    Eight products with an ``m`` or ``n`` dimension: ``A1 = U1^H M V1`` is assembled
+    from the overlaps and ``B^H U1`` (``r1 x r1`` products) instead of a ninth.
+    """
+
     def ch(X: Any) -> Any:
         return conj_transpose(X, xp)
 
     def mm(X: Any, Y: Any) -> Any:
         return matmul(X, Y, xp)
 
-    a = mm(ch(U1), U0)  # (r1, p)
-    b = mm(ch(V0), V1)  # (q, r1)
+    a, b = ab  # (r1, p), (q, r1)
     CV = mm(ch(C), V1)  # (p, r1)
-    MV1 = mm(U0, mm(A, b) + CV) + mm(B, b)  # M V1, (m, r1)
-    A1 = mm(ch(U1), MV1)
+    X = mm(A, b) + CV  # (p, r1): M V1 = U0 X + B b
+    MV1 = mm(U0, X) + mm(B, b)  # M V1, (m, r1)
     BU = mm(ch(B), U1)  # (q, r1)
+    A1 = mm(a, X) + mm(ch(BU), b)  # U1^H M V1 = (U1^H U0) X + (U1^H B) b
     MHU1 = mm(V0, mm(ch(A), ch(a)) + BU) + mm(C, ch(a))  # M^H U1, (n, r1)
     return A1, MV1 - mm(U1, A1), MHU1 - mm(V1, ch(A1))
 
@@ -587,7 +604,9 @@ class ParallelBUG(_RankAdaptive):
 
         g_S = U_0^H G V_0, \quad g_U = (I - U_0 U_0^H) G V_0, \quad g_V = (I - V_0 V_0^H) G^H U_0
 
-    (from ``grad_S``, ``grad_K``, ``grad_L`` of one backward pass) and a search direction
+    (from ``grad_S``, ``grad_K``, ``grad_L`` of one backward pass; the projections use
+    ``U_0^H grad_K = grad_S = (V_0^H grad_L)^H``, so the three must be the factor
+    gradients of one ``G``, as a backward pass or ``grad=G`` gives them) and a search direction
     ``d = (d_S, d_U, d_V)`` (here ``d = g``): ``S -= h d_S``, ``dK -= h d_U``, ``dL -= h d_V``.
     After ``k`` steps: ``[U0, Ũ] = orth([U0, dK])``, ``[V0, Ṽ] = orth([V0, dL])`` (QR
     ``m x 2r``, ``n x 2r``), core ``Ŝ = [[S, dL^H Ṽ], [Ũ^H dK, 0]]`` (``2r x 2r``), SVD,
@@ -604,10 +623,12 @@ class ParallelBUG(_RankAdaptive):
         return g, param.state
 
     def _update(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
-        xp, U, V = param.xp, param.U, param.V
-        gU = _project_out(U, g["K"], xp)
-        gV = _project_out(V, g["L"], xp)
-        (dS, dU, dV), state = self._direction(param, (g["S"], gU, gV))
+        xp, U, V, gS = param.xp, param.U, param.V, g["S"]
+        # (I - U U^H) G V = grad_K - U grad_S and (I - V V^H) G^H U = grad_L - V grad_S^H:
+        # U^H grad_K = grad_S = (V^H grad_L)^H, so one m x r x r product per projection
+        gU = g["K"] - matmul(U, gS, xp)
+        gV = g["L"] - matmul(V, conj_transpose(gS, xp), xp)
+        (dS, dU, dV), state = self._direction(param, (gS, gU, gV))
         h = self.lr
         return param.replace(S=param.S - h * dS, dK=param.dK - h * dU, dL=param.dL - h * dV, state=state)
 
@@ -793,11 +814,12 @@ class Adam(ParallelBUG):
         if self.second_moment == "reset":  # restart Adam in the new basis
             return {**self._init_state(_with_increments(param, Y1.U, Y1.S, Y1.V)), "t": 0, "t_v": 0}
         U0, V0 = param.U, param.V
-        ms = transport_tangent(U0, V0, st["m_S"], st["m_U"], st["m_V"], Y1.U, Y1.V, xp)
+        ab = _overlaps(U0, V0, Y1.U, Y1.V, xp)  # shared by both moments' transports
+        ms = _transport_tangent(ab, U0, V0, st["m_S"], st["m_U"], st["m_V"], Y1.U, Y1.V, xp)
         vs = [st["v_S"], st["v_U"], st["v_V"]]
         if self.second_moment == "sqrt":
             vs = [xp.sqrt(v) for v in vs]
-        vs = transport_tangent(U0, V0, *(xp.astype(v, U0.dtype) for v in vs), Y1.U, Y1.V, xp)
+        vs = _transport_tangent(ab, U0, V0, *(xp.astype(v, U0.dtype) for v in vs), Y1.U, Y1.V, xp)
         vs = [xp.abs(v) ** 2 if self.second_moment == "sqrt" else xp.abs(v) for v in vs]
         # Restore Adam's bound |m| <= sqrt(v) entry-wise: the rotation moves momentum into
         # entries whose second moment is ~0, where m / sqrt(v) would explode (measured on
