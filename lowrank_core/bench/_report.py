@@ -71,20 +71,33 @@ def _mflop(flops: float) -> str:
     return f"{flops / 1e6:.3g}"
 
 
+#: Columns that several tables show, defined once.
+_PROBLEM = Column("problem", "problem", align="<")
+_METHOD = Column("method", "method", align="<")
+_DT = Column("dt", "dt", "{:.3g}".format)
+_ERROR = Column("error", "error", "{:.2e}".format)
+_RANK = Column("rank", "rank")
+_QR = Column("QR", "qr")
+_SVD = Column("SVD", "svd")
+_F = Column("F", "rhs_evals")
+_QR_MFLOP = Column("QR Mflop", "qr_flops", _mflop)
+_SVD_MFLOP = Column("SVD Mflop", "svd_flops", _mflop)
+_MS = Column("ms", "wall_time", _ms)
+
 #: Columns of the QR-savings table (``bench qr-savings`` and ``demo``).
 QR_SAVINGS_COLUMNS = [
-    Column("problem", "problem", align="<"),
-    Column("method", "method", align="<"),
-    Column("dt", "dt", "{:.3g}".format),
-    Column("error", "error", "{:.2e}".format),
+    _PROBLEM,
+    _METHOD,
+    _DT,
+    _ERROR,
     Column("best@rank", "best_error", "{:.2e}".format),
-    Column("rank", "rank"),
-    Column("QR", "qr"),
-    Column("SVD", "svd"),
-    Column("F", "rhs_evals"),
-    Column("QR Mflop", "qr_flops", _mflop),
-    Column("SVD Mflop", "svd_flops", _mflop),
-    Column("ms", "wall_time", _ms),
+    _RANK,
+    _QR,
+    _SVD,
+    _F,
+    _QR_MFLOP,
+    _SVD_MFLOP,
+    _MS,
     Column("QR shapes", "qr_shapes", lambda v: format_shapes(v, limit=3), align="<"),
     Column("SVD shapes", "svd_shapes", lambda v: format_shapes(v, limit=3), align="<"),
 ]
@@ -92,29 +105,29 @@ QR_SAVINGS_COLUMNS = [
 #: Columns of the equal-accuracy table (``bench qr-savings``): each method at its
 #: cheapest step size reaching the problem's target error.
 EQUAL_ACCURACY_COLUMNS = [
-    Column("problem", "problem", align="<"),
-    Column("method", "method", align="<"),
+    _PROBLEM,
+    _METHOD,
     Column("target", "target", "{:.2e}".format),
-    Column("dt", "dt", "{:.3g}".format),
-    Column("error", "error", "{:.2e}".format),
-    Column("rank", "rank"),
-    Column("QR", "qr"),
-    Column("SVD", "svd"),
+    _DT,
+    _ERROR,
+    _RANK,
+    _QR,
+    _SVD,
     Column("QR+SVD", "decompositions"),
-    Column("QR Mflop", "qr_flops", _mflop),
-    Column("SVD Mflop", "svd_flops", _mflop),
-    Column("F", "rhs_evals"),
-    Column("ms", "wall_time", _ms),
+    _QR_MFLOP,
+    _SVD_MFLOP,
+    _F,
+    _MS,
 ]
 
 #: Columns of the training-cost table (``bench training-cost``).
 TRAINING_COST_COLUMNS = [
     Column("layer", "layer", align="<"),
-    Column("rank", "rank"),
+    _RANK,
     Column("optimizer", "optimizer", align="<"),
     Column("steps", "steps"),
-    Column("QR", "qr"),
-    Column("SVD", "svd"),
+    _QR,
+    _SVD,
     Column("ms cycle", "cycle_ms", "{:.2f}".format),
     Column("ms QR", "qr_ms", "{:.2f}".format),
     Column("ms SVD", "svd_ms", "{:.2f}".format),
@@ -126,9 +139,9 @@ TRAINING_COST_COLUMNS = [
 #: Columns of the problems table (``bench problems``); ``drifts`` is
 #: :func:`~lowrank_core.bench._problems.drift_summary` of the row.
 PROBLEMS_COLUMNS = [
-    Column("problem", "problem", align="<"),
-    Column("method", "method", align="<"),
-    Column("dt", "dt", "{:.3g}".format),
+    _PROBLEM,
+    _METHOD,
+    _DT,
     Column("steps", "steps"),
     Column("rank", "final_rank"),
     Column("max rank", "max_rank"),
