@@ -13,11 +13,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -205,26 +203,25 @@ def tangent_project(U: np.ndarray, V: np.ndarray, Z: np.ndarray) -> np.ndarray:
     return PU @ Z + ZPV - PU @ ZPV
 
 
-@contextlib.contextmanager
-def record_truncations() -> Iterator[list[tuple[np.ndarray, int]]]:
-    """Record ``(s, r1)`` of every :meth:`Truncation.truncate` call in the block.
+def record_truncations(method: Any) -> tuple[Any, list[tuple[np.ndarray, int]]]:
+    """``method`` with a kit that records ``(s, r1)`` of every truncation, and the records.
 
-    ``s (..., p)`` are the singular values of the augmented core (NumPy) and ``r1`` the
-    kept rank, so ``||Y1 - Y_half||_F = (sum_{j > r1} s_j^2)^{1/2}`` per batch member.
+    Through the public ``kit`` hook: the kit is a subclass of ``method.kit`` (so a planted
+    kit keeps its bug) whose :meth:`~lowrank_core.integrators.StepKit.truncate` appends,
+    after the truncation, ``s (..., p)``, the singular values of the augmented core (NumPy),
+    and ``r1``, the kept rank, so ``||Y1 - Y_half||_F = (sum_{j > r1} s_j^2)^{1/2}`` per
+    batch member.  Every use of the returned method (every step of a solve) appends to
+    the same list.  Conservative truncations (``conserve=``) are not recorded.
     """
     records: list[tuple[np.ndarray, int]] = []
-    original = lc.Truncation.truncate
 
-    def spy(self, left, u, s, v, right, rank_in, xp):
-        out = original(self, left, u, s, v, right, rank_in, xp)
-        records.append((to_numpy(s), out[0].rank))
-        return out
+    class RecordingKit(method.kit):
+        def truncate(self, truncation, left, u, s, v, right, rank_in):
+            Y1 = super().truncate(truncation, left, u, s, v, right, rank_in)
+            records.append((to_numpy(s), Y1.rank))
+            return Y1
 
-    lc.Truncation.truncate = spy
-    try:
-        yield records
-    finally:
-        lc.Truncation.truncate = original
+    return dataclasses.replace(method, kit=RecordingKit), records
 
 
 def truncation_tail(records: list[tuple[np.ndarray, int]]) -> float:

@@ -148,9 +148,9 @@ def check_basis_equivariance(xp, case: LowRankCase, W1, W2, h, method):
     both runs."""
     problem = linear_problem(xp, case, W1, W2)
     factors = case.factors()
-    with record_truncations() as records:
-        Ya = one_step(method, problem, 0.0, h, case.state(xp, factors))
-        Yb = one_step(method, problem, 0.0, h, case.state(xp, _rotated(case, factors)))
+    method, records = record_truncations(method)
+    Ya = one_step(method, problem, 0.0, h, case.state(xp, factors))
+    Yb = one_step(method, problem, 0.0, h, case.state(xp, _rotated(case, factors)))
     amplification = truncation_condition(records)
     _close(dense(Ya), dense(Yb), case, amplification, step_scale(case, h, W1, W2))
 
@@ -159,10 +159,10 @@ def check_transposition_equivariance(xp, case: LowRankCase, W1, W2, h, method):
     """For a method with symmetric K and L roles, step(G, Y0^H) = step(F, Y0)^H, with the
     round-off magnification of :func:`check_basis_equivariance`."""
     U, S, V = case.factors()
-    with record_truncations() as records:
-        Y1 = one_step(method, linear_problem(xp, case, W1, W2), 0.0, h, case.state(xp, (U, S, V)))
-        Z0 = case.state(xp, (V, np.swapaxes(S, -1, -2).conj(), U))
-        Z1 = one_step(method, linear_problem(xp, case, W1, W2, transpose=True), 0.0, h, Z0)
+    method, records = record_truncations(method)
+    Y1 = one_step(method, linear_problem(xp, case, W1, W2), 0.0, h, case.state(xp, (U, S, V)))
+    Z0 = case.state(xp, (V, np.swapaxes(S, -1, -2).conj(), U))
+    Z1 = one_step(method, linear_problem(xp, case, W1, W2, transpose=True), 0.0, h, Z0)
     amplification = truncation_condition(records)
     _close(dense(Y1), np.swapaxes(dense(Z1), -1, -2).conj(), case, amplification, step_scale(case, h, W1, W2))
 

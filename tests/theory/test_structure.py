@@ -155,8 +155,8 @@ def check_symmetry(xp, kind, size, r, dtype, method, steps=6, batch=(), kit=None
     dt = getattr(xp, dtype)
     problem, Y0, h = stacked_symmetric(xp, kind, size, r, dt, batch)
     kw = {"tol": 1e-6, "max_rank": size} if lc.METHODS[method].rank_adaptive else {}
-    with record_truncations() as records:
-        sol = lc.solve(problem, Y0, (0.0, steps * h), h, method=configure(method, kit, **kw))
+    method_, records = record_truncations(configure(method, kit, **kw))
+    sol = lc.solve(problem, Y0, (0.0, steps * h), h, method=method_)
     Y = dense(sol.Y)
     eps = float(np.finfo(np.dtype(dtype)).eps)
     defect = np.linalg.norm(Y - np.swapaxes(Y, -1, -2), axis=(-2, -1))
