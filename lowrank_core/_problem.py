@@ -88,6 +88,26 @@ class DenseValue(RHSValue):
         return mm(conj_transpose(U, self.xp), self.F_V(V), self.xp)
 
 
+class _LowRankValue(RHSValue):
+    """``F`` held as a :class:`LowRank` ``C = U_C S_C V_C^H``; the products never form it."""
+
+    def __init__(self, C: LowRank, xp: Any) -> None:
+        self.C = C
+        self.xp = xp
+
+    def F_V(self, V: Any) -> Any:  # noqa: N802
+        C, xp = self.C, self.xp
+        return mm(C.U, mm(C.S, mm(conj_transpose(C.V, xp), V, xp), xp), xp)
+
+    def FH_U(self, U: Any) -> Any:  # noqa: N802
+        C, xp = self.C, self.xp
+        return mm(C.V, mm(conj_transpose(C.S, xp), mm(conj_transpose(C.U, xp), U, xp), xp), xp)
+
+    def UH_F_V(self, U: Any, V: Any) -> Any:  # noqa: N802
+        C, xp = self.C, self.xp
+        return mm(mm(conj_transpose(U, xp), C.U, xp), mm(C.S, mm(conj_transpose(C.V, xp), V, xp), xp), xp)
+
+
 class _BoundProducts(RHSValue):
     """Products of a structured problem bound to one point ``(t, Y)``."""
 
@@ -102,6 +122,11 @@ class _BoundProducts(RHSValue):
 
     def UH_F_V(self, U: Any, V: Any) -> Any:  # noqa: N802
         return self.problem.UH_F_V(self.t, self.Y, U, V)
+
+
+def _plus(total: Any, term: Any) -> Any:
+    """``total + term``, where ``total`` is ``None`` before the first term of a sum."""
+    return term if total is None else total + term
 
 
 class AbstractMatrixODE:
@@ -691,6 +716,13 @@ class LinearMatrixODE(AbstractMatrixODE):
             _check_returned(value, "C(t)", Y.shape, Y.dtype, Y.xp, t=t, exact=False, lowrank=True)
         return value
 
+    def _source(self, t: float, Y: LowRank) -> RHSValue | None:
+        """The source term ``C`` at ``(t, Y)`` as products (``None`` without one)."""
+        C = self._C(t, Y)
+        if C is None:
+            return None
+        return _LowRankValue(C, Y.xp) if isinstance(C, LowRank) else DenseValue(C, Y.xp)
+
     # Products go through ``_linalg.matmul`` (``mm``): large NumPy stacks are split
     # across threads there.  ``mm_h`` / ``mm_conj`` apply the conjugate transpose /
     # conjugate of an operator without copying it.
@@ -705,15 +737,9 @@ class LinearMatrixODE(AbstractMatrixODE):
             term = mm(Y.U, mm(Y.S, coeff, xp), xp)
             if left is not None:
                 term = _operators.at(left, t, Y).apply(term, xp)
-            out = term if out is None else out + term
-        C = self._C(t, Y)
-        if C is not None:
-            if isinstance(C, LowRank):
-                cw = mm(C.U, mm(C.S, mm(conj_transpose(C.V, xp), W, xp), xp), xp)
-            else:
-                cw = mm(C, W, xp)
-            out = cw if out is None else out + cw
-        return out
+            out = _plus(out, term)
+        source = self._source(t, Y)
+        return out if source is None else _plus(out, source.F_V(W))
 
     def FH_U(self, t: float, Y: LowRank, W: Any) -> Any:  # noqa: N802
         xp = Y.xp
@@ -726,19 +752,12 @@ class LinearMatrixODE(AbstractMatrixODE):
             if right is not None:
                 # (Y B^T)^H = conj(B) Y^H.
                 term = _operators.at(right, t, Y).apply_conj(term, xp)
-            out = term if out is None else out + term
-        C = self._C(t, Y)
-        if C is not None:
-            if isinstance(C, LowRank):
-                cw = mm(C.V, mm(conj_transpose(C.S, xp), mm(conj_transpose(C.U, xp), W, xp), xp), xp)
-            else:
-                cw = mm_h(C, W, xp)
-            out = cw if out is None else out + cw
-        return out
+            out = _plus(out, term)
+        source = self._source(t, Y)
+        return out if source is None else _plus(out, source.FH_U(W))
 
     def UH_F_V(self, t: float, Y: LowRank, W: Any, Z: Any) -> Any:  # noqa: N802
         xp = Y.xp
-        WH = conj_transpose(W, xp)
         Vh = conj_transpose(Y.V, xp)
         VhZ = mm(Vh, Z, xp)
         out = None
@@ -748,12 +767,6 @@ class LinearMatrixODE(AbstractMatrixODE):
             lhs = mm(conj_transpose(lw, xp), Y.U, xp)
             rhs = VhZ if right is None else mm(Vh, _operators.at(right, t, Y).apply_t(Z, xp), xp)
             term = mm(lhs, mm(Y.S, rhs, xp), xp)
-            out = term if out is None else out + term
-        C = self._C(t, Y)
-        if C is not None:
-            if isinstance(C, LowRank):
-                cw = mm(mm(WH, C.U, xp), mm(C.S, mm(conj_transpose(C.V, xp), Z, xp), xp), xp)
-            else:
-                cw = mm(WH, mm(C, Z, xp), xp)
-            out = cw if out is None else out + cw
-        return out
+            out = _plus(out, term)
+        source = self._source(t, Y)
+        return out if source is None else _plus(out, source.UH_F_V(W, Z))
