@@ -377,6 +377,92 @@ row(
     lambda d: lc.ABCPSI(min_rank=True),
 )
 row("integrator-substep-int", TypeError, r"`substep` must be a name.*got int", lambda d: lc.KSL(substep=3))
+# A user Butcher tableau (tableau=) is checked when it is built: shapes, c = a 1, order conditions.
+_RK4 = lc.integrators.TABLEAUX["rk4"]
+row(
+    "integrator-tableau-int",
+    TypeError,
+    r"`tableau` of method 'rk-bug' must be a name.*ButcherTableau; got 3",
+    lambda d: lc.RKBUG(3),
+)
+row(
+    "tableau-order-conditions",
+    ValueError,
+    r"invalid `tableau` 'quarter': `b` does not satisfy the order conditions of order 4.*\[\. \.\].*0\.375, not 1/3",
+    lambda d: lc.integrators.ButcherTableau("quarter", _RK4.a, (0.25,) * 4, _RK4.c, 4),
+)
+row(  # consistent (sum b = 1) but only first order: the condition of the declared order itself fails
+    "tableau-top-order-condition",
+    ValueError,
+    r"invalid `tableau` 'x': `b` does not satisfy the order conditions of order 2.*\[\.\] \(2 vertices.*0\.25, not 1/2",
+    lambda d: lc.integrators.ButcherTableau("x", ((), (1.0,)), (0.75, 0.25), (0.0, 1.0), 2),
+)
+row(
+    "tableau-c-not-row-sums",
+    ValueError,
+    r"invalid `tableau` 'x': stage time `c\[3\]` = 0\.9 differs from the row sum of `a\[3\]`",
+    lambda d: lc.integrators.ButcherTableau("x", _RK4.a, _RK4.b, (0.0, 0.5, 0.5, 0.9), 4),
+)
+row(
+    "tableau-a-rows",
+    ValueError,
+    r"invalid `tableau` 'x': row `a\[1\]` has 2 weights",
+    lambda d: lc.integrators.ButcherTableau("x", ((), (0.5, 0.5)), (0.5, 0.5), (0.0, 1.0), 2),
+)
+row(
+    "tableau-a-upper",
+    ValueError,
+    r"invalid `tableau` 'x': `a\[0\]\[1\]` = 1\.0 is on or above the diagonal",
+    lambda d: lc.integrators.ButcherTableau("x", ((0.0, 1.0), (1.0, 0.0)), (0.5, 0.5), (0.0, 1.0), 2),
+)
+row(
+    "tableau-b-length",
+    ValueError,
+    r"invalid `tableau` 'x': `a` has 2 rows for the 3 stages of `b`",
+    lambda d: lc.integrators.ButcherTableau("x", ((), (1.0,)), (0.5, 0.5, 0.0), (0.0, 1.0), 2),
+)
+row(
+    "tableau-order-above-stages",
+    ValueError,
+    r"invalid `tableau` 'x': `order` must be between 1 and the number of stages 2.*got 3",
+    lambda d: lc.integrators.ButcherTableau("x", ((), (1.0,)), (0.5, 0.5), (0.0, 1.0), 3),
+)
+row(
+    "tableau-weight-complex",
+    TypeError,
+    r"invalid `tableau` 'x': `b\[0\]` must be a real number; got 1j",
+    lambda d: lc.integrators.ButcherTableau("x", ((), (1.0,)), (1j, 0.5), (0.0, 1.0), 2),
+)
+row(
+    "tableau-weight-nan",
+    ValueError,
+    r"invalid `tableau` 'x': `b\[1\]` is nan",
+    lambda d: lc.integrators.ButcherTableau("x", ((), (1.0,)), (0.5, math.nan), (0.0, 1.0), 2),
+)
+row(
+    "tableau-order-float",
+    TypeError,
+    r"invalid `tableau` 'x': `order` must be an integer; got 2\.0",
+    lambda d: lc.integrators.ButcherTableau("x", ((), (1.0,)), (0.5, 0.5), (0.0, 1.0), 2.0),
+)
+row(
+    "tableau-b_hat-length",
+    ValueError,
+    r"invalid `tableau` 'x': `b_hat` has 4 weights; give 2 .* or 3",
+    lambda d: lc.integrators.ButcherTableau("x", ((), (1.0,)), (0.5, 0.5), (0.0, 1.0), 2, (1.0, 0.0, 0.0, 0.0), 1),
+)
+row(
+    "tableau-b_hat-order",
+    ValueError,
+    r"invalid `tableau` 'x': `b_hat` does not satisfy the order conditions of order 1.*0\.5, not 1/1",
+    lambda d: lc.integrators.ButcherTableau("x", ((), (1.0,)), (0.5, 0.5), (0.0, 1.0), 2, (0.5, 0.0), 1),
+)
+row(
+    "tableau-order_hat-without-b_hat",
+    ValueError,
+    r"invalid `tableau` 'x': `order_hat` is 1 without `b_hat`",
+    lambda d: lc.integrators.ButcherTableau("x", ((), (1.0,)), (0.5, 0.5), (0.0, 1.0), 2, (), 1),
+)
 
 # ============================================================================ MatrixODE
 # f returning a list/None/float gave "AttributeError: 'list' object has no attribute

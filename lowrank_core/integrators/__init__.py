@@ -48,6 +48,7 @@ from .projector_splitting import KSL as KSL
 from .projector_splitting import KSLStrang as KSLStrang
 from .runge_kutta import RKBUG as RKBUG
 from .runge_kutta import TABLEAUX as TABLEAUX
+from .runge_kutta import ButcherTableau as ButcherTableau
 from .runge_kutta import ProjectedRK as ProjectedRK
 
 #: name -> integrator class, used by :func:`lowrank_core.solve`
@@ -59,5 +60,5 @@ METHODS: dict[str, type[AbstractIntegrator]] = {
 __all__ = [
     "ABCPSI", "BCPSI", "BUG", "KSL", "RABUG", "ParallelBUG", "METHODS",
     "AbstractIntegrator", "AbstractRankAdaptive", "KSLStrang", "StepKit",
-    "MidpointBUG", "ParallelBUG2", "RKBUG", "ProjectedRK", "TABLEAUX",
+    "MidpointBUG", "ParallelBUG2", "RKBUG", "ProjectedRK", "TABLEAUX", "ButcherTableau",
 ]

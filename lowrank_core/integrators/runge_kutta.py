@@ -18,6 +18,9 @@ every method) and has no effect.
 from __future__ import annotations
 
 import math
+import numbers
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,14 +36,54 @@ __all__ = ["TABLEAUX", "ButcherTableau", "ProjectedRK", "RKBUG"]
 
 @dataclass(frozen=True)
 class ButcherTableau:
-    """An explicit Runge–Kutta method: ``a`` strictly lower triangular (rows of stage
-    weights), ``b`` the weights of the update, ``c`` the stage times, ``order`` its
-    classical order.
+    r"""An explicit Runge–Kutta method, for the ``tableau=`` option of :class:`~lowrank_core.RKBUG`
+    and :class:`~lowrank_core.ProjectedRK`.
 
-    ``b_hat`` are the weights of an embedded method of order ``order_hat`` on the same
-    stages (the step-size controller's error estimate ``h sum_j (b_j - b̂_j) F_j``); one
-    weight more than ``b`` is the FSAL stage ``F(t1, Y1)`` at the new state.  Empty:
-    no embedded pair.
+    ``s`` stages; stage ``j`` evaluates ``F_j = F(t0 + c_j h, Y_j)`` with
+    ``Y_i = Y0 + h sum_{j<i} a_ij F_j`` and the step is ``Y1 = Y0 + h sum_j b_j F_j`` (the
+    low-rank methods apply the same weights in their bases).  The named tableaux are in
+    :data:`~lowrank_core.integrators.TABLEAUX`; a user tableau is passed as the object:
+
+    >>> import lowrank_core as lc
+    >>> ralston = lc.integrators.ButcherTableau("ralston", ((), (2 / 3,)), (1 / 4, 3 / 4), (0.0, 2 / 3), 2)
+    >>> lc.RKBUG(ralston).order
+    2
+
+    Parameters
+    ----------
+    name : str
+        Shown in the method's ``repr``.
+    a : sequence of sequences of float
+        Stage weights, strictly lower triangular: row ``i`` (``i = 0..s-1``) holds the
+        ``i`` weights ``a_i0 .. a_i,i-1`` (row 0 is empty).  An ``s x s`` matrix with
+        zeros on and above the diagonal is accepted as well.
+    b : sequence of float, length ``s``
+        Weights of the update.
+    c : sequence of float, length ``s``
+        Stage times; ``c_i = sum_j a_ij`` (so ``c_0 = 0``).
+    order : int
+        Classical order ``p``, ``1 <= p <= s``: the order conditions
+        ``b^T Phi(t) = 1 / gamma(t)`` of every rooted tree ``t`` with at most ``p``
+        vertices are checked (Butcher), to round-off.  The step-size controller and the
+        method's ``order`` use it.
+    b_hat : sequence of float, default ()
+        Weights of an embedded method of order ``order_hat`` on the same stages (the
+        step-size controller's error estimate ``h sum_j (b_j - b̂_j) F_j``); ``s + 1``
+        weights add the FSAL stage ``F(t1, Y1)`` at the new state (``a_s = b``,
+        ``c_s = 1``).  Empty: no embedded pair (the controller uses step doubling).
+    order_hat : int, default 0
+        Order of ``b_hat``, ``1 <= order_hat < order`` (checked like ``order``); 0
+        without ``b_hat``.
+
+    Raises
+    ------
+    TypeError
+        A weight that is not a real number, a ``name`` that is not a string, an
+        ``order`` that is not an integer.
+    ValueError
+        Shapes that do not fit ``s`` stages, a non-finite weight, ``c != a 1``, or a
+        violated order condition (the message names the tree's condition and the
+        residual).
     """
 
     name: str
@@ -50,6 +93,174 @@ class ButcherTableau:
     order: int
     b_hat: tuple[float, ...] = ()
     order_hat: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            msg = (
+                f"`tableau`: `name` of a ButcherTableau must be a str; got {self.name!r} "
+                f"of type {type(self.name).__name__}."
+            )
+            raise TypeError(msg)
+        where = f"invalid `tableau` {self.name!r}"
+        b = _weights(self.b, "b", where)
+        s = len(b)
+        if s == 0:
+            msg = f"{where}: `b` is empty; a Runge-Kutta method has at least one stage."
+            raise ValueError(msg)
+        c = _weights(self.c, "c", where)
+        rows = _rows(self.a, s, where)
+        if len(c) != s:
+            msg = f"{where}: `c` has {len(c)} stage times for the {s} stages of `b`; give one per stage."
+            raise ValueError(msg)
+        for i, row in enumerate(rows):
+            if abs(sum(row) - c[i]) > _slack(len(row), max(abs(c[i]), sum(map(abs, row)))):
+                msg = (
+                    f"{where}: stage time `c[{i}]` = {c[i]!r} differs from the row sum of `a[{i}]`, "
+                    f"{sum(row)!r}; an explicit Runge-Kutta method needs c_i = sum_j a_ij."
+                )
+                raise ValueError(msg)
+        order = _integer(self.order, "order", where)
+        if not 1 <= order <= s:
+            msg = (
+                f"{where}: `order` must be between 1 and the number of stages {s} (an explicit method "
+                f"of s stages has order at most s); got {order}."
+            )
+            raise ValueError(msg)
+        _check_order(rows, b, order, "b", where)
+        b_hat = _weights(self.b_hat, "b_hat", where)
+        order_hat = _integer(self.order_hat, "order_hat", where)
+        if not b_hat:
+            if order_hat != 0:
+                msg = f"{where}: `order_hat` is {order_hat} without `b_hat`; give the embedded weights or 0."
+                raise ValueError(msg)
+        else:
+            if len(b_hat) not in (s, s + 1):
+                msg = (
+                    f"{where}: `b_hat` has {len(b_hat)} weights; give {s} (one per stage) or {s + 1} "
+                    f"(with the FSAL stage F(t1, Y1))."
+                )
+                raise ValueError(msg)
+            if not 1 <= order_hat < order:
+                msg = f"{where}: `order_hat` must be between 1 and `order` - 1 = {order - 1}; got {order_hat}."
+                raise ValueError(msg)
+            _check_order(rows + [b] if len(b_hat) > s else rows, b_hat, order_hat, "b_hat", where)
+        normalised = {"a": tuple(rows), "b": b, "c": c, "order": order, "b_hat": b_hat, "order_hat": order_hat}
+        for attr, value in normalised.items():  # plain floats and ints: the caller's sequences are not kept
+            object.__setattr__(self, attr, value)
+
+
+def _weights(values: Any, field_name: str, where: str) -> tuple[float, ...]:
+    """``values`` as a tuple of finite Python floats (a new tuple: the caller's sequence is not kept)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        msg = (
+            f"{where}: `{field_name}` must be a sequence of real numbers; "
+            f"got {values!r} of type {type(values).__name__}."
+        )
+        raise TypeError(msg)
+    items = list(values)
+    out = []
+    for k, x in enumerate(items):
+        if isinstance(x, bool) or not isinstance(x, numbers.Real):
+            msg = f"{where}: `{field_name}[{k}]` must be a real number; got {x!r} of type {type(x).__name__}."
+            raise TypeError(msg)
+        if not math.isfinite(float(x)):
+            msg = f"{where}: `{field_name}[{k}]` is {x!r}; the weights must be finite."
+            raise ValueError(msg)
+        out.append(float(x))
+    return tuple(out)
+
+
+def _rows(a: Any, s: int, where: str) -> list[tuple[float, ...]]:
+    """The strictly lower triangular rows of ``a`` (row ``i`` of length ``i``), from ragged rows
+    or an ``s x s`` matrix with zeros on and above the diagonal."""
+    if isinstance(a, (str, bytes)) or not isinstance(a, Iterable):
+        msg = f"{where}: `a` must be a sequence of rows (sequences of reals); got {a!r} of type {type(a).__name__}."
+        raise TypeError(msg)
+    rows = [_weights(row, f"a[{i}]", where) for i, row in enumerate(a)]
+    if len(rows) != s:
+        msg = f"{where}: `a` has {len(rows)} rows for the {s} stages of `b`; give one row per stage."
+        raise ValueError(msg)
+    if all(len(row) == s for row in rows):
+        upper = [(i, j) for i in range(s) for j in range(i, s) if rows[i][j] != 0.0]
+        if upper:
+            i, j = upper[0]
+            msg = (
+                f"{where}: `a[{i}][{j}]` = {rows[i][j]!r} is on or above the diagonal; "
+                f"an explicit method has a_ij = 0 for j >= i."
+            )
+            raise ValueError(msg)
+        return [row[:i] for i, row in enumerate(rows)]
+    for i, row in enumerate(rows):
+        if len(row) != i:
+            msg = (
+                f"{where}: row `a[{i}]` has {len(row)} weights; row i of an explicit tableau has the i weights "
+                f"a_i0 .. a_i,i-1 (row 0 empty), or give the full {s} x {s} matrix."
+            )
+            raise ValueError(msg)
+    return rows
+
+
+def _integer(value: Any, field_name: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        msg = f"{where}: `{field_name}` must be an integer; got {value!r} of type {type(value).__name__}."
+        raise TypeError(msg)
+    return int(value)
+
+
+def _slack(terms: int, magnitude: float) -> float:
+    """Round-off allowance of a sum of ``terms`` products of magnitude ``magnitude``: each
+    product and addition rounds once (relative ``eps``), with a factor 8 of headroom."""
+    return 8.0 * (terms + 1) * sys.float_info.epsilon * max(magnitude, 1.0)
+
+
+def _rooted_trees(order: int) -> list[tuple]:
+    """Rooted trees with at most ``order`` vertices, each a sorted tuple of its subtrees."""
+    level: set[tuple] = {()}
+    trees = [()]
+
+    def grow(t: tuple) -> Any:
+        yield tuple(sorted((*t, ())))
+        for i, child in enumerate(t):
+            for g in grow(child):
+                yield tuple(sorted((*t[:i], g, *t[i + 1 :])))
+
+    for _ in range(order - 1):
+        level = {g for t in level for g in grow(t)}
+        trees += sorted(level)
+    return trees
+
+
+def _check_order(rows: list[tuple[float, ...]], b: tuple[float, ...], order: int, field_name: str, where: str) -> None:
+    """Butcher's order conditions ``b^T Phi(t) = 1 / gamma(t)`` for every rooted tree with at most
+    ``order`` vertices, ``Phi(t)_i = prod_{children u} (a Phi(u))_i`` (``Phi(leaf) = 1``)."""
+    s = len(b)
+
+    def phi(t: tuple, absolute: bool) -> tuple[list[float], int, float]:
+        """``(Phi(t), |t|, gamma(t))``, with ``|a|`` for the round-off magnitude if ``absolute``."""
+        vec, size, gamma = [1.0] * s, 1, 1.0
+        for child in t:
+            pc, n, g = phi(child, absolute)
+            size, gamma = size + n, gamma * g
+            for i in range(s):
+                vec[i] *= sum((abs(w) if absolute else w) * pc[j] for j, w in enumerate(rows[i]))
+        return vec, size, gamma * size
+
+    for t in _rooted_trees(order):
+        vec, size, gamma = phi(t, False)
+        value = sum(w * x for w, x in zip(b, vec, strict=True))
+        magnitude = sum(abs(w) * x for w, x in zip(b, phi(t, True)[0], strict=True))
+        if abs(value - 1.0 / gamma) > _slack(s * size, magnitude):
+            msg = (
+                f"{where}: `{field_name}` does not satisfy the order conditions of order {order}: for the "
+                f"rooted tree {_tree_str(t)} ({size} vertices) {field_name}^T Phi = {value!r}, not 1/{gamma:g}; "
+                f"lower `{'order' if field_name == 'b' else 'order_hat'}` or correct the weights."
+            )
+            raise ValueError(msg)
+
+
+def _tree_str(t: tuple) -> str:
+    """Bracket notation: ``.`` a leaf, ``[u v]`` a root with subtrees ``u``, ``v``."""
+    return "." if not t else "[" + " ".join(_tree_str(u) for u in t) + "]"
 
 
 #: The tableaux of ``method="rk-bug"`` and ``method="projected-rk"`` (``tableau=``).
@@ -75,19 +286,22 @@ TABLEAUX: dict[str, ButcherTableau] = {
 
 
 def resolve_tableau(tableau: Any, method: str) -> ButcherTableau:
-    """``tableau`` validated: a name from :data:`TABLEAUX` (or one of its entries, as held by a
-    configured method, so that ``dataclasses.replace`` of a method keeps its tableau)."""
-    if isinstance(tableau, ButcherTableau) and tableau in TABLEAUX.values():
+    """``tableau`` validated: a name from :data:`TABLEAUX` or a :class:`ButcherTableau` (validated
+    when it was built; a configured method holds one, so ``dataclasses.replace`` keeps it)."""
+    if isinstance(tableau, ButcherTableau):
         return tableau
     if not isinstance(tableau, str):
         msg = (
-            f"`tableau` of method {method!r} must be a name, one of {sorted(TABLEAUX)}; "
-            f"got {tableau!r} of type {type(tableau).__name__}."
+            f"`tableau` of method {method!r} must be a name, one of {sorted(TABLEAUX)}, or a "
+            f"lowrank_core.integrators.ButcherTableau; got {tableau!r} of type {type(tableau).__name__}."
         )
         raise TypeError(msg)
     key = tableau.lower()
     if key not in TABLEAUX:
-        msg = f"unknown `tableau` {tableau!r} for method {method!r}; choose one of {sorted(TABLEAUX)}."
+        msg = (
+            f"unknown `tableau` {tableau!r} for method {method!r}; choose one of {sorted(TABLEAUX)} "
+            f"or pass a lowrank_core.integrators.ButcherTableau."
+        )
         raise ValueError(msg)
     return TABLEAUX[key]
 
@@ -156,7 +370,9 @@ class RKBUG(AbstractRankAdaptive):
 
     Parameters
     ----------
-    tableau : {"heun", "ssprk3", "rk4"}, default "rk4"
+    tableau : {"heun", "ssprk3", "rk4"} or ButcherTableau, default "rk4"
+        A name from :data:`~lowrank_core.integrators.TABLEAUX` or a user
+        :class:`~lowrank_core.integrators.ButcherTableau`.
     substep
         Accepted for a uniform interface; unused (see the module docstring).
     tol, rtol, min_rank, max_rank, truncation_rule
@@ -177,9 +393,10 @@ class RKBUG(AbstractRankAdaptive):
         object.__setattr__(self, "order", tab.order)  # the class attribute is the default tableau's
 
     @property
-    def embedded_order(self) -> int:
-        """Order of the tableau's embedded method (the step-size controller's estimate)."""
-        return self.tableau.order_hat
+    def embedded_order(self) -> int | None:
+        """Order of the tableau's embedded method (the step-size controller's estimate);
+        ``None`` for a tableau without ``b_hat`` (the controller then uses step doubling)."""
+        return self.tableau.order_hat or None
 
     def step(
         self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, *, estimate: bool = False
@@ -258,7 +475,9 @@ class ProjectedRK(AbstractIntegrator):
 
     Parameters
     ----------
-    tableau : {"heun", "ssprk3", "rk4"}, default "rk4"
+    tableau : {"heun", "ssprk3", "rk4"} or ButcherTableau, default "rk4"
+        A name from :data:`~lowrank_core.integrators.TABLEAUX` or a user
+        :class:`~lowrank_core.integrators.ButcherTableau`.
     substep
         Accepted for a uniform interface; unused.
     """
@@ -277,9 +496,10 @@ class ProjectedRK(AbstractIntegrator):
         object.__setattr__(self, "order", tab.order)  # the class attribute is the default tableau's
 
     @property
-    def embedded_order(self) -> int:
-        """Order of the tableau's embedded method (the step-size controller's estimate)."""
-        return self.tableau.order_hat
+    def embedded_order(self) -> int | None:
+        """Order of the tableau's embedded method (the step-size controller's estimate);
+        ``None`` for a tableau without ``b_hat`` (the controller then uses step doubling)."""
+        return self.tableau.order_hat or None
 
     def step(
         self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, *, estimate: bool = False

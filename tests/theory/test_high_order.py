@@ -66,7 +66,6 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import lowrank_core as lc
-from lowrank_core.integrators import runge_kutta
 
 from .._helpers import dense, loglog_slope, random_orthonormal, random_skew
 from ._problems import full_rank_path
@@ -166,16 +165,37 @@ def test_fitted_order_reaches_the_order_of_the_method(np_xp, method, tableau, le
     assert np.all(slopes >= least), (slopes, errs)
 
 
-def test_order_test_catches_wrong_rk4_weights(np_xp, monkeypatch):
+def test_order_test_catches_wrong_rk4_weights(np_xp):
     """Planted bug: the rk4 tableau with its update weights ``b`` replaced by ``(1/4,) * 4``
-    (a consistent but first-order rule); the fitted order falls below 3.6."""
+    (a consistent rule of order 2: ``sum b = 1``, ``b.c = 1/2``, ``b.c^2 = 3/8``), passed
+    as a user :class:`~lowrank_core.integrators.ButcherTableau`; the fitted order falls
+    below 3.6."""
     drawn = ("float64", (), ((1.0, 0.5, 0.3, 0.1),), 2.0, 3)
     slopes, _ = slopes_of(np_xp, drawn, "rk-bug", "rk4")
     assert slopes >= 3.6
-    bad = runge_kutta.ButcherTableau("rk4", runge_kutta.TABLEAUX["rk4"].a, (0.25,) * 4, (0.0, 0.5, 0.5, 1.0), 4)
-    monkeypatch.setitem(runge_kutta.TABLEAUX, "rk4", bad)
-    slopes, _ = slopes_of(np_xp, drawn, "rk-bug", "rk4")
+    rk4 = lc.integrators.TABLEAUX["rk4"]
+    bad = lc.integrators.ButcherTableau("rk4-equal-weights", rk4.a, (0.25,) * 4, rk4.c, 2)
+    slopes, _ = slopes_of(np_xp, drawn, "rk-bug", bad)
     assert slopes < 3.6
+
+
+@pytest.mark.parametrize("method", ["rk-bug", "projected-rk"])
+def test_user_tableau_is_the_named_method(np_xp, method):
+    """A user :class:`~lowrank_core.integrators.ButcherTableau` with ssprk3's weights (as
+    an ``s x s`` matrix, without the embedded pair) gives the same steps as
+    ``tableau="ssprk3"`` to round-off (the same operations: ``1e2 eps``), and has no
+    ``embedded_order`` (step doubling).  Guards against a user tableau whose rows, stage
+    times or weights are read differently from the named ones."""
+    tab = lc.integrators.TABLEAUX["ssprk3"]
+    square = [[0.0] * 3, [1.0, 0.0, 0.0], [0.25, 0.25, 0.0]]
+    mine = lc.integrators.ButcherTableau("my-ssprk3", square, list(tab.b), list(tab.c), 3)
+    assert mine.a == tab.a
+    assert lc.METHODS[method](mine).embedded_order is None
+    drawn = ("float64", (), ((1.0, 0.5, 0.3, 0.1),), 2.0, 3)
+    problem, Y0, _ = tangent_problem(np_xp, drawn)
+    named = dense(lc.solve(problem, Y0, (0.0, 0.5), 0.1, method=method, tableau="ssprk3").Y)
+    user = dense(lc.solve(problem, Y0, (0.0, 0.5), 0.1, method=method, tableau=mine).Y)
+    assert np.linalg.norm(user - named) <= 1e2 * np.finfo(float).eps * np.linalg.norm(named)
 
 
 # -- robustness ------------------------------------------------------------------------------
@@ -183,7 +203,7 @@ def test_order_test_catches_wrong_rk4_weights(np_xp, monkeypatch):
 ROBUST = [("midpoint-bug", None), ("rk-bug", "heun"), ("rk-bug", "rk4")]
 C_ROBUST = 3.0
 H_ROBUST = 0.05
-RULES = {"heun": runge_kutta.TABLEAUX["heun"], "rk4": runge_kutta.TABLEAUX["rk4"], None: None}
+RULES = {"heun": lc.integrators.TABLEAUX["heun"], "rk4": lc.integrators.TABLEAUX["rk4"], None: None}
 
 
 def rule_error(problem, A, tableau, h):
@@ -329,7 +349,7 @@ def test_full_rank_is_the_classical_runge_kutta_method(np_xp, method, kw, rule):
     if rule == "midpoint":
         b, a, c = (0.0, 1.0), ((), (0.5,)), (0.0, 0.5)
     else:
-        tab = runge_kutta.TABLEAUX[rule]
+        tab = lc.integrators.TABLEAUX[rule]
         b, a, c = tab.b, tab.a, tab.c
     ref = dense_rk(f, Y0.to_dense(), 0.1, 5, b, a, c)
     sol = lc.solve(lc.MatrixODE(f), Y0, (0.0, 0.5), 0.1, method=method, **kw)
