@@ -22,7 +22,6 @@ from lowrank_core import problems
 from lowrank_core._control import (
     SAFETY,
     StepControl,
-    StepToleranceWarning,
     controller_order,
     difference_norm,
     effective_order,
@@ -178,10 +177,10 @@ def test_loose_truncation_warns(small):
     planting a disabled check).
     """
     problem, Y0 = small
-    with pytest.warns(StepToleranceWarning, match="truncation tolerance"):
+    with pytest.warns(lc.StepToleranceWarning, match="truncation tolerance"):
         lc.solve(problem, Y0, (0.0, 0.2), method="ra-bug", tol=1e-3, step_rtol=1e-6)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", StepToleranceWarning)
+        warnings.simplefilter("error", lc.StepToleranceWarning)
         lc.solve(problem, Y0, (0.0, 0.2), method="ra-bug", tol=1e-14, step_rtol=1e-3)
 
 
@@ -376,9 +375,9 @@ def test_loose_truncation_warns_embedded():
     planting it.
     """
     problem, Y0, _, _ = _linear_problem()
-    with pytest.warns(StepToleranceWarning, match="1 per accepted step"):
+    with pytest.warns(lc.StepToleranceWarning, match="1 per accepted step"):
         lc.solve(problem, Y0, (0.0, 0.2), method="rk-bug", tableau="ssprk3", tol=1e-3, step_rtol=1e-6)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", StepToleranceWarning)
+        warnings.simplefilter("error", lc.StepToleranceWarning)
         sol = lc.solve(problem, Y0, (0.0, 0.2), method="rk-bug", tableau="ssprk3", tol=1e-8, step_rtol=1e-6)
     assert 1e-8 > 0.5 * 1e-6 * float(Y0.norm()) * sol.step_sizes[0]  # the planted rule would have warned

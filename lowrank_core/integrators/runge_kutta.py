@@ -42,7 +42,7 @@ class ButcherTableau:
     ``s`` stages; stage ``j`` evaluates ``F_j = F(t0 + c_j h, Y_j)`` with
     ``Y_i = Y0 + h sum_{j<i} a_ij F_j`` and the step is ``Y1 = Y0 + h sum_j b_j F_j`` (the
     low-rank methods apply the same weights in their bases).  The named tableaux are in
-    :data:`~lowrank_core.integrators.TABLEAUX`; a user tableau is passed as the object:
+    ``lowrank_core.integrators.TABLEAUX``; a user tableau is passed as the object:
 
     >>> import lowrank_core as lc
     >>> ralston = lc.integrators.ButcherTableau("ralston", ((), (2 / 3,)), (1 / 4, 3 / 4), (0.0, 2 / 3), 2)
@@ -371,7 +371,7 @@ class RKBUG(AbstractRankAdaptive):
     Parameters
     ----------
     tableau : {"heun", "ssprk3", "rk4"} or ButcherTableau, default "rk4"
-        A name from :data:`~lowrank_core.integrators.TABLEAUX` or a user
+        A name from ``lowrank_core.integrators.TABLEAUX`` or a user
         :class:`~lowrank_core.integrators.ButcherTableau`.
     substep
         Accepted for a uniform interface; unused (see the module docstring).
@@ -476,7 +476,7 @@ class ProjectedRK(AbstractIntegrator):
     Parameters
     ----------
     tableau : {"heun", "ssprk3", "rk4"} or ButcherTableau, default "rk4"
-        A name from :data:`~lowrank_core.integrators.TABLEAUX` or a user
+        A name from ``lowrank_core.integrators.TABLEAUX`` or a user
         :class:`~lowrank_core.integrators.ButcherTableau`.
     substep
         Accepted for a uniform interface; unused.
