@@ -29,25 +29,24 @@ def _orthonormality_defect(q: Any, xp: Any) -> float:
     return float(xp.max(xp.abs(defect)))
 
 
-class _FactoredShape:
-    """``shape`` and ``batch_shape`` of a matrix held through bases ``U (..., m, p)`` and
-    ``V (..., n, q)``: one rule for :class:`LowRank` and the training parameter
-    :class:`~lowrank_core.training.LowRankParam`."""
-
-    __slots__ = ()
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Shape ``(..., m, n)`` of the represented matrix."""
-        return (*self.U.shape[:-1], self.V.shape[-2])  # type: ignore[attr-defined]
-
-    @property
-    def batch_shape(self) -> tuple[int, ...]:
-        """Leading batch dimensions ``...`` (a stack of independent matrices of equal shape)."""
-        return tuple(self.U.shape[:-2])  # type: ignore[attr-defined]
+# ``shape`` and ``batch_shape`` of a matrix held through bases ``U (..., m, p)`` and
+# ``V (..., n, q)``: one rule, assigned in :class:`LowRank` and in the training parameter
+# ``LowRankParam`` (class attributes, so that each class's API page lists them).
+def _shape(self: Any) -> tuple[int, ...]:
+    """Shape ``(..., m, n)`` of the represented matrix."""
+    return (*self.U.shape[:-1], self.V.shape[-2])
 
 
-class LowRank(_FactoredShape):
+def _batch_shape(self: Any) -> tuple[int, ...]:
+    """Leading batch dimensions ``...`` (a stack of independent matrices of equal shape)."""
+    return tuple(self.U.shape[:-2])
+
+
+factored_shape = property(_shape)
+factored_batch_shape = property(_batch_shape)
+
+
+class LowRank:
     r"""A rank-``r`` matrix (or stack of matrices) in factored form ``Y = U S V^H``.
 
     Parameters
@@ -108,6 +107,9 @@ class LowRank(_FactoredShape):
         return obj
 
     # ------------------------------------------------------------------ properties
+    shape = factored_shape
+    batch_shape = factored_batch_shape
+
     @property
     def rank(self) -> int:
         """The rank ``r`` (number of columns of ``U``)."""

@@ -122,19 +122,19 @@ def midpoint_update(
     return Y1, xp.sqrt(xp.sum(xp.abs(E) ** 2, axis=(-2, -1)))
 
 
+def _euler_embedded_order(self: AbstractRankAdaptive) -> int | None:
+    """``1``: the explicit Euler step in the final bases is the embedded method of the
+    step-size controller; ``None`` with exact substeps (no point value ``F(t0, Y0)``)."""
+    return None if self.substep.needs_increments else 1
+
+
+#: ``embedded_order`` of the methods that end with :func:`midpoint_update` (their 2(1) pair),
+#: assigned in each class so that its API page lists it.
+_EMBEDDED_ORDER = property(_euler_embedded_order)
+
+
 @dataclass(frozen=True, eq=False, repr=False, kw_only=True)
-class _MidpointUpdate(AbstractRankAdaptive):
-    """Base of the methods that end with :func:`midpoint_update` (their embedded 2(1) pair)."""
-
-    @property
-    def embedded_order(self) -> int | None:
-        """``1``: the explicit Euler step in the final bases is the embedded method of the
-        step-size controller; ``None`` with exact substeps (no point value ``F(t0, Y0)``)."""
-        return None if self.substep.needs_increments else 1
-
-
-@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
-class MidpointBUG(_MidpointUpdate):
+class MidpointBUG(AbstractRankAdaptive):
     r"""Midpoint BUG integrator (Ceruti, Einkemmer, Kusch & Lubich 2024), rank adaptive.
 
     One step ``t0 -> t1 = t0 + h`` from ``Y0 = U0 S0 V0^H`` of rank ``r``,
@@ -163,6 +163,7 @@ class MidpointBUG(_MidpointUpdate):
 
     name: ClassVar[str] = "midpoint-bug"
     order: ClassVar[int] = 2
+    embedded_order = _EMBEDDED_ORDER
 
     def step(
         self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, *, estimate: bool = False
@@ -180,7 +181,7 @@ class MidpointBUG(_MidpointUpdate):
 
 
 @dataclass(frozen=True, eq=False, repr=False, kw_only=True)
-class ParallelBUG2(_MidpointUpdate):
+class ParallelBUG2(AbstractRankAdaptive):
     r"""Second-order robust parallel BUG integrator (after Kusch 2024), rank adaptive.
 
     One step ``t0 -> t1 = t0 + h`` from ``Y0 = U0 S0 V0^H`` of rank ``r``,
@@ -205,6 +206,7 @@ class ParallelBUG2(_MidpointUpdate):
 
     name: ClassVar[str] = "parallel-bug-2"
     order: ClassVar[int] = 2
+    embedded_order = _EMBEDDED_ORDER
 
     def step(
         self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, *, estimate: bool = False

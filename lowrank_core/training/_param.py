@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from .._lowrank import LowRank, _FactoredShape
+from .._lowrank import LowRank, factored_batch_shape, factored_shape
 from .._namespace import conj_transpose, is_floating_dtype, namespace_of
 
 __all__ = ["LowRankParam", "NonFiniteGradientError"]
@@ -56,7 +56,7 @@ class NonFiniteGradientError(FloatingPointError):
 
 
 @dataclass(frozen=True, eq=False)
-class LowRankParam(_FactoredShape):
+class LowRankParam:
     r"""A low-rank trainable weight: factors, tangent increments and optimizer state.
 
     Build it with an optimizer's ``init`` (``opt.init(Y)`` for a :class:`~lowrank_core.LowRank`
@@ -98,6 +98,9 @@ class LowRankParam(_FactoredShape):
         object.__setattr__(self, "xp", namespace_of(state["U"]))
 
     # ------------------------------------------------------------------ views
+    shape = factored_shape
+    batch_shape = factored_batch_shape
+
     @property
     def rank(self) -> int:
         """Rank ``r`` of the last basis update (columns of ``V``; ``U`` has ``2r`` in an augmented phase)."""
