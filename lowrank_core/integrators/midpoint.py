@@ -206,13 +206,12 @@ class ParallelBUG2(AbstractRankAdaptive):
 
     name: ClassVar[str] = "parallel-bug-2"
     order: ClassVar[int] = 2
-    embedded_order = _EMBEDDED_ORDER
+    embedded_order = _EMBEDDED_ORDER  # the same 2(1) pair as MidpointBUG
 
     def step(
         self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, *, estimate: bool = False
     ) -> tuple[LowRank, Any, StepInfo]:
-        """One step (see the class docstring); with ``estimate=True`` the step's
-        ``info.error_estimate`` is the embedded 2(1) estimate of ``midpoint_update``."""
+        """One step (see the class docstring); ``estimate=True`` as in :meth:`~lowrank_core.MidpointBUG.step`."""
         xp = Y0.xp
         kit = self.make_kit(problem, Y0)
         t_half = t0 + 0.5 * (t1 - t0)
