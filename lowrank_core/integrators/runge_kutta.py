@@ -336,8 +336,34 @@ def _weighted(terms: list[tuple[float, Any]]) -> Any:
     return total
 
 
+def _tableau_embedded_order(self: _TableauMethod) -> int | None:
+    """Order of the tableau's embedded method (the step-size controller's estimate);
+    ``None`` for a tableau without ``b_hat`` (the controller then uses step doubling)."""
+    return self.tableau.order_hat or None
+
+
+#: ``embedded_order`` of the tableau methods, assigned in each class so that its API page lists it.
+_EMBEDDED_ORDER = property(_tableau_embedded_order)
+
+
 @dataclass(frozen=True, eq=False, repr=False, kw_only=True)
-class RKBUG(AbstractRankAdaptive):
+class _TableauMethod(AbstractIntegrator):
+    """The ``tableau`` option of :class:`RKBUG` and :class:`ProjectedRK`: a name from
+    ``TABLEAUX`` or a :class:`ButcherTableau`, resolved once; ``order`` is the tableau's."""
+
+    TABLEAUX: ClassVar[dict[str, ButcherTableau]] = TABLEAUX
+
+    tableau: Any = field(default="rk4", kw_only=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        tab = resolve_tableau(self.tableau, self.name)
+        object.__setattr__(self, "tableau", tab)
+        object.__setattr__(self, "order", tab.order)  # the class attribute is the default tableau's
+
+
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
+class RKBUG(_TableauMethod, AbstractRankAdaptive):
     r"""Runge–Kutta BUG integrator (Riffaud & Nobile 2025), rank adaptive.
 
     One step ``t0 -> t1 = t0 + h`` from ``Y0 = U0 S0 V0^H`` of rank ``r`` with an explicit
@@ -382,21 +408,7 @@ class RKBUG(AbstractRankAdaptive):
 
     name: ClassVar[str] = "rk-bug"
     order: ClassVar[int] = 4
-    TABLEAUX: ClassVar[dict[str, ButcherTableau]] = TABLEAUX
-
-    tableau: Any = field(default="rk4", kw_only=False)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        tab = resolve_tableau(self.tableau, self.name)
-        object.__setattr__(self, "tableau", tab)
-        object.__setattr__(self, "order", tab.order)  # the class attribute is the default tableau's
-
-    @property
-    def embedded_order(self) -> int | None:
-        """Order of the tableau's embedded method (the step-size controller's estimate);
-        ``None`` for a tableau without ``b_hat`` (the controller then uses step doubling)."""
-        return self.tableau.order_hat or None
+    embedded_order = _EMBEDDED_ORDER
 
     def step(
         self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, *, estimate: bool = False
@@ -450,7 +462,7 @@ class RKBUG(AbstractRankAdaptive):
 
 
 @dataclass(frozen=True, eq=False, repr=False, kw_only=True)
-class ProjectedRK(AbstractIntegrator):
+class ProjectedRK(_TableauMethod):
     r"""Projected Runge–Kutta integrator (Kieri & Vandereycken 2019), fixed rank; not robust.
 
     One step ``t0 -> t1 = t0 + h`` from ``Y0 = U0 S0 V0^H`` of rank ``r`` with an explicit
@@ -484,22 +496,9 @@ class ProjectedRK(AbstractIntegrator):
 
     name: ClassVar[str] = "projected-rk"
     order: ClassVar[int] = 4
-    TABLEAUX: ClassVar[dict[str, ButcherTableau]] = TABLEAUX
-
-    tableau: Any = field(default="rk4", kw_only=False)
     truncation: Truncation = field(init=False, default_factory=Truncation)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        tab = resolve_tableau(self.tableau, self.name)
-        object.__setattr__(self, "tableau", tab)
-        object.__setattr__(self, "order", tab.order)  # the class attribute is the default tableau's
-
-    @property
-    def embedded_order(self) -> int | None:
-        """Order of the tableau's embedded method (the step-size controller's estimate);
-        ``None`` for a tableau without ``b_hat`` (the controller then uses step doubling)."""
-        return self.tableau.order_hat or None
+    embedded_order = _EMBEDDED_ORDER
 
     def step(
         self, problem: AbstractMatrixODE, t0: float, t1: float, Y0: LowRank, state: Any, *, estimate: bool = False
