@@ -114,6 +114,18 @@ def _caller_writes_factors() -> Iterator[None]:
         _CALLER_WRITES_FACTORS.reset(token)
 
 
+def _is_view_of(value: Any, block: torch.Tensor) -> bool:
+    """True when ``value`` is ``block`` itself (same memory, shape, strides and dtype)."""
+    return (
+        torch.is_tensor(value)
+        and value.data_ptr() == block.data_ptr()
+        and value.shape == block.shape
+        and value.stride() == block.stride()
+        and value.dtype == block.dtype
+        and value.device == block.device
+    )
+
+
 def _distributed() -> bool:
     """True inside an initialised process group of more than one process."""
     dist = torch.distributed
@@ -282,6 +294,7 @@ class LowRankLayer(torch.nn.Module):
                 f"(max_rank={self.max_rank}); build it with a larger `capacity` (default 2 max_rank)."
             )
             raise ValueError(msg)
+        same_size = (p, q) == (getattr(self, "_p", None), getattr(self, "_q", None))
         self._p, self._q = p, q
         for name, value in (("U", U), ("S", S), ("V", V), ("dK", dK), ("dL", dL)):
             buf = getattr(self, name).data
@@ -289,7 +302,12 @@ class LowRankLayer(torch.nn.Module):
             if value is None:
                 buf.zero_()
                 continue
-            buf[rows, cols].copy_(value)  # may be this very block (an unchanged factor): copied onto itself
+            block = buf[rows, cols]
+            if same_size and _is_view_of(value, block):
+                # an unchanged factor (the optimizer returned the view it was given): its
+                # block is already in place and the rest was zeroed when it was written
+                continue
+            block.copy_(value)
             buf[:, cols.stop :].zero_()
             if name == "S":
                 buf[rows.stop :, : cols.stop].zero_()
