@@ -60,7 +60,7 @@ from .._stats import Counters
 from . import OPTIMIZERS, AbstractLowRankOptimizer, LowRankParam, NonFiniteGradientError
 from . import _rank_control
 from ._optimizers import _check_counters, _count, _positive, _real_number, _tolerance, _unit_interval
-from ._rank_control import LinearRankSchedule, RankLogger, RankScheduler, StepRankSchedule
+from ._rank_control import LinearRankSchedule, RankLogger, RankScheduler, StepRankSchedule, allocate_ranks
 
 __all__ = [
     "ConversionSummary",
@@ -75,6 +75,7 @@ __all__ = [
     "RankLogger",
     "RankScheduler",
     "StepRankSchedule",
+    "allocate_ranks",
     "convert",
     "merge",
 ]
@@ -523,7 +524,7 @@ class LowRankOptimizer(torch.optim.Optimizer):
         fraction of the group's dense entries ``sum m n``.  After every basis update the
         singular values of the group's layers are ranked together and kept in that order
         while ``sum (m + n) r + r^2`` fits (each layer at least ``min_rank``, at most
-        ``max_rank``; see :func:`~lowrank_core.training._rank_control.allocate_ranks`).
+        ``max_rank``; the rule is :func:`allocate_ranks`, public for planning a budget).
         Needs a rank-adaptive method; without ``tol``/``rtol`` the budget alone sets the
         ranks.  Rank schedules: :class:`RankScheduler`; rank log: :class:`RankLogger`.
     budget_ranking : {"relative", "absolute"}, default "relative"

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from lowrank_core.training._rank_control import allocate_ranks  # noqa: E402
+from lowrank_core.training.torch import allocate_ranks  # noqa: E402
 from lowrank_core.training.torch import (  # noqa: E402
     LinearRankSchedule,
     LowRankLinear,
