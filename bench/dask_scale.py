@@ -245,12 +245,20 @@ def plot(out: Path) -> Path:
     rows = [r for r in json.loads(out.read_text())["rows"] if "ms_per_step" in r]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     spill = {r.get("memory_limit") for r in rows if r["backend"] == "dask" and r.get("memory_limit") != "8GB"}
+
+    def dask_rows(workers: int | None, spilling: bool) -> Any:
+        return lambda r: (
+            r["backend"] == "dask"
+            and (workers is None or r["workers"] == workers)
+            and (r.get("memory_limit") in spill) == spilling
+        )
+
+    # the spilling case (a smaller memory limit per worker) is its own point, not a continuation
     series = {
-        "Dask, 1 worker": lambda r: r["backend"] == "dask" and r["workers"] == 1 and r.get("memory_limit") not in spill,
-        "Dask, 2 workers": lambda r: r["backend"] == "dask" and r["workers"] == 2 and r.get("memory_limit") not in spill,
+        "Dask, 1 worker": dask_rows(1, False),
+        "Dask, 2 workers": dask_rows(2, False),
         "NumPy (in memory)": lambda r: r["backend"] == "numpy",
-        # the spilling case (a smaller memory limit per worker) is its own point, not a continuation
-        f"Dask, 2 workers, {'/'.join(sorted(spill))} each (spilling)": lambda r: r["backend"] == "dask" and r.get("memory_limit") in spill,
+        f"Dask, 2 workers, {'/'.join(sorted(spill))} each (spilling)": dask_rows(None, True),
     }
     colors = dict(zip(series, ("C0", "C1", "C2", "C3"), strict=True))
     for load in sorted({r["load"] for r in rows}, key=lambda v: (v is None, v or 0)):
