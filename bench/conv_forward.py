@@ -25,7 +25,6 @@ default 15), ``--threads`` (torch threads, default 1), ``--out``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import os
@@ -35,7 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,25 +45,8 @@ import lowrank_core
 from lowrank_core.training.torch import LowRankConv2d
 
 ROOT = Path(__file__).resolve().parent.parent
-_BUSY = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    pass\n"
 
-
-@contextlib.contextmanager
-def background_load(count: int) -> Iterator[None]:
-    """``count`` CPU-bound busy-loop processes for the duration of the block (always stopped)."""
-    procs = [subprocess.Popen([sys.executable, "-S", "-c", _BUSY]) for _ in range(count)]
-    try:
-        time.sleep(2.0 if procs else 0.0)
-        yield
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+from _common import background_load, exit_on_sigterm  # noqa: E402  (bench/, the script's folder)
 
 
 def compare(fns: dict[str, Callable[[], Any]], repeat: int, base: str) -> dict[str, float]:
@@ -151,10 +133,6 @@ def measure(repeat: int) -> list[dict]:
     return rows
 
 
-def _exit(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--load", nargs="+", type=int, default=[0])
@@ -162,7 +140,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "conv_forward.json"))
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     slow = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ]
     if slow:
         print(
@@ -172,7 +150,7 @@ def main() -> None:
     rows = []
     for load in args.load:
         print(f"load {load}")
-        with background_load(load):
+        with background_load(load, settle=2.0):
             rows += [
                 {"condition": "idle" if load == 0 else f"load{load}", "load": load, **r} for r in measure(args.repeat)
             ]

@@ -42,7 +42,6 @@ Writes ``bench/results/training_step.json``.  Options: ``--ranks`` (default 32 1
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import datetime
 import json
@@ -51,10 +50,8 @@ import platform
 import pstats
 import signal
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,54 +60,14 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _common import background_load, exit_on_sigterm  # noqa: E402  (bench/, the script's folder)
+
 import lowrank_core as lc  # noqa: E402
 from lowrank_core.training.torch import LowRankLinear, LowRankOptimizer  # noqa: E402
 
 METHODS = ("abc-psi", "bc-psi", "ra-bug", "parallel-bug", "heavy-ball", "adam")
 LR = {"heavy-ball": 1e-3, "adam": 1e-4}  # the others 1e-3 (SGD); the step time does not depend on lr
 BATCH = 128
-
-_BUSY_LOOP = (
-    "import os, sys\n"
-    "parent = os.getppid()\n"
-    "sys.stdout.write('ready\\n')\n"
-    "sys.stdout.flush()\n"
-    "while os.getppid() == parent:\n"
-    "    for _ in range(200000):\n"
-    "        pass\n"
-)
-
-
-@contextlib.contextmanager
-def background_load(count: int, settle: float = 2.0) -> Iterator[None]:
-    """``count`` pure-Python busy-loop processes for the duration of the block (always stopped)."""
-    procs: list[subprocess.Popen] = []
-    try:
-        for _ in range(count):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-S", "-c", _BUSY_LOOP], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE
-                )
-            )
-        for p in procs:
-            if p.stdout is None or p.stdout.readline().strip() != b"ready":
-                msg = f"background load process {p.pid} did not start"
-                raise RuntimeError(msg)
-        if procs:
-            time.sleep(settle)
-        yield
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
-def _exit(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
 
 
 # ---------------------------------------------------------------------- models
@@ -316,7 +273,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeat < 1 or args.warmup < 0 or any(x < 0 for x in args.load) or any(k < 1 for k in args.k):
         parser.error("--repeat >= 1, --warmup >= 0, --load >= 0 and --k >= 1 are required")
-    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     slow = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
     if slow:
         print(
@@ -329,7 +286,7 @@ def main() -> None:
     rows, stacking, profiles = [], [], []
     for load in args.load:
         print(f"load {load}", flush=True)
-        with background_load(load):
+        with background_load(load, settle=2.0):
             main, slowest = main_rows(args.ranks, args.k, args.repeat, args.warmup, load)
             rows += main
             if not args.no_stacking:
