@@ -171,6 +171,7 @@ def allocate_ranks(
         one's.
     """
     choice(ranking, "ranking", BUDGET_RANKINGS)
+    budget = integer(budget, "budget", minimum=0)
     if not len(singular_values) == len(shapes) == len(min_ranks):
         msg = (
             f"`singular_values`, `shapes` and `min_ranks` must have one entry per layer; got {len(singular_values)}, "

@@ -175,6 +175,25 @@ def test_kept_singular_values_are_the_globally_largest(ranking):
     assert per_layer != ranks
 
 
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        (([[1.0]], [(4, 3)], [1], 10.5), {}, TypeError, "`budget` must be an integer"),
+        (([[1.0]], [(4, 3)], [1], True), {}, TypeError, "`budget` must be an integer"),
+        (([[1.0]], [(4, 3)], [1], -1), {}, ValueError, "`budget` must be at least 0"),
+        (([[1.0], [2.0]], [(4, 3)], [1, 1], 10), {}, ValueError, "one entry per layer; got 2, 1 and 2"),
+        (([[1.0]], [(4, 3)], [1], 10), {"ranking": "largest"}, ValueError, "`ranking`"),
+    ],
+)
+def test_allocate_ranks_refuses_bad_input(args, kwargs, error, match):
+    """The public budget rule names the argument at fault.  Guards against a float or
+    negative budget silently read as a number of entries (``int(10.5)``, or a negative
+    budget that keeps only the floors), and against lists of different lengths cut to the
+    shortest by ``zip``."""
+    with pytest.raises(error, match=match):
+        allocate_ranks(*args, **kwargs)
+
+
 def test_allocate_ranks_properties():
     """The allocation alone: floors kept, costs summed exactly, prefix order, and
     ``relative`` is invariant to scaling one layer (``absolute`` is not).  Guards against a
