@@ -625,7 +625,8 @@ class ParallelBUG(_RankAdaptive):
     _tangent_increments: ClassVar[bool] = True
 
     def _direction(self, param: LowRankParam, g: tuple[Any, Any, Any]) -> tuple[tuple[Any, Any, Any], dict]:
-        """Step ``d`` (``W <- W - h (U d_S V^H + d_U V^H + U d_V^H)``) and new state, from ``g = (grad_S, grad_K, grad_L)``."""
+        """Step ``d`` (``W <- W - h (U d_S V^H + d_U V^H + U d_V^H)``) and new state, from
+        ``g = (grad_S, grad_K, grad_L)``."""
         # Tangent, not the redundant (-grad_S, grad_K, grad_L) (no product at all, measured
         # faster at k = 10): heavy ball with beta = 0 must stay parallel BUG bitwise.
         return self._tangent(param, g), param.state

@@ -57,8 +57,7 @@ import torch
 
 from .._lowrank import LowRank
 from .._stats import Counters
-from . import OPTIMIZERS, AbstractLowRankOptimizer, LowRankParam, NonFiniteGradientError
-from . import _rank_control
+from . import OPTIMIZERS, AbstractLowRankOptimizer, LowRankParam, NonFiniteGradientError, _rank_control
 from ._optimizers import _check_counters, _count, _positive, _real_number, _tolerance, _unit_interval
 from ._rank_control import LinearRankSchedule, RankLogger, RankScheduler, StepRankSchedule, allocate_ranks
 

@@ -9,7 +9,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from lowrank_core.training.torch import allocate_ranks  # noqa: E402
 from lowrank_core.training.torch import (  # noqa: E402
     LinearRankSchedule,
     LowRankLinear,
@@ -17,6 +16,7 @@ from lowrank_core.training.torch import (  # noqa: E402
     RankLogger,
     RankScheduler,
     StepRankSchedule,
+    allocate_ranks,
 )
 
 SHAPES = ((12, 24), (24, 24), (24, 16))  # (in, out) of the three low-rank layers
