@@ -67,6 +67,10 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         results["conv"] = _conv_case(rank, world)
         if rank == 0:
             torch.save(results, out)
+        # Both replicas tear gloo down together: a replica that destroyed its process
+        # group while its peer was still writing the results occasionally aborted in
+        # gloo's teardown at exit ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
