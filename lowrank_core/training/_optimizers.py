@@ -597,20 +597,22 @@ class ParallelBUG(_RankAdaptive):
     r"""Parallel BUG (GeoLoRA-style) in training form: one gradient pass per step.
 
     Between basis updates the weight moves in the tangent space of ``Y0 = U0 S0 V0^H``:
-    ``W = U0 S V0^H + dK V0^H + U0 dL^H`` with ``U0^H dK = 0``, ``V0^H dL = 0``.  Each step
-    uses the Riemannian gradient ``P(Y0) G`` in tangent coordinates
+    ``W = U0 S V0^H + dK V0^H + U0 dL^H``.  Each step moves ``W`` by ``-h`` times the
+    Riemannian gradient
 
     .. math::
 
-        g_S = U_0^H G V_0, \quad g_U = (I - U_0 U_0^H) G V_0, \quad g_V = (I - V_0 V_0^H) G^H U_0
+        P(Y_0) G = U_0 g_S V_0^H + g_U V_0^H + U_0 g_V^H, \quad
+        g_S = U_0^H G V_0, \; g_U = (I - U_0 U_0^H) G V_0, \; g_V = (I - V_0 V_0^H) G^H U_0 ,
 
-    (from ``grad_S``, ``grad_K``, ``grad_L`` of one backward pass; the projections use
-    ``U_0^H grad_K = grad_S = (V_0^H grad_L)^H``, so the three must be the factor
-    gradients of one ``G``, as a backward pass or ``grad=G`` gives them) and a search direction
-    ``d = (d_S, d_U, d_V)`` (here ``d = g``): ``S -= h d_S``, ``dK -= h d_U``, ``dL -= h d_V``.
+    taken in the coordinates ``(-grad_S, grad_K, grad_L)``, which represent the same
+    matrix because ``U_0^H grad_K = grad_S = (V_0^H grad_L)^H`` (so the three must be the
+    factor gradients of one ``G``, as a backward pass or ``grad=G`` gives them):
+    ``S += h grad_S``, ``dK -= h grad_K``, ``dL -= h grad_L``, no product per step.  The
+    increments then have parts in the ranges of ``U0``, ``V0``, which ``S`` compensates.
     After ``k`` steps: ``[U0, Ũ] = orth([U0, dK])``, ``[V0, Ṽ] = orth([V0, dL])`` (QR
-    ``m x 2r``, ``n x 2r``), core ``Ŝ = [[S, dL^H Ṽ], [Ũ^H dK, 0]]`` (``2r x 2r``), SVD,
-    truncate.  With ``k = 1`` this is :class:`lowrank_core.ParallelBUG` with Euler
+    ``m x 2r``, ``n x 2r``), core ``Ŝ = [[S̄, dL^H Ṽ], [Ũ^H dK, 0]]`` with
+    ``S̄ = U0^H W V0 = S + U0^H dK + dL^H V0`` (``2r x 2r``), SVD, truncate.  With ``k = 1`` this is :class:`lowrank_core.ParallelBUG` with Euler
     substeps, ``Y½ = Y0 - h P(Y0) G(Y0)``; the basis change is that integrator's core
     assembly and truncation (``parallel_core``, ``svd_truncate``), with ``dK``, ``dL``
     in place of its K- and L-step results.
@@ -622,14 +624,27 @@ class ParallelBUG(_RankAdaptive):
     #: whether the steps keep the increments tangent (``U0^H dK = 0``, ``V0^H dL = 0``,
     #: so ``S = U0^H W V0``); otherwise ``dK``, ``dL`` carry parts in the ranges of
     #: ``U0``, ``V0`` that ``S`` compensates, and the close adds them back.
-    _tangent_increments: ClassVar[bool] = True
+    _tangent_increments: ClassVar[bool] = False  # the steps use _redundant coordinates
 
     def _direction(self, param: LowRankParam, g: tuple[Any, Any, Any]) -> tuple[tuple[Any, Any, Any], dict]:
         """Step ``d`` (``W <- W - h (U d_S V^H + d_U V^H + U d_V^H)``) and new state, from
         ``g = (grad_S, grad_K, grad_L)``."""
-        # Tangent, not the redundant (-grad_S, grad_K, grad_L) (no product at all, measured
-        # faster at k = 10): heavy ball with beta = 0 must stay parallel BUG bitwise.
-        return self._tangent(param, g), param.state
+        return self._redundant(g), param.state
+
+    @staticmethod
+    def _redundant(g: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
+        """Coordinates ``(-grad_S, grad_K, grad_L)`` of the Riemannian gradient ``P(Y0) G``.
+
+        ``U0 (-g_S) V0^H + grad_K V0^H + U0 grad_L^H`` *is* ``P(Y0) G`` (expand the tangent
+        coordinates of :meth:`_tangent`: ``U0^H grad_K = grad_S = (V0^H grad_L)^H``), with
+        no product at all; the increments then carry parts in the ranges of ``U0``, ``V0``
+        that ``S`` compensates (``_tangent_increments = False``).  A linear method (plain
+        steps, heavy ball's momentum) may take its steps in these coordinates: the
+        matrices it adds up are the same.  This saves the two ``m x r x r`` products per
+        layer and step of :meth:`_tangent`.
+        """
+        gS, gK, gL = g
+        return -gS, gK, gL
 
     @staticmethod
     def _tangent(param: LowRankParam, g: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
@@ -670,9 +685,12 @@ _SECOND_MOMENT_TRANSPORTS = ("sqrt", "linear", "reset")
 class HeavyBall(ParallelBUG):
     r"""Low-rank heavy ball (paper 2, methods.md §3.4): momentum kept in the tangent space.
 
-    State: the momentum ``M = U B_S V^H + B_U V^H + U B_V^H`` as tangent coordinates
-    ``(B_S, B_U, B_V)`` with ``U^H B_U = 0``, ``V^H B_V = 0`` (``(m + n + r) r`` numbers).
-    Step (``g`` the Riemannian gradient of :class:`ParallelBUG`):
+    State: the momentum ``M = U B_S V^H + B_U V^H + U B_V^H``, a tangent vector at ``Y``,
+    by its coordinates ``(B_S, B_U, B_V)`` (``(m + n + r) r`` numbers; between basis
+    changes in :class:`ParallelBUG`'s product-free coordinates, tangent ones
+    ``U^H B_U = 0``, ``V^H B_V = 0`` after each transport).  Step (``g`` the Riemannian
+    gradient of :class:`ParallelBUG`, in its coordinates; the step is linear in ``g``, so
+    ``M`` is the same matrix as with tangent coordinates):
 
     .. math::
 
@@ -718,7 +736,7 @@ class HeavyBall(ParallelBUG):
         return {"B_S": xp.zeros_like(param.S), "B_U": xp.zeros_like(param.dK), "B_V": xp.zeros_like(param.dL)}
 
     def _direction(self, param, g):
-        st, b, g = param.state, self.beta, self._tangent(param, g)
+        st, b, g = param.state, self.beta, self._redundant(g)  # linear: any coordinates of P(Y0) G
         B = (b * st["B_S"] + g[0], b * st["B_U"] + g[1], b * st["B_V"] + g[2])
         return B, {**st, "B_S": B[0], "B_U": B[1], "B_V": B[2]}
 

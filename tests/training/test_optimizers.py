@@ -92,8 +92,12 @@ def test_transport_equals_projection_at_the_new_point(np_xp):
 @pytest.mark.parametrize("k", [1, 3])
 @pytest.mark.parametrize("kind", ["heavy-ball", "adam"])
 def test_momentum_is_tangent_after_every_step(kind, k):
-    """U^T B_U = 0 and V^T B_V = 0 after every step (also across rank changes), and at
-    every basis change the momentum equals P(Y1) M_old (checked densely)."""
+    """At every basis change (also across rank changes) the momentum equals P(Y1) M_old
+    (checked densely) in tangent coordinates, U^T B_U = 0 and V^T B_V = 0; Adam's
+    first moment keeps that gauge after every step (its element-wise step needs it),
+    heavy ball's only after a basis change (between them it adds the gradient in
+    ParallelBUG's product-free coordinates, the same matrices).  Guards against a
+    transport that does not project, or a momentum built from the wrong gradient."""
     B, Y0 = _quadratic(seed=2)
     opt = (lt.HeavyBall(0.2, beta=0.9, rtol=1e-3, basis_update_every=k) if kind == "heavy-ball"
            else lt.Adam(0.02, rtol=1e-3, basis_update_every=k))
@@ -105,8 +109,9 @@ def test_momentum_is_tangent_after_every_step(kind, k):
         param = opt.step(param, grad=param.to_dense() - B)
         S_, U_, V_ = (param.state[key] for key in keys)
         scale = 1e3 * eps_of("float64") * (1 + np.linalg.norm(U_) + np.linalg.norm(V_))
-        np.testing.assert_allclose(param.U.T @ U_, 0, atol=scale)
-        np.testing.assert_allclose(param.V.T @ V_, 0, atol=scale)
+        if kind == "adam" or param.on_manifold:
+            np.testing.assert_allclose(param.U.T @ U_, 0, atol=scale)
+            np.testing.assert_allclose(param.V.T @ V_, 0, atol=scale)
         if param.on_manifold:
             ranks.add(param.rank)
             if kind == "heavy-ball":  # the momentum before transport is the direction of this step
@@ -115,6 +120,7 @@ def test_momentum_is_tangent_after_every_step(kind, k):
                 gU = g["K"] - old.U @ (old.U.T @ g["K"])
                 gV = g["L"] - old.V @ (old.V.T @ g["L"])
                 Ms = (b * old.state["B_S"] + g["S"], b * old.state["B_U"] + gU, b * old.state["B_V"] + gV)
+                assert kind != "heavy-ball" or k > 1 or np.abs(old.U.T @ old.state["B_U"]).max() <= scale
                 M = old.U @ Ms[0] @ old.V.T + Ms[1] @ old.V.T + old.U @ Ms[2].T
                 PU, PV = param.U @ param.U.T, param.V @ param.V.T
                 np.testing.assert_allclose(param.U @ S_ @ param.V.T + U_ @ param.V.T + param.U @ V_.T,
