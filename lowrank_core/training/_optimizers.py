@@ -612,9 +612,10 @@ class ParallelBUG(_RankAdaptive):
     increments then have parts in the ranges of ``U0``, ``V0``, which ``S`` compensates.
     After ``k`` steps: ``[U0, Ũ] = orth([U0, dK])``, ``[V0, Ṽ] = orth([V0, dL])`` (QR
     ``m x 2r``, ``n x 2r``), core ``Ŝ = [[S̄, dL^H Ṽ], [Ũ^H dK, 0]]`` with
-    ``S̄ = U0^H W V0 = S + U0^H dK + dL^H V0`` (``2r x 2r``), SVD, truncate.  With ``k = 1`` this is :class:`lowrank_core.ParallelBUG` with Euler
-    substeps, ``Y½ = Y0 - h P(Y0) G(Y0)``; the basis change is that integrator's core
-    assembly and truncation (``parallel_core``, ``svd_truncate``), with ``dK``, ``dL``
+    ``S̄ = U0^H W V0 = S + U0^H dK + dL^H V0`` (``2r x 2r``), SVD, truncate.  With
+    ``k = 1`` this is :class:`lowrank_core.ParallelBUG` with Euler substeps,
+    ``Y½ = Y0 - h P(Y0) G(Y0)``; the basis change is that integrator's core assembly
+    and truncation (``parallel_core``, ``svd_truncate``), with ``dK``, ``dL``
     in place of its K- and L-step results.
     """
 
