@@ -308,6 +308,8 @@ class LowRankLayer(torch.nn.Module):
                 # block is already in place and the rest was zeroed when it was written
                 continue
             block.copy_(value)
+            if same_size:  # the rest was zeroed when this size was first written
+                continue
             buf[:, cols.stop :].zero_()
             if name == "S":
                 buf[rows.stop :, : cols.stop].zero_()

@@ -188,3 +188,31 @@ def test_optimizer_errors():
 def test_importing_lowrank_core_does_not_import_torch():
     code = "import sys, lowrank_core, lowrank_core.training; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("method", ["abc-psi", "ra-bug"])
+def test_storage_outside_the_active_block_stays_zero(method):
+    """The factor storage has a fixed capacity; only the active block ``[:p]`` / ``[:q]``
+    is written at each step and the rest must be exactly zero, or the forward pass (which
+    reads whole buffers) and ``layer.weight`` would add stale columns.  A rank-adaptive
+    run with ranks going up and down checks this after every step.  Guards against a
+    write that skips zeroing the rest after a rank decrease (the step writes the same
+    size most of the time and skips the zeroing then)."""
+    torch.manual_seed(0)
+    layer = LowRankLinear(12, 10, 3, max_rank=6, dtype=torch.float64)
+    opt = LowRankOptimizer([*layer.parameters()], method, lr=0.3, rtol=0.3)
+    gen = torch.Generator().manual_seed(1)
+    ranks = []
+    for _ in range(24):
+        x = torch.randn(16, 12, generator=gen, dtype=torch.float64)
+        y = torch.randn(16, 10, generator=gen, dtype=torch.float64)
+        opt.zero_grad()
+        ((layer(x) - y) ** 2).mean().backward()
+        opt.step()
+        ranks.append((layer._p, layer._q))
+        for name in FACTORS:
+            buf = getattr(layer, name).detach().clone()
+            buf[layer._slices(name)] = 0
+            assert torch.count_nonzero(buf) == 0, (name, ranks[-1])
+    sizes = [p for p, _ in ranks]
+    assert any(a > b for a, b in zip(sizes, sizes[1:])) and any(a < b for a, b in zip(sizes, sizes[1:])), ranks
