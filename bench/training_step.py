@@ -30,11 +30,15 @@ Also measured:
 * ``stacking``: a model with three equal 1024 x 1024 low-rank layers (784 -> 1024 ->
   1024 -> 1024 -> 1024 -> 10), each method with ``batch_layers=True`` (the equal layers
   stacked into one batched QR/SVD call) and ``False`` (layer by layer), interleaved;
+* ``floor``: the decompositions alone (:func:`floor_rows`): each method's QR and SVD
+  shapes per cycle, each timed as the faster of the library's seam and
+  ``torch.linalg``, summed and divided by the cycle's steps; a lower bound on the
+  method's time per step, given also as a ratio to torch Adam on naive factors;
 * ``profile``: cProfile of the slowest geometric optimizer at the largest rank
   (``--profile-windows`` windows), the top entries by own time, per step.
 
 Writes ``bench/results/training_step.json``.  Options: ``--ranks`` (default 32 128),
-``--k`` (``basis_update_every`` values, default 1 10), ``--repeat``, ``--warmup``,
+``--k`` (``basis_update_every`` values, default 1 10 50), ``--repeat``, ``--warmup``,
 ``--load N ...``, ``--threads`` (torch threads; default torch's), ``--no-stacking``,
 ``--out``.  A quick check: ``--ranks 32 --k 1 --repeat 3 --warmup 1 --profile-windows 2``.
 """
@@ -42,6 +46,7 @@ Writes ``bench/results/training_step.json``.  Options: ``--ranks`` (default 32 1
 from __future__ import annotations
 
 import argparse
+import copy
 import cProfile
 import datetime
 import json
@@ -55,6 +60,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import array_api_compat
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,6 +217,7 @@ def main_rows(ranks: list[int], ks: list[int], repeat: int, warmup: int, load: i
                     "model": "784-1024-1024-10",
                     "rank": r,
                     "basis_update_every": k if n in METHODS else None,
+                    "round_k": k,  # the k of the methods timed in the same rounds
                     "contender": n,
                     **res[n],
                 }
@@ -225,6 +232,84 @@ def main_rows(ranks: list[int], ks: list[int], repeat: int, warmup: int, load: i
                     slowest = (row["ms_per_step"], n, r, k)
     assert slowest is not None
     return rows, {"method": slowest[1], "rank": slowest[2], "basis_update_every": slowest[3]}
+
+
+def floor_rows(ranks: list[int], ks: list[int], repeat: int, load: int, main: list[dict]) -> list[dict]:
+    """The decompositions alone: a lower bound on each method's time per step.
+
+    One cycle of each method records in its :class:`lowrank_core.Counters` the QR and SVD
+    shapes it takes; each shape (float32, one matrix) is timed through the library's
+    seam (``lowrank_core._linalg``, as the optimizer runs it) and through
+    ``torch.linalg`` directly, interleaved, and the faster median counts.  ``floor_ms``
+    is the sum over the cycle divided by its steps; ``floor_ratio`` divides it by the
+    torch-Adam-on-factors time of the same rank and ``k`` in ``main`` (same run).  No
+    step of the method can be faster than its floor plus an optimizer step on the
+    factors, so where ``floor_ratio`` alone is near or above 2 the target is out of reach
+    at that ``k`` on this machine.
+    """
+    from lowrank_core import _linalg
+
+    widths = [784, 1024, 1024, 10]
+    xp = array_api_compat.array_namespace(torch.empty(1))
+    cache: dict[tuple[str, tuple[int, int]], float] = {}
+
+    def best(op: str, shape: tuple[int, int]) -> float:
+        if (op, shape) not in cache:
+            x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+            seam = (lambda: _linalg.thin_qr(x, xp)) if op == "qr" else (lambda: _linalg.thin_svd(x, xp))
+            lapack = (lambda: torch.linalg.qr(x)) if op == "qr" else (lambda: torch.linalg.svd(x, full_matrices=False))
+            times: dict[str, list[float]] = {"seam": [], "lapack": []}
+            seam(), lapack()
+            for _ in range(repeat):
+                for name, f in (("seam", seam), ("lapack", lapack)):
+                    t0 = time.perf_counter()
+                    f()
+                    times[name].append(time.perf_counter() - t0)
+            cache[op, shape] = 1e3 * min(statistics.median(v) for v in times.values())
+        return cache[op, shape]
+
+    rows = []
+    for r in ranks:
+        for k in ks:
+            base = next(
+                row["ms_per_step"]
+                for row in main
+                if row["rank"] == r and row["round_k"] == k and row["contender"] == "factor-adam"
+            )
+            for n in METHODS:
+                c = Contender(n, widths, r, k)
+                c.window()  # first cycle: initial state
+                before = copy.deepcopy(c.opt.counters)
+                c.window()
+                after = c.opt.counters
+                shapes = {
+                    "qr": after.qr_shapes - before.qr_shapes,
+                    "svd": after.svd_shapes - before.svd_shapes,
+                }
+                floor = sum(
+                    cnt * best(op, tuple(sh)) for op, sh_counts in shapes.items() for sh, cnt in sh_counts.items()
+                )
+                row = {
+                    "condition": "idle" if load == 0 else f"load{load}",
+                    "load": load,
+                    "rank": r,
+                    "basis_update_every": k,
+                    "method": n,
+                    "cycle_steps": c.steps,
+                    "qr_per_cycle": {f"{a}x{b}": v for (a, b), v in sorted(shapes["qr"].items())},
+                    "svd_per_cycle": {f"{a}x{b}": v for (a, b), v in sorted(shapes["svd"].items())},
+                    "floor_ms_per_step": floor / c.steps,
+                    "factor_adam_ms_per_step": base,
+                    "floor_ratio_to_factor_adam": floor / c.steps / base,
+                }
+                rows.append(row)
+                print(
+                    f"  floor r {r:>4} k {k:>3} {n:<13} {row['floor_ms_per_step']:8.2f} ms/step of decompositions "
+                    f"(x{row['floor_ratio_to_factor_adam']:5.2f} of factor Adam)  QR {row['qr_per_cycle']}  "
+                    f"SVD {row['svd_per_cycle']}",
+                    flush=True,
+                )
+    return rows
 
 
 def stacking_rows(rank: int, k: int, repeat: int, warmup: int, load: int) -> list[dict]:
@@ -262,7 +347,7 @@ def stacking_rows(rank: int, k: int, repeat: int, warmup: int, load: int) -> lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ranks", type=int, nargs="+", default=[32, 128])
-    parser.add_argument("--k", type=int, nargs="+", default=[1, 10], help="basis_update_every values")
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 10, 50], help="basis_update_every values")
     parser.add_argument("--repeat", type=int, default=20, help="timed windows (cycles) per contender")
     parser.add_argument("--warmup", type=int, default=3, help="untimed windows per contender")
     parser.add_argument("--load", type=int, nargs="+", default=[0], help="background CPU-bound processes")
@@ -283,12 +368,13 @@ def main() -> None:
         )
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    rows, stacking, profiles = [], [], []
+    rows, stacking, profiles, floors = [], [], [], []
     for load in args.load:
         print(f"load {load}", flush=True)
         with background_load(load, settle=2.0):
             main, slowest = main_rows(args.ranks, args.k, args.repeat, args.warmup, load)
             rows += main
+            floors += floor_rows(args.ranks, args.k, args.repeat, load, main)
             if not args.no_stacking:
                 stacking += stacking_rows(max(args.ranks), min(args.k), args.repeat, args.warmup, load)
             c = Contender(slowest["method"], [784, 1024, 1024, 10], slowest["rank"], slowest["basis_update_every"])
@@ -330,7 +416,10 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows, "stacking": stacking, "profile": profiles}, indent=1) + "\n")
+    out.write_text(
+        json.dumps({"meta": meta, "rows": rows, "floor": floors, "stacking": stacking, "profile": profiles}, indent=1)
+        + "\n"
+    )
     print(f"wrote {out}")
 
 
