@@ -1,12 +1,13 @@
 """Reference solutions and error measures that the theory scripts in ``bench/`` compare against.
 
-The test suite has its own copies (``tests/_naive.py``, ``tests/_helpers.py``,
-``tests/theory/_problems.py``): benchmarks do not import tests, so that a script runs
-from an installed package without the test tree, and a change to a test helper cannot
-silently change a published figure.
+Benchmarks never import ``tests/``, so that a script runs without the test tree and a
+change to a test helper cannot silently change a published figure.  A reference method
+that a benchmark and a test both need lives in the library instead, in
+:mod:`lowrank_core.bench` (for example ``naive_factor_euler``, explicit Euler on the
+factor ODEs of the DLRA, the contrast of ``bench/robustness.py``).  This module keeps the
+theory scripts' own helpers (the test suite has small helpers of its own in
+``tests/_helpers.py`` and ``tests/theory/_problems.py``):
 
-* :func:`naive_factor_euler` -- explicit Euler on the factor ODEs of the DLRA (the
-  method whose failure at small singular values the robust integrators fix).
 * :class:`NonTangentProblem` -- a time- and state-dependent, non-tangent ``F`` whose
   reference is the DLRA solution itself (the gauged factor ODEs solved with DOP853).
 * :func:`rel_err`, :func:`loglog_slope`, :func:`dense`.
@@ -22,7 +23,7 @@ from scipy.integrate import solve_ivp
 
 import lowrank_core as lc
 
-__all__ = ["NonTangentProblem", "dense", "loglog_slope", "naive_factor_euler", "rel_err"]
+__all__ = ["NonTangentProblem", "dense", "loglog_slope", "rel_err"]
 
 
 def dense(Y: lc.LowRank) -> np.ndarray:
@@ -38,31 +39,6 @@ def rel_err(a: np.ndarray, b: np.ndarray) -> float:
 def loglog_slope(hs: Any, errors: Any) -> float:
     """Least-squares slope of ``log(error)`` against ``log(h)`` (the observed order)."""
     return float(np.polyfit(np.log(hs), np.log(errors), 1)[0])
-
-
-def naive_factor_euler(dA: Any, U: np.ndarray, S: np.ndarray, V: np.ndarray, t_span: tuple[float, float],
-                       h: float) -> np.ndarray:  # fmt: skip
-    """Integrate ``dY/dt = dA(t)`` with Euler on the factor ODEs; return the dense ``Y(t1)``.
-
-    ``dU = (I - U U^H) F V S^{-1}``, ``dS = U^H F V``, ``dV = (I - V V^H) F^H U S^{-H}``
-    (pseudo-inverse of ``S``): the equations whose ``S^{-1}`` makes the step size shrink
-    with the smallest singular value.  Returns ``inf`` entries once ``S`` is not finite.
-    """
-    t0, t1 = t_span
-    n = int(round((t1 - t0) / h))
-    with np.errstate(all="ignore"):
-        for k in range(n):
-            t = t0 + k * h
-            F = dA(t)
-            FV, FhU = F @ V, F.conj().T @ U
-            Sinv = np.linalg.pinv(S)
-            dS = U.conj().T @ FV
-            dU = (FV - U @ (U.conj().T @ FV)) @ Sinv
-            dV = (FhU - V @ (V.conj().T @ FhU)) @ Sinv.conj().T
-            U, S, V = U + h * dU, S + h * dS, V + h * dV
-            if not np.all(np.isfinite(S)):
-                return np.full((U.shape[0], V.shape[0]), np.inf)
-    return U @ S @ V.conj().T
 
 
 def _skew(rng: np.random.Generator, n: int, norm: float) -> np.ndarray:

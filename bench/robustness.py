@@ -1,7 +1,8 @@
 """Robustness to small singular values (methods.md §4.2): error / best-approximation error.
 
 The problem is ``lowrank_core.problems.prescribed_path(N=60, r, w_norm=5)`` with exact
-increments, T = 1; the contrast is explicit Euler on the factor ODEs (bench/_reference.py).
+increments, T = 1; the contrast is explicit Euler on the factor ODEs
+(``lowrank_core.bench.naive_factor_euler``).
 Prints the ratio error / eps_r per method, rank and step size (the same setting that
 tests/theory/test_robustness.py::test_error_is_bounded_uniformly_in_sigma_r asserts
 stays <= 2) and writes bench/results/robustness.json.
@@ -14,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 from _common import check_environment, save
-from _reference import naive_factor_euler
 
 import lowrank_core as lc
 from lowrank_core import problems
+from lowrank_core.bench import naive_factor_euler
 
 METHODS = ["ksl", "ksl-strang", "bc-psi", "abc-psi", "bug", "ra-bug", "parallel-bug"]
 

@@ -70,6 +70,7 @@ from _common import background_load, check_environment, exit_on_sigterm, save  #
 import lowrank_core as lc  # noqa: E402
 import lowrank_core.training as lt  # noqa: E402
 from lowrank_core import problems  # noqa: E402
+from lowrank_core.bench import factor_heavy_ball  # noqa: E402
 
 #: the methods, in the order of the tables
 METHODS = (
@@ -495,24 +496,6 @@ def abc_psi_study(seeds: list[int], epochs: int) -> list[dict[str, Any]]:
 
 
 # ====================================================================== toys
-def _factor_heavy_ball(B, A0, C0, *, lr, beta, steps, target):
-    """Heavy ball on ``W = A C^T`` for ``L = ||W - B||^2 / 2``; steps to ``L < target`` and the losses."""
-    A, C = A0.copy(), C0.copy()
-    MA, MC = np.zeros_like(A), np.zeros_like(C)
-    losses = []
-    for k in range(steps):
-        G = A @ C.T - B
-        loss = 0.5 * float(np.sum(G * G))
-        losses.append(loss)
-        if loss < target:
-            return k, losses
-        if not np.isfinite(loss) or loss > 1e12:
-            return steps, losses
-        MA, MC = beta * MA + G @ C, beta * MC + G.T @ A
-        A, C = A - lr * MA, C - lr * MC
-    return steps, losses
-
-
 def ill_conditioned() -> dict:
     q = problems.quadratic_flow(50, 40, 5, spectrum=(10, 5, 1, 0.1, 0.01))
     B, Y0 = q.B, q.Y0
@@ -520,7 +503,7 @@ def ill_conditioned() -> dict:
     loss = lambda W: 0.5 * float(np.sum((W - B) ** 2))  # noqa: E731
     out = {"spectrum": [10, 5, 1, 0.1, 0.01], "beta": 0.9, "target": 1e-6, "runs": []}
     for lr in (0.02, 0.05, 0.1, 0.15):
-        n_f, curve_f = _factor_heavy_ball(B, Y0.U * sq, Y0.V * sq, lr=lr, beta=0.9, steps=5000, target=1e-6)
+        n_f, curve_f = factor_heavy_ball(B, Y0.U * sq, Y0.V * sq, lr=lr, beta=0.9, steps=5000, target=1e-6)
         _, hist = lt.fit(lt.HeavyBall(lr, beta=0.9), Y0, lambda W: W - B, steps=5000, loss=loss, target=1e-6)
         n_g = len(hist["loss"]) - 1
         stable = bool(np.all(np.isfinite(curve_f)) and max(curve_f) <= curve_f[0])

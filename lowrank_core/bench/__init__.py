@@ -28,6 +28,10 @@ function                      what it measures                                  
 The scripts in the repository's ``bench/`` folder (one measurement each, results in
 ``bench/results/``) write the same envelope through :func:`metadata` and
 :func:`write_results`.
+
+The non-robust reference methods that the scripts and the tests contrast the library
+with: :func:`naive_factor_euler` (explicit Euler on the factor ODEs of the DLRA) and
+:func:`factor_heavy_ball` (heavy ball on the raw factors ``W = A C^T``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._baselines import factor_heavy_ball, naive_factor_euler
 from ._kernels import environment as kernel_environment
 from ._kernels import time_rounds
 from ._qr_savings import BACKENDS, QR_SAVINGS_CASES
@@ -49,9 +54,11 @@ __all__ = [
     "QR_SAVINGS_PROBLEMS",
     "BenchResult",
     "demo",
+    "factor_heavy_ball",
     "kernel_environment",
     "kernels",
     "metadata",
+    "naive_factor_euler",
     "problems",
     "qr_savings",
     "scale",

@@ -16,7 +16,7 @@ constants of the proofs (a Gronwall factor ``e^{L T}``) are pessimistic; methods
 measured ``err / eps_r`` = 1.1-1.5 for these methods, and ``C_EPS = 2`` is used.
 Applies to KSL, Strang, BC-PSI, abc-PSI, BUG and RA-BUG at fixed rank.  Parallel BUG
 converges, but only as ``h -> 0`` (a contrast below); explicit Euler on the factor ODEs
-(``tests/_naive.py``, the ``S^{-1}`` of the gauge) must violate the bound once
+(``lowrank_core.bench.naive_factor_euler``, the ``S^{-1}`` of the gauge) must violate the bound once
 ``sigma_r < h / 10``.
 
 Dtypes: float64 and complex128 only; the property is about ``sigma_r`` down to ``1e-10``,
@@ -25,7 +25,7 @@ below float32 resolution, where the round-off term would swamp ``eps_r``.
 Batches: a drawn example stacks independent paths (own bases and own graded spectrum per
 batch member, shared generators); the rank is fixed, so the members do not interact, and
 ``eps_r``, the bound and the error are computed per member.  The naive contrast and the
-planted bug are unbatched and NumPy-only: ``tests/_naive.py`` is a NumPy, unbatched
+planted bug are unbatched and NumPy-only: ``naive_factor_euler`` is a NumPy, unbatched
 reference integrator, and the planted bug patches the backend-independent step kit.
 """
 
@@ -38,9 +38,9 @@ from hypothesis import strategies as st
 
 import lowrank_core as lc
 from lowrank_core import problems
+from lowrank_core.bench import naive_factor_euler
 
 from .._helpers import dense, random_skew, rel_err
-from .._naive import naive_factor_euler
 from ._problems import configure, full_rank_path
 from .strategies import BATCHES, scaled, skew_generators, spectra, step_sizes
 

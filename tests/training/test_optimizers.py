@@ -136,7 +136,7 @@ def test_geometric_heavy_ball_beats_factor_heavy_ball_on_ill_conditioned_target(
     rank 5, momentum transported by projection) must reach L < 1e-6 at least 5x sooner
     in steps.  (At lr = 0.1, the largest stable factor step, the factor method needs
     448 steps and the ratio is about 3; bench/training.py records both.)"""
-    from ._baselines import factor_heavy_ball
+    from lowrank_core.bench import factor_heavy_ball
 
     q = problems.quadratic_flow(50, 40, 5, spectrum=(10, 5, 1, 0.1, 0.01))
     B, Y0 = q.B, q.Y0
