@@ -86,7 +86,7 @@ def naive_factor_euler(
     and one step of explicit Euler moves all three factors from the values at ``t_k``:
     ``U_{k+1} = U_k + h dU_k``, ``S_{k+1} = S_k + h dS_k``, ``V_{k+1} = V_k + h dV_k``
     with ``F = dA(t_k)``, ``t_k = t0 + k h``.  ``S^{-1}`` is the pseudo-inverse
-    (:func:`numpy.linalg.pinv`).  Once the step size exceeds the smallest singular value
+    (``numpy.linalg.pinv``).  Once the step size exceeds the smallest singular value
     of ``S`` the ``S^{-1}`` term blows the factors up: this is the non-robust contrast to
     the integrators of the library (methods.md §4.2).  The bases are not re-orthonormalised.
 
