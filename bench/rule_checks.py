@@ -13,6 +13,11 @@ contenders the rule chooses between, on shapes on both sides of its threshold:
 * ``svd_single``: one real SVD, square cores and tall blocks, idle and with two
   CPU-bound processes: ``batched_svd`` against ``numpy.linalg.svd``, behind
   ``lowrank_core._linalg.KERNEL_SVD_TALL_RATIO`` (run it like ``qr_rows``);
+* ``qr_torch``: one float32 PyTorch CPU matrix, QR and tall SVD through the kernels
+  against ``torch.linalg``, alone and right after a torch product (as inside a training
+  step), idle and with two CPU-bound processes, behind
+  ``lowrank_core._linalg.TORCH_LINALG_MIN_K`` and ``TORCH_LINALG_MAX_RATIO`` (run it
+  like ``qr_rows``);
 * ``qr_complex128``: the complex Householder kernel against ``numpy.linalg.qr``, behind the
   seam's rule that keeps few complex128 blocks with ``k >= 16`` on LAPACK
   (``lowrank_core._linalg.KERNEL_QR_C128_MIN_BATCH``);
@@ -31,7 +36,7 @@ bench/rule_checks.py [--rules svd_complex ...]`` (``--rules`` reruns those rules
 keeps the other rules' last rows in the file).  ``qr_rows`` compares against the BLAS as
 a user has it (threaded, the pinned contenders pin it themselves), so run it apart::
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/rule_checks.py --rules qr_rows svd_single
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/rule_checks.py --rules qr_rows svd_single qr_torch
 
 (the workplace's ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` slow current OpenBLAS).
 """
@@ -39,6 +44,7 @@ a user has it (threaded, the pinned contenders pin it themselves), so run it apa
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -104,7 +110,7 @@ def _matrices(shape: tuple[int, int, int], dtype: str) -> np.ndarray:
 
 def _report(rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
     rows.append(row)
-    label = {k: v for k, v in row.items() if k in ("rule", "dtype", "shape", "auto", "auto_kernel", "load")}
+    label = {k: v for k, v in row.items() if k in ("rule", "op", "dtype", "shape", "auto", "auto_kernel", "load")}
     print(*label.values(), {k: round(v, 3) for k, v in row.items() if k not in label})
 
 
@@ -197,6 +203,63 @@ def svd_single_rows(repeat: int) -> list[dict[str, Any]]:
     return rows
 
 
+QR_TORCH = [(256, 128), (784, 128), (1024, 128), (4096, 128), (256, 256), (784, 256), (1024, 256), (4096, 256),
+            (1024, 512)]  # fmt: skip
+
+
+def qr_torch_rows(repeat: int) -> list[dict[str, Any]]:
+    """A single float32 PyTorch CPU matrix: QR and tall SVD through the kernels (the
+    seam under ``"kernels"``) against ``torch.linalg`` (the seam under ``"xp"``), alone
+    and *warm*: right after a torch product of the training step's size (784 x 1024 by
+    1024 x 128, untimed), as inside an optimizer step, whose OpenMP threads are then
+    still spinning.  Idle and with two CPU-bound processes; behind
+    ``lowrank_core._linalg.TORCH_LINALG_MIN_K`` and ``TORCH_LINALG_MAX_RATIO``."""
+    import time
+
+    import array_api_compat
+    import torch
+    from _common import background_load
+
+    from lowrank_core import _linalg
+
+    xp = array_api_compat.array_namespace(torch.empty(1))
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(784, 1024, generator=gen), torch.randn(1024, 128, generator=gen)
+    rows: list[dict[str, Any]] = []
+    for load in (0, 2):
+        with background_load(load, settle=2.0):
+            for op in ("qr", "svd"):
+                for m, k in QR_TORCH:
+                    m = max(m, 2 * k) if op == "svd" else m  # tall SVDs only (square cores are LAPACK's anyway)
+                    x = torch.randn(m, k, generator=gen)
+                    decompose = _linalg.thin_qr if op == "qr" else _linalg.thin_svd
+                    times: dict[str, list[float]] = {
+                        f"{p}_{w}": [] for p in ("kernels", "xp") for w in ("alone", "warm")
+                    }
+                    for rnd in range(repeat + 1):
+                        for name in times:
+                            path, warm = name.split("_")
+                            if warm == "warm":
+                                a @ b
+                            with _linalg.use_linalg(path):
+                                t0 = time.perf_counter()
+                                decompose(x, xp)
+                                dt = time.perf_counter() - t0
+                            if rnd:  # round 0 warms up
+                                times[name].append(dt)
+                    med = {n: statistics.median(v) for n, v in times.items()}
+                    auto = "xp" if _linalg._torch_lapack_single(x) else "kernels"
+                    row = {"rule": "qr_torch", "dtype": "float32", "shape": (m, k), "op": op, "auto": auto,
+                           "load": load}  # fmt: skip
+                    res = {f"ms_{n}": 1e3 * v for n, v in med.items()}
+                    for w in ("alone", "warm"):
+                        res[f"kernels_over_xp_{w}"] = statistics.median(
+                            c / t for c, t in zip(times[f"kernels_{w}"], times[f"xp_{w}"], strict=True)
+                        )
+                    _report(rows, {**row, **res})
+    return rows
+
+
 def qr_complex_rows(repeat: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for shape in QR_C128:
@@ -282,6 +345,7 @@ RULES: dict[str, Callable[[int], list[dict[str, Any]]]] = {
     "qr": qr_rows,
     "qr_rows": qr_single_rows,
     "svd_single": svd_single_rows,
+    "qr_torch": qr_torch_rows,
     "qr_complex128": qr_complex_rows,
     "svd": svd_rows,
     "svd_complex": svd_complex_rows,

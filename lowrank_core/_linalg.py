@@ -31,7 +31,10 @@ Which path runs (the *size rule*, see ``docs/kernels.md``):
     LAPACK ``gesdd`` directly; a tall one is faster reduced by the kernels' QR first,
     much more so on a busy machine), and complex128 thin QRs of fewer than
     ``KERNEL_QR_C128_MIN_BATCH`` matrices with ``k >= 16`` and ``m k <= 65536`` stay on
-    LAPACK, where the complex Householder kernel was slower.
+    LAPACK, where the complex Householder kernel was slower; and a single PyTorch CPU
+    matrix with ``min(m, k) >= TORCH_LINALG_MIN_K`` (256) and
+    ``max(m, k) <= TORCH_LINALG_MAX_RATIO * min(m, k)`` (4) stays in ``torch.linalg``
+    (MKL), which was faster there.
 
   Whatever runs, the decomposition is counted in :class:`Counters` (``qr``, ``svd``,
   their shapes and flops) before the path is chosen; ``kernel_calls`` counts only the
@@ -81,6 +84,8 @@ __all__ = [
     "KERNEL_QR_C128_MIN_BATCH",
     "KERNEL_SVD_MIN_BATCH",
     "KERNEL_SVD_TALL_RATIO",
+    "TORCH_LINALG_MAX_RATIO",
+    "TORCH_LINALG_MIN_K",
     "LINALG_PATHS",
     "LinAlgBreakdown",
     "matmul",
@@ -106,6 +111,18 @@ KERNEL_SVD_TALL_RATIO = 2
 #: Under ``"auto"``, complex128 thin QRs with ``k >= 16`` and ``m k <= 65536`` go to the
 #: kernels only for stacks of at least this many matrices.
 KERNEL_QR_C128_MIN_BATCH = 16
+#: Under ``"auto"``, a single PyTorch CPU matrix whose QR or SVD has
+#: ``min(m, k) >= TORCH_LINALG_MIN_K`` and is at most ``TORCH_LINALG_MAX_RATIO`` times
+#: as long as wide goes to ``torch.linalg`` (MKL), not to the kernels.  Measured
+#: (``bench/rule_checks.py --rules qr_torch``, float32, idle): ``torch.linalg`` is 1.0-2.9x
+#: faster for the QR and 1.3-1.6x for the SVD from ``256 x 256`` to ``1024 x 256`` and at
+#: ``1024 x 512``, the kernels 1.1-1.7x faster at ``k = 128`` and for ``4096 x 256``.
+#: Inside a training step the gap is larger: the optimizers' ``1024 x 256`` and
+#: ``784 x 256`` augmentation QRs and tall SVDs at ``r = 128`` made the basis updates of
+#: parallel BUG, abc-PSI and RA-BUG 1.4-2.3x slower through the kernels
+#: (``bench/training_step.py``).
+TORCH_LINALG_MIN_K = 256
+TORCH_LINALG_MAX_RATIO = 4
 
 _LINALG_PATH: contextvars.ContextVar[str] = contextvars.ContextVar("lowrank_core_linalg_path", default="auto")
 
@@ -284,13 +301,22 @@ def _qr_c128_small(x: Any) -> bool:
     )
 
 
+def _torch_lapack_single(x: Any) -> bool:
+    """A single PyTorch CPU matrix that ``torch.linalg`` factors faster (``TORCH_LINALG_MIN_K``)."""
+    if not array_api_compat.is_torch_array(x) or _batch_size(x) != 1:
+        return False
+    short, long = sorted(x.shape[-2:])
+    return short >= TORCH_LINALG_MIN_K and long <= TORCH_LINALG_MAX_RATIO * short
+
+
 def _kernel_route(x: Any, xp: Any, op: str) -> tuple[Any, Any] | None:
     """How to hand ``x`` to the kernels: ``(array for the kernels, back-conversion)``.
 
     Applies the size rule of the module docstring: the backend decides the device
     (``"cpu"`` or ``"cuda"``), :func:`lowrank_kernels.kernel_fit_reason` whether the
     kernels of that device take the stack, and, under ``"auto"`` only, the measured
-    preferences (``KERNEL_SVD_MIN_BATCH``, the complex128 small-QR rule).
+    preferences (``KERNEL_SVD_MIN_BATCH``, the complex128 small-QR rule,
+    ``TORCH_LINALG_MIN_K``).
 
     Returns ``None`` when the active path and the size rule say ``xp.linalg``; raises a
     ``ValueError`` naming the reason when the path is ``"kernels"`` but they cannot run.
@@ -333,6 +359,8 @@ def _kernel_route(x: Any, xp: Any, op: str) -> tuple[Any, Any] | None:
     if not forced and op == "svd" and _batch_size(x) < KERNEL_SVD_MIN_BATCH and not (device == "cpu" and _tall(x)):
         return None
     if not forced and op == "qr" and _qr_c128_small(x):
+        return None
+    if not forced and _torch_lapack_single(x):
         return None
     if array_api_compat.is_torch_array(x):
         import numpy as np

@@ -166,6 +166,46 @@ def test_single_svd_goes_to_the_kernels_only_when_tall():
     assert calls((2, 40, 40)) == 1
 
 
+def test_size_rule_keeps_wide_single_torch_matrices_in_torch_linalg():
+    """Under "auto" a single PyTorch CPU matrix with ``min(m, k) >= TORCH_LINALG_MIN_K``
+    and at most ``TORCH_LINALG_MAX_RATIO`` times as long as wide (the ``1024 x 256``
+    augmentation QR of a training step at r = 128) is factored by ``torch.linalg``,
+    measured faster there (``bench/rule_checks.py --rules qr_torch``); narrower or much
+    taller matrices, stacks and the forced kernel path take the kernels, and every path
+    returns a valid factorization.  Guards against the rule catching stacks or narrow
+    blocks (where the kernels are faster), or not applying to SVDs."""
+    torch = pytest.importorskip("torch")
+    import array_api_compat
+
+    xp = array_api_compat.array_namespace(torch.empty(1))
+    k0, ratio = _linalg.TORCH_LINALG_MIN_K, _linalg.TORCH_LINALG_MAX_RATIO
+    gen = torch.Generator().manual_seed(7)
+
+    def calls(op, shape, path="auto"):
+        c = Counters()
+        x = torch.randn(*shape, generator=gen, dtype=torch.float64)
+        with _linalg.use_linalg(path):
+            if op == "qr":
+                q, r = _linalg.thin_qr(x, xp, c)
+                y = q @ r
+            else:
+                u, s, v = _linalg.thin_svd(x, xp, c)
+                y = (u * s[..., None, :]) @ v.mT
+        # backward error of a Householder/CholeskyQR2 QR or an SVD: c m u ||X|| (Higham Thm 19.4)
+        eps = torch.finfo(torch.float64).eps
+        assert torch.linalg.norm(y - x) <= 8 * max(shape[-2:]) * eps * torch.linalg.norm(x)
+        return c.kernel_calls
+
+    assert calls("qr", (k0 + 44, k0)) == 0
+    assert calls("qr", (ratio * k0, k0)) == 0
+    assert calls("qr", (ratio * k0 + 1, k0)) == 1
+    assert calls("qr", (k0 + 44, k0 // 2)) == 1
+    assert calls("qr", (2, k0 + 44, k0)) == 1
+    assert calls("qr", (k0 + 44, k0), "kernels") == 1
+    assert calls("svd", (2 * k0, k0)) == 0
+    assert calls("svd", (2 * k0, k0 // 2)) == 1
+
+
 def test_size_rule_keeps_small_complex128_qr_on_lapack():
     """Under "auto", a few complex128 blocks with k >= 16 stay on LAPACK (measured
     faster there); a stack of them, small k, complex64 and a forced path take the kernels."""
