@@ -167,13 +167,14 @@ def test_single_svd_goes_to_the_kernels_only_when_tall():
 
 
 def test_size_rule_keeps_wide_single_torch_matrices_in_torch_linalg():
-    """Under "auto" a single PyTorch CPU matrix with ``min(m, k) >= TORCH_LINALG_MIN_K``
-    and at most ``TORCH_LINALG_MAX_RATIO`` times as long as wide (the ``1024 x 256``
-    augmentation QR of a training step at r = 128) is factored by ``torch.linalg``,
-    measured faster there (``bench/rule_checks.py --rules qr_torch``); narrower or much
-    taller matrices, stacks and the forced kernel path take the kernels, and every path
-    returns a valid factorization.  Guards against the rule catching stacks or narrow
-    blocks (where the kernels are faster), or not applying to SVDs."""
+    """Under "auto" a PyTorch CPU matrix (or a stack of at most
+    ``TORCH_LINALG_MAX_BATCH``) with ``min(m, k) >= TORCH_LINALG_MIN_K`` and at most
+    ``TORCH_LINALG_MAX_RATIO`` times as long as wide (the ``1024 x 256`` augmentation QR
+    of a training step at r = 128) is factored by ``torch.linalg``, measured faster there
+    (``bench/rule_checks.py --rules qr_torch``, ``bench/training_step.py``); narrower or
+    much taller matrices, larger stacks and the forced kernel path take the kernels, and
+    every path returns a valid factorization.  Guards against the rule catching large
+    stacks or narrow blocks (where the kernels are faster), or not applying to SVDs."""
     torch = pytest.importorskip("torch")
     import array_api_compat
 
@@ -200,7 +201,8 @@ def test_size_rule_keeps_wide_single_torch_matrices_in_torch_linalg():
     assert calls("qr", (ratio * k0, k0)) == 0
     assert calls("qr", (ratio * k0 + 1, k0)) == 1
     assert calls("qr", (k0 + 44, k0 // 2)) == 1
-    assert calls("qr", (2, k0 + 44, k0)) == 1
+    assert calls("qr", (_linalg.TORCH_LINALG_MAX_BATCH, k0 + 44, k0)) == 0
+    assert calls("qr", (_linalg.TORCH_LINALG_MAX_BATCH + 1, k0 + 44, k0)) == 1
     assert calls("qr", (k0 + 44, k0), "kernels") == 1
     assert calls("svd", (2 * k0, k0)) == 0
     assert calls("svd", (2 * k0, k0 // 2)) == 1
