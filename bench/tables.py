@@ -25,6 +25,8 @@ table               results file                         command that writes the
 ``kernels``         ``kernels.json``                     ``lowrank-core bench kernels``
 ``stacked_solves``  ``stacked_solves.json``              ``python bench/bench_kernels.py --solves-only ...``
 ``dask_scale``      ``dask_scale.json``                  ``python bench/dask_scale.py ...`` (docs/dask.md)
+``training_step_*`` ``training_step.json``               ``python bench/training_step.py --load 0 2``
+``training_floor``  ``training_step.json``               (same)
 ==================  ===================================  ==============================================
 """
 
@@ -170,6 +172,53 @@ def dask_scale(results: Path = RESULTS) -> str:
                 "peak RSS per process (GiB)", "spilled (GB)"], body)  # fmt: skip
 
 
+_STEP_NAMES = {
+    "dense-adam": "torch Adam, dense model",
+    "factor-adam": "torch Adam, naive factors",
+    "abc-psi": "abc-PSI",
+    "bc-psi": "BC-PSI",
+    "ra-bug": "RA-BUG",
+    "parallel-bug": "parallel BUG",
+    "heavy-ball": "low-rank heavy ball",
+    "adam": "low-rank Adam",
+}
+
+
+def _step_table(rows: list[dict[str, Any]], value: Callable[[dict[str, Any]], str], name: str, load: int) -> str:
+    """One row per contender (``rows``' key ``name``), one column per rank and ``k``, rows of ``load`` only."""
+    rows = [r for r in rows if r["load"] == load]
+    cols = sorted({(r["rank"], r["round_k"]) for r in rows})
+    cell = {(r[name], r["rank"], r["round_k"]): r for r in rows}
+    names = [n for n in _STEP_NAMES if any(key[0] == n for key in cell)]
+    header = ["optimizer"] + [f"r = {r}, k = {k}" for r, k in cols]
+    body = [[_STEP_NAMES[n]] + [value(cell[(n, *c)]) if (n, *c) in cell else "–" for c in cols] for n in names]
+    return _md(header, body)
+
+
+def _step_time(r: dict[str, Any]) -> str:
+    return f"{r['ms_per_step']:.2f} ms ({r['ratio_to_factor_adam']:.1f}×)"
+
+
+def training_step_idle(results: Path = RESULTS) -> str:
+    """Time per ``optimizer.step()`` (its ratio to torch Adam on naive factors) per rank and ``k``, idle."""
+    return _step_table(_rows("training_step.json", results)[0], _step_time, "contender", 0)
+
+
+def training_step_loaded(results: Path = RESULTS) -> str:
+    """The same with the largest background load of the results file."""
+    rows = _rows("training_step.json", results)[0]
+    return _step_table(rows, _step_time, "contender", max(r["load"] for r in rows))
+
+
+def training_floor(results: Path = RESULTS) -> str:
+    """The decompositions alone per step, idle (ms, and as a ratio to torch Adam on factors of the same rounds)."""
+    doc = json.loads((results / "training_step.json").read_text(encoding="utf-8"))
+    rows = [{**r, "round_k": r["basis_update_every"]} for r in doc.get("floor", [])]
+    return _step_table(
+        rows, lambda r: f"{r['floor_ms_per_step']:.2f} ms ({r['floor_ratio_to_factor_adam']:.1f}×)", "method", 0
+    )
+
+
 #: table name -> generator (each returns Markdown).
 TABLE_BUILDERS: dict[str, Callable[[Path], str]] = {
     "qr_savings": qr_savings,
@@ -178,6 +227,9 @@ TABLE_BUILDERS: dict[str, Callable[[Path], str]] = {
     "kernels": kernels,
     "stacked_solves": stacked_solves,
     "dask_scale": dask_scale,
+    "training_step_idle": training_step_idle,
+    "training_step_loaded": training_step_loaded,
+    "training_floor": training_floor,
 }
 
 

@@ -40,7 +40,8 @@ Also measured:
 Writes ``bench/results/training_step.json``.  Options: ``--ranks`` (default 32 128),
 ``--k`` (``basis_update_every`` values, default 1 10 50), ``--repeat``, ``--warmup``,
 ``--load N ...``, ``--threads`` (torch threads; default torch's), ``--no-stacking``,
-``--out``.  A quick check: ``--ranks 32 --k 1 --repeat 3 --warmup 1 --profile-windows 2``.
+``--only-stacking`` (rerun that section, keep the others of ``--out``), ``--out``.
+A quick check: ``--ranks 32 --k 1 --repeat 3 --warmup 1 --profile-windows 2``.
 """
 
 from __future__ import annotations
@@ -354,6 +355,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--profile-windows", type=int, default=10)
     parser.add_argument("--no-stacking", action="store_true")
+    parser.add_argument(
+        "--only-stacking",
+        action="store_true",
+        help="rerun the stacking section only; the other sections of --out are kept",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "training_step.json"))
     args = parser.parse_args()
     if args.repeat < 1 or args.warmup < 0 or any(x < 0 for x in args.load) or any(k < 1 for k in args.k):
@@ -369,6 +375,20 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     rows, stacking, profiles, floors = [], [], [], []
+    if args.only_stacking:
+        out = Path(args.out)
+        results = json.loads(out.read_text())
+        results["stacking"] = []
+        for load in args.load:
+            with background_load(load, settle=2.0):
+                results["stacking"] += stacking_rows(max(args.ranks), min(args.k), args.repeat, args.warmup, load)
+        results["meta"]["stacking_command"] = " ".join(
+            ["env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python", "bench/training_step.py", *sys.argv[1:]]
+        )
+        results["meta"]["stacking_date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {out}")
+        return
     for load in args.load:
         print(f"load {load}", flush=True)
         with background_load(load, settle=2.0):

@@ -93,5 +93,10 @@ def test_docs_tables_carry_every_row_of_their_results_file(tmp_path):
     assert len(body("equal_accuracy")) == len(rows("qr_savings_equal_accuracy.json"))
     assert len(body("qr_savings")) == len({r["problem"] for r in rows("qr_savings_equal_accuracy.json")})
     assert len(body("stacked_solves")) == len({r["method"] for r in rows("stacked_solves.json")})
+    step = json.loads((results / "training_step.json").read_text())
+    assert len(body("training_step_idle")) == len({r["contender"] for r in step["rows"]})
+    for name, entries in (("training_step_idle", step["rows"]), ("training_floor", step["floor"])):
+        cells = sum(line.count(" ms (") for line in body(name))  # one "x.xx ms (y.y×)" per idle row
+        assert cells == sum(r["load"] == 0 for r in entries), name
     first = rows("kernels.json")[0]
     assert f"{first['speedup_numpy']:.2f}" in body("kernels")[0]
