@@ -16,12 +16,12 @@ asserts the same property use the same contrast method.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from .._checks import integer, real_number
 
 __all__ = ["factor_heavy_ball", "naive_factor_euler"]
 
@@ -49,19 +49,6 @@ def _check_shape(x: np.ndarray, name: str, shape: tuple[int, int], meaning: str)
     if x.shape != shape:
         msg = f"`{name}` must have shape {shape} ({meaning}); got {x.shape}."
         raise ValueError(msg)
-
-
-def _check_real(x: Any, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
-    """``x`` a finite real number (not a bool), positive or non-negative where asked; as float."""
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        msg = f"`{name}` must be a real number; got {x!r} of type {type(x).__name__}."
-        raise TypeError(msg)
-    value = float(x)
-    if not math.isfinite(value) or (positive and value <= 0) or (nonnegative and value < 0):
-        need = "a positive" if positive else "a non-negative" if nonnegative else "a"
-        msg = f"`{name}` must be {need} finite number; got {x!r}."
-        raise ValueError(msg)
-    return value
 
 
 def naive_factor_euler(
@@ -148,11 +135,11 @@ def naive_factor_euler(
     if isinstance(t_span, (str, bytes)) or not hasattr(t_span, "__len__") or len(t_span) != 2:
         msg = f"`t_span` must be a pair of real numbers (t0, t1); got {t_span!r}."
         raise TypeError(msg)
-    t0, t1 = (_check_real(v, "t_span") for v in t_span)
+    t0, t1 = (real_number(v, "t_span") for v in t_span)
     if t1 <= t0:
         msg = f"`t_span` must satisfy t0 < t1; got ({t0}, {t1})."
         raise ValueError(msg)
-    h = _check_real(h, "h", positive=True)
+    h = real_number(h, "h", positive=True)
     steps = int(round((t1 - t0) / h))
     if steps < 1:
         msg = f"`h` must be at most about the length of `t_span` ({t1 - t0}) so that one step fits; got {h}."
@@ -259,19 +246,13 @@ def factor_heavy_ball(
     r = A0.shape[1]
     _check_shape(A0, "A0", (m, r), "m x r with m = B.shape[0]")
     _check_shape(C0, "C0", (n, r), "n x r with n = B.shape[1], r = A0.shape[1]")
-    lr = _check_real(lr, "lr", positive=True)
-    beta = _check_real(beta, "beta", nonnegative=True)
+    lr = real_number(lr, "lr", positive=True)
+    beta = real_number(beta, "beta", nonnegative=True)
     if beta >= 1:
         msg = f"`beta` must satisfy 0 <= beta < 1 (momentum factor); got {beta}."
         raise ValueError(msg)
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
-        msg = f"`steps` must be a positive integer; got {steps!r} of type {type(steps).__name__}."
-        raise TypeError(msg)
-    if steps < 1:
-        msg = f"`steps` must be a positive integer; got {steps!r}."
-        raise ValueError(msg)
-    steps = int(steps)
-    target = _check_real(target, "target", nonnegative=True)
+    steps = integer(steps, "steps", minimum=1)
+    target = real_number(target, "target", nonnegative=True)
     A, C = A0.copy(), C0.copy()
     MA, MC = np.zeros_like(A), np.zeros_like(C)
     losses: list[float] = []
