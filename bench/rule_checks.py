@@ -248,7 +248,7 @@ def qr_torch_rows(repeat: int) -> list[dict[str, Any]]:
                             if rnd:  # round 0 warms up
                                 times[name].append(dt)
                     med = {n: statistics.median(v) for n, v in times.items()}
-                    auto = "xp" if _linalg._torch_lapack_single(x) else "kernels"
+                    auto = "xp" if _linalg._torch_linalg_preferred(x) else "kernels"
                     row = {"rule": "qr_torch", "dtype": "float32", "shape": (m, k), "op": op, "auto": auto,
                            "load": load}  # fmt: skip
                     res = {f"ms_{n}": 1e3 * v for n, v in med.items()}

@@ -67,7 +67,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _common import background_load, exit_on_sigterm  # noqa: E402  (bench/, the script's folder)
+from _common import background_load, command, exit_on_sigterm  # noqa: E402  (bench/, the script's folder)
 
 import lowrank_core as lc  # noqa: E402
 from lowrank_core.training.torch import LowRankLinear, LowRankOptimizer  # noqa: E402
@@ -382,9 +382,7 @@ def main() -> None:
         for load in args.load:
             with background_load(load, settle=2.0):
                 results["stacking"] += stacking_rows(max(args.ranks), min(args.k), args.repeat, args.warmup, load)
-        results["meta"]["stacking_command"] = " ".join(
-            ["env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python", "bench/training_step.py", *sys.argv[1:]]
-        )
+        results["meta"]["stacking_command"] = command()
         results["meta"]["stacking_date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         out.write_text(json.dumps(results, indent=1) + "\n")
         print(f"wrote {out}")
@@ -414,9 +412,7 @@ def main() -> None:
 
     meta = {
         "benchmark": "training_step",
-        "command": " ".join(
-            ["env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python", "bench/training_step.py", *sys.argv[1:]]
-        ),
+        "command": command(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "loads": args.load,
         "lowrank_core": lc.__version__,

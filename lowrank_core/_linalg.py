@@ -307,7 +307,7 @@ def _qr_c128_small(x: Any) -> bool:
     )
 
 
-def _torch_lapack_single(x: Any) -> bool:
+def _torch_linalg_preferred(x: Any) -> bool:
     """A PyTorch CPU matrix (or a stack of at most ``TORCH_LINALG_MAX_BATCH``) that
     ``torch.linalg`` factors faster (``TORCH_LINALG_MIN_K``, ``TORCH_LINALG_MAX_RATIO``)."""
     if not array_api_compat.is_torch_array(x) or _batch_size(x) > TORCH_LINALG_MAX_BATCH:
@@ -367,7 +367,7 @@ def _kernel_route(x: Any, xp: Any, op: str) -> tuple[Any, Any] | None:
         return None
     if not forced and op == "qr" and _qr_c128_small(x):
         return None
-    if not forced and _torch_lapack_single(x):
+    if not forced and _torch_linalg_preferred(x):
         return None
     if array_api_compat.is_torch_array(x):
         import numpy as np

@@ -622,11 +622,6 @@ class ParallelBUG(_RankAdaptive):
     name: ClassVar[str] = "parallel-bug"
     phases: ClassVar[tuple[str, ...]] = ("T",)
 
-    #: whether the steps keep the increments tangent (``U0^H dK = 0``, ``V0^H dL = 0``,
-    #: so ``S = U0^H W V0``); otherwise ``dK``, ``dL`` carry parts in the ranges of
-    #: ``U0``, ``V0`` that ``S`` compensates, and the close adds them back.
-    _tangent_increments: ClassVar[bool] = False  # the steps use _redundant coordinates
-
     def _direction(self, param: LowRankParam, g: tuple[Any, Any, Any]) -> tuple[tuple[Any, Any, Any], dict]:
         """Step ``d`` (``W <- W - h (U d_S V^H + d_U V^H + U d_V^H)``) and new state, from
         ``g = (grad_S, grad_K, grad_L)``."""
@@ -639,7 +634,7 @@ class ParallelBUG(_RankAdaptive):
         ``U0 (-g_S) V0^H + grad_K V0^H + U0 grad_L^H`` *is* ``P(Y0) G`` (expand the tangent
         coordinates of :meth:`_tangent`: ``U0^H grad_K = grad_S = (V0^H grad_L)^H``), with
         no product at all; the increments then carry parts in the ranges of ``U0``, ``V0``
-        that ``S`` compensates (``_tangent_increments = False``).  A linear method (plain
+        that ``S`` compensates (the close adds them back).  A linear method (plain
         steps, heavy ball's momentum) may take its steps in these coordinates: the
         matrices it adds up are the same.  This saves the two ``m x r x r`` products per
         layer and step of :meth:`_tangent`.
@@ -664,10 +659,9 @@ class ParallelBUG(_RankAdaptive):
     def _close(self, phase: str, param: LowRankParam, kit: _Kit) -> LowRankParam:
         # The integrator's core assembly, with the increments dK, dL in place of the K-
         # and L-step results (only their parts orthogonal to U0, V0 enter), and the core
-        # block S_bar = U0^H W V0.
-        S_bar = param.S
-        if not self._tangent_increments:  # U0^H W V0 = S + U0^H dK + dL^H V0
-            S_bar = S_bar + kit.mm(kit.ch(param.U), param.dK) + kit.mm(kit.ch(param.dL), param.V)
+        # block S_bar = U0^H W V0 = S + U0^H dK + dL^H V0: the steps of every method of
+        # this family leave parts of dK, dL in the ranges of U0, V0, which S compensates.
+        S_bar = param.S + kit.mm(kit.ch(param.U), param.dK) + kit.mm(kit.ch(param.dL), param.V)
         U_hat, S_hat, V_hat = _steps.parallel_core(kit, S_bar, param.U, param.V, param.dK, param.dL)
         Y1, _ = _steps.svd_truncate(kit, self.truncation, U_hat, S_hat, V_hat, param.U.shape[-1])
         return _with_increments(param, Y1.U, Y1.S, Y1.V, state=self._transport(param, Y1))
@@ -794,7 +788,6 @@ class Adam(ParallelBUG):
     """
 
     name: ClassVar[str] = "adam"
-    _tangent_increments: ClassVar[bool] = False  # the element-wise step is projected through S
 
     def __init__(
         self,
@@ -845,7 +838,7 @@ class Adam(ParallelBUG):
         # The step is the tangent projection of d: U d_S V^H + (I - U U^H) d_U V^H +
         # U ((I - V V^H) d_V)^H = U (d_S - U^H d_U - d_V^H V) V^H + d_U V^H + U d_V^H, so
         # the increments take d_U, d_V as they are and S the ranges' parts (two m x r x r
-        # products instead of four; the close adds them back, see _tangent_increments).
+        # products instead of four; the close adds them back, see ParallelBUG._close).
         U, V = param.U, param.V
         d[0] = d[0] - matmul(conj_transpose(U, xp), d[1], xp) - matmul(conj_transpose(d[2], xp), V, xp)
         return tuple(d), new
