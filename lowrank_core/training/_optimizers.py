@@ -49,6 +49,7 @@ from .._namespace import conj_transpose, device_of, real_dtype
 from .._stats import Counters
 from .._truncation import Truncation
 from ..integrators import StepKit, _steps
+from . import _inplace
 from ._param import LowRankParam
 
 __all__ = [
@@ -389,14 +390,35 @@ class AbstractLowRankOptimizer:
     def _init_state(self, param: LowRankParam) -> dict:
         return {}
 
+    #: the parameter's fields that :meth:`_update_` overwrites, by phase
+    WRITES: ClassVar[dict[str, tuple[str, ...]]] = {"K": ("dK",), "L": ("dL",), "S": ("S",), "T": ("S", "dK", "dL")}
+    #: the state arrays that :meth:`_update_` overwrites
+    STATE_WRITES: ClassVar[tuple[str, ...]] = ()
+
     def _update(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
-        """One explicit Euler (SGD) step on the unknown of ``phase``."""
-        h = self.lr
+        """One optimizer step on the unknowns of ``phase``; ``param`` is not modified.
+
+        :meth:`_update_` on copies of the arrays it writes (:attr:`WRITES`,
+        :attr:`STATE_WRITES`): the step has one implementation, which the PyTorch
+        optimizer also runs in place on its layers' own storage.
+        """
+        xp = param.xp
+        own = {f: xp.asarray(getattr(param, f), copy=True) for f in self.WRITES[phase]}
+        state = {k: xp.asarray(v, copy=True) if k in self.STATE_WRITES else v for k, v in param.state.items()}
+        return self._update_(phase, param.replace(**own, state=state), g)
+
+    def _update_(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
+        """:meth:`_update` overwriting ``param``'s arrays (those of :attr:`WRITES` and
+        :attr:`STATE_WRITES`) where the array library allows; returns the result.
+
+        Here one explicit Euler (SGD) step on the unknown of ``phase``.
+        """
+        h, xp = self.lr, param.xp
         if phase == "K":
-            return param.replace(dK=param.dK - h * g["K"])
+            return param.replace(dK=_inplace.axpy(param.dK, -h, g["K"], xp))
         if phase == "L":
-            return param.replace(dL=param.dL - h * g["L"])
-        return param.replace(S=param.S - h * g["S"])
+            return param.replace(dL=_inplace.axpy(param.dL, -h, g["L"], xp))
+        return param.replace(S=_inplace.axpy(param.S, -h, g["S"], xp))
 
     def _close(self, phase: str, param: LowRankParam, kit: _Kit) -> LowRankParam:
         raise NotImplementedError
@@ -486,10 +508,10 @@ class PSI(AbstractLowRankOptimizer):
     name: ClassVar[str] = "psi"
     phases: ClassVar[tuple[str, ...]] = ("K", "S", "L")
 
-    def _update(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
+    def _update_(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
         if phase == "S":  # the backward-in-time S-substep: ascent
-            return param.replace(S=param.S + self.lr * g["S"])
-        return super()._update(phase, param, g)
+            return param.replace(S=_inplace.axpy(param.S, self.lr, g["S"], param.xp))
+        return super()._update_(phase, param, g)
 
     def _close(self, phase: str, param: LowRankParam, kit: _Kit) -> LowRankParam:
         if phase == "K":
@@ -622,14 +644,8 @@ class ParallelBUG(_RankAdaptive):
     name: ClassVar[str] = "parallel-bug"
     phases: ClassVar[tuple[str, ...]] = ("T",)
 
-    def _direction(self, param: LowRankParam, g: tuple[Any, Any, Any]) -> tuple[tuple[Any, Any, Any], dict]:
-        """Step ``d`` (``W <- W - h (U d_S V^H + d_U V^H + U d_V^H)``) and new state, from
-        ``g = (grad_S, grad_K, grad_L)``."""
-        return self._redundant(g), param.state
-
-    @staticmethod
-    def _redundant(g: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
-        """Coordinates ``(-grad_S, grad_K, grad_L)`` of the Riemannian gradient ``P(Y0) G``.
+    def _update_(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
+        """``W <- W - h P(Y0) G`` in the coordinates ``(-grad_S, grad_K, grad_L)``, in place.
 
         ``U0 (-g_S) V0^H + grad_K V0^H + U0 grad_L^H`` *is* ``P(Y0) G`` (expand the tangent
         coordinates of :meth:`_tangent`: ``U0^H grad_K = grad_S = (V0^H grad_L)^H``), with
@@ -639,22 +655,24 @@ class ParallelBUG(_RankAdaptive):
         matrices it adds up are the same.  This saves the two ``m x r x r`` products per
         layer and step of :meth:`_tangent`.
         """
-        gS, gK, gL = g
-        return -gS, gK, gL
+        h, xp = self.lr, param.xp
+        return param.replace(
+            S=_inplace.axpy(param.S, h, g["S"], xp),
+            dK=_inplace.axpy(param.dK, -h, g["K"], xp),
+            dL=_inplace.axpy(param.dL, -h, g["L"], xp),
+        )
 
     @staticmethod
-    def _tangent(param: LowRankParam, g: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
+    def _tangent(param: LowRankParam, g: dict[str, Any]) -> tuple[Any, Any, Any]:
         """The Riemannian gradient's tangent coordinates ``(g_S, g_U, g_V)`` from ``(grad_S, grad_K, grad_L)``."""
         xp, U, V = param.xp, param.U, param.V
-        gS, gK, gL = g
+        gS = g["S"]
         # (I - U U^H) G V = grad_K - U grad_S and (I - V V^H) G^H U = grad_L - V grad_S^H:
         # U^H grad_K = grad_S = (V^H grad_L)^H, so one m x r x r product per projection
-        return gS, gK - matmul(U, gS, xp), gL - matmul(V, conj_transpose(gS, xp), xp)
-
-    def _update(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
-        (dS, dU, dV), state = self._direction(param, (g["S"], g["K"], g["L"]))
-        h = self.lr
-        return param.replace(S=param.S - h * dS, dK=param.dK - h * dU, dL=param.dL - h * dV, state=state)
+        # (new arrays: the caller's gradients are not overwritten)
+        gU = _inplace.add_matmul(xp.asarray(g["K"], copy=True), -1.0, U, gS, xp)
+        gV = _inplace.add_matmul(xp.asarray(g["L"], copy=True), -1.0, V, conj_transpose(gS, xp), xp)
+        return gS, gU, gV
 
     def _close(self, phase: str, param: LowRankParam, kit: _Kit) -> LowRankParam:
         # The integrator's core assembly, with the increments dK, dL in place of the K-
@@ -707,6 +725,7 @@ class HeavyBall(ParallelBUG):
     """
 
     name: ClassVar[str] = "heavy-ball"
+    STATE_WRITES: ClassVar[tuple[str, ...]] = ("B_S", "B_U", "B_V")
 
     def __init__(
         self,
@@ -730,10 +749,18 @@ class HeavyBall(ParallelBUG):
         xp = param.xp
         return {"B_S": xp.zeros_like(param.S), "B_U": xp.zeros_like(param.dK), "B_V": xp.zeros_like(param.dL)}
 
-    def _direction(self, param, g):
-        st, b, g = param.state, self.beta, self._redundant(g)  # linear: any coordinates of P(Y0) G
-        B = (b * st["B_S"] + g[0], b * st["B_U"] + g[1], b * st["B_V"] + g[2])
-        return B, {**st, "B_S": B[0], "B_U": B[1], "B_V": B[2]}
+    def _update_(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
+        # linear in g: any coordinates of P(Y0) G, here ParallelBUG's (-grad_S, grad_K, grad_L)
+        st, b, h, xp = param.state, self.beta, self.lr, param.xp
+        B_S = _inplace.average(st["B_S"], b, -1.0, g["S"], xp)
+        B_U = _inplace.average(st["B_U"], b, 1.0, g["K"], xp)
+        B_V = _inplace.average(st["B_V"], b, 1.0, g["L"], xp)
+        return param.replace(
+            S=_inplace.axpy(param.S, -h, B_S, xp),
+            dK=_inplace.axpy(param.dK, -h, B_U, xp),
+            dL=_inplace.axpy(param.dL, -h, B_V, xp),
+            state={**st, "B_S": B_S, "B_U": B_U, "B_V": B_V},
+        )
 
     def _transport(self, param: LowRankParam, Y1: LowRank) -> dict:
         st = param.state
@@ -788,6 +815,7 @@ class Adam(ParallelBUG):
     """
 
     name: ClassVar[str] = "adam"
+    STATE_WRITES: ClassVar[tuple[str, ...]] = ("m_S", "m_U", "m_V", "v_S", "v_U", "v_V")
 
     def __init__(
         self,
@@ -825,23 +853,28 @@ class Adam(ParallelBUG):
         st.update({"t": 0, "t_v": 0})
         return st
 
-    def _direction(self, param, g):
-        xp, st, g = param.xp, param.state, self._tangent(param, g)
+    def _update_(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
+        xp, st, h = param.xp, param.state, self.lr
+        gs = self._tangent(param, g)
         (b1, b2), t, t_v = self.betas, st["t"] + 1, st["t_v"] + 1
         new = {**st, "t": t, "t_v": t_v}
+        c1, c2 = 1.0 - b1**t, math.sqrt(1.0 - b2**t_v)  # bias corrections
         d = []
-        for key, gk in zip("SUV", g, strict=True):
-            m = b1 * st[f"m_{key}"] + (1.0 - b1) * gk
-            v = b2 * st[f"v_{key}"] + (1.0 - b2) * xp.abs(gk) ** 2
-            new[f"m_{key}"], new[f"v_{key}"] = m, v
-            d.append((m / (1.0 - b1**t)) / (xp.sqrt(v / (1.0 - b2**t_v)) + self.eps))
+        for key, gk in zip("SUV", gs, strict=True):
+            m = new[f"m_{key}"] = _inplace.average(st[f"m_{key}"], b1, 1.0 - b1, gk, xp)
+            v = new[f"v_{key}"] = _inplace.abs2_average(st[f"v_{key}"], b2, 1.0 - b2, gk, xp)
+            d.append(_inplace.adam_direction(m, v, c2, self.eps, xp))  # d / c1 is Adam's direction
         # The step is the tangent projection of d: U d_S V^H + (I - U U^H) d_U V^H +
         # U ((I - V V^H) d_V)^H = U (d_S - U^H d_U - d_V^H V) V^H + d_U V^H + U d_V^H, so
         # the increments take d_U, d_V as they are and S the ranges' parts (two m x r x r
         # products instead of four; the close adds them back, see ParallelBUG._close).
-        U, V = param.U, param.V
-        d[0] = d[0] - matmul(conj_transpose(U, xp), d[1], xp) - matmul(conj_transpose(d[2], xp), V, xp)
-        return tuple(d), new
+        a = h / c1
+        S = _inplace.axpy(param.S, -a, d[0], xp)
+        S = _inplace.add_matmul(S, a, conj_transpose(param.U, xp), d[1], xp)
+        S = _inplace.add_matmul(S, a, conj_transpose(d[2], xp), param.V, xp)
+        dK = _inplace.axpy(param.dK, -a, d[1], xp)
+        dL = _inplace.axpy(param.dL, -a, d[2], xp)
+        return param.replace(S=S, dK=dK, dL=dL, state=new)
 
     def _transport(self, param: LowRankParam, Y1: LowRank) -> dict:
         xp, st = param.xp, param.state

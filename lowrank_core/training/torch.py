@@ -80,6 +80,8 @@ __all__ = [
 ]
 
 _FACTORS = ("U", "S", "V", "dK", "dL")
+_GRAD_OF = {"K": "dK", "L": "dL", "S": "S"}  # the parameter whose gradient is grad_K, grad_L, grad_S
+_XP = array_api_compat.array_namespace(torch.empty(0))
 #: dtypes a layer may have; the two 16-bit ones are factorised in float32
 _LAYER_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
@@ -627,6 +629,7 @@ class LowRankOptimizer(torch.optim.Optimizer):
         self._layers_of: list[list[LowRankLinear]] = []
         self._dense_of: list[list[torch.Tensor]] = []
         self._cores: dict[tuple, AbstractLowRankOptimizer] = {}
+        self._configured: dict[tuple, tuple[tuple, AbstractLowRankOptimizer]] = {}
         self._nonfinite: dict[int, tuple[int, dict[str, torch.Tensor]]] = {}
         defaults = {**_options_of(core), "weight_decay": _tolerance(weight_decay, "weight_decay")}
         defaults.update(param_budget=param_budget, budget_ranking=budget_ranking)  # rank control, _rank_control.py
@@ -706,8 +709,29 @@ class LowRankOptimizer(torch.optim.Optimizer):
         return [m for ms in self._layers_of for m in ms]
 
     def _group_core(self, group: dict[str, Any], layer: LowRankLinear | None = None) -> AbstractLowRankOptimizer:
-        """The method configured with the group's options (lr, momentum and betas as they are now)."""
+        """The method configured with the group's options (lr, momentum and betas as they are now).
+
+        Built once per group, layer capacity and option values: a step reuses it while a
+        scheduler leaves the group's values unchanged (the cores are not modified by their
+        callers).
+        """
         names = _method_options(type(self.core))
+        cap = layer.max_rank if layer is not None else None
+        values = (group["lr"], group.get("param_budget") is None, *(group[n] for n in names))
+        key = (id(group), cap)
+        hit = self._configured.get(key)
+        try:
+            if hit is not None and hit[0] == values:
+                return hit[1]
+        except (TypeError, RuntimeError, ValueError):  # values that do not compare (tensors): rebuild
+            pass
+        core = self._configure(group, layer, names)
+        self._configured[key] = (values, core)
+        return core
+
+    def _configure(
+        self, group: dict[str, Any], layer: LowRankLinear | None, names: tuple[str, ...]
+    ) -> AbstractLowRankOptimizer:
         structural = tuple((n, group[n]) for n in names if n not in ("momentum", "betas", "eps"))
         base = self._cores.get(structural)
         if base is None:
@@ -741,17 +765,21 @@ class LowRankOptimizer(torch.optim.Optimizer):
                 loss = closure()
         _rank_control.apply_budget(self)  # layers not yet fitted to their group's param_budget
         for gi, group in enumerate(self.param_groups):
-            ready = []
+            ready, in_place = [], []
             for m in self._layers_of[gi]:
-                if not all(getattr(m, n).requires_grad for n in ("S", "dK", "dL")):
+                if not (m.S.requires_grad and m.dK.requires_grad and m.dL.requires_grad):
                     continue  # frozen
                 core = self._group_core(group, m)
-                step = self.state[m.S].get("step", 0)
+                st = self.state[m.S]
+                step = st.get("step", 0)
                 phase = core.phases[(step // core.basis_update_every) % len(core.phases)]
-                names = {"K": "dK", "L": "dL", "S": "S"}
-                if any(getattr(m, names[k]).grad is None for k in core.NEEDS[phase]):
+                if any(getattr(m, _GRAD_OF[k]).grad is None for k in core.NEEDS[phase]):
                     continue  # unused in this step
-                ready.append(m)
+                if st and (step + 1) % core.basis_update_every and m.S.dtype == m.compute_dtype:
+                    in_place.append((m, core, phase))  # no basis change: on the layer's own storage
+                else:
+                    ready.append(m)
+            self._steps_in_place(group, in_place)
             for batch in self._batches(ready):
                 self._step_batch(group, batch)
             self._dense_step(group, self._dense_of[gi])
@@ -801,16 +829,41 @@ class LowRankOptimizer(torch.optim.Optimizer):
             for k, v in new.state.items():
                 st[k] = (v[i] if stacked else v) if torch.is_tensor(v) else v
 
+    def _steps_in_place(self, group: dict[str, Any], items: list[tuple[LowRankLinear, Any, str]]) -> None:
+        """Steps that end no phase, layer by layer, in place on the layers' factor blocks and state.
+
+        The method's own update (:meth:`AbstractLowRankOptimizer._update_`) on views of the
+        storage: no stacking, no copies, no write-back.  Used for layers whose factors
+        are in the compute dtype and whose state exists (not the first step).
+        """
+        if not items:
+            return
+        grads = [{key: m._active(_GRAD_OF[key], grad=True) for key in core.NEEDS[phase]} for m, core, phase in items]
+        self._flag_nonfinite([(m, self.state[m.S]["step"], g) for (m, _, _), g in zip(items, grads, strict=True)])
+        wd = float(group["weight_decay"])
+        for (m, core, phase), g in zip(items, grads, strict=True):
+            st = self.state[m.S]
+            blocks = {n: m._active(n) for n in _FACTORS}
+            if wd and core.lr:
+                torch._foreach_mul_([blocks["S"], blocks["dK"], blocks["dL"]], 1.0 - core.lr * wd)
+            new = core._update_(phase, LowRankParam(**blocks, state=st, step=st["step"], xp=_XP), g)
+            st.update(new.state)
+            st["step"] += 1
+            self.counters.rhs_evals += 1
+
     def _step_batch(self, group: dict[str, Any], layers: list[LowRankLinear]) -> None:
         core = self._group_core(group, layers[0])
         param = self._param(core, layers)
         dt, stacked = layers[0].compute_dtype, len(layers) > 1
-        names = {"K": "dK", "L": "dL", "S": "S"}
+        needs = core.needs(param)
+        own = [{key: m._active(_GRAD_OF[key], grad=True) for key in needs} for m in layers]
+        self._flag_nonfinite([(m, param.step, g) for m, g in zip(layers, own, strict=True)])
+        if (param.step + 1) % core.basis_update_every == 0:
+            self._raise_nonfinite(layers, param.step)  # before the basis update
         grads = {}
-        for key in core.needs(param):
-            gs = [m._active(names[key], grad=True).to(dt) for m in layers]
+        for key in needs:
+            gs = [g[key].to(dt) for g in own]
             grads[f"grad_{key}"] = torch.stack(gs) if stacked else gs[0]
-        self._check_finite_deferred(core, param, layers, grads)
         wd = float(group["weight_decay"])
         if wd and core.lr:
             c = 1.0 - core.lr * wd
@@ -818,30 +871,43 @@ class LowRankOptimizer(torch.optim.Optimizer):
         new = core.step(param, counters=self.counters, check_finite=False, **grads)
         self._store(layers, new)
 
-    def _check_finite_deferred(self, core: Any, param: LowRankParam, layers: list, grads: dict) -> None:
-        """Accumulate NaN/Inf flags on the device; read them back once, before the basis update.
+    def _flag_nonfinite(self, items: list[tuple[LowRankLinear, int, dict[str, torch.Tensor]]]) -> None:
+        """Fold each gradient's extremes into its layer's record of the phase, on the device.
 
-        The members of a stack share one phase, hence one record (start step, flags).
+        ``items``: (layer, step, ``{"K"|"L"|"S": gradient}``).  ``aminmax`` of each gradient
+        (NaN propagates to both, +-Inf shows in one; nothing is allocated, where
+        ``isfinite(g).all()`` allocates a boolean copy of ``g``), their magnitudes stacked,
+        and folded into the layers' records ``(first step, keys, running max)`` by one
+        ``maximum`` (NaN propagates).  The records are read back once, before the phase's
+        basis update (:meth:`_raise_nonfinite`).
         """
-        start, flags = self._nonfinite.get(id(layers[0]), (param.step, {}))
-        flags = dict(flags)
-        for name, g in grads.items():
-            # min and max in one reduction: NaN propagates to both, +-Inf shows in one of
-            # them, and nothing is allocated (isfinite(g).all() allocates a bool copy of g:
-            # 8x slower on CPU, a third of the time of an SGD step between basis updates)
-            bad = ~torch.isfinite(torch.stack(torch.aminmax(g))).all()
-            flags[name] = flags[name] | bad if name in flags else bad
-        if (param.step + 1) % core.basis_update_every:  # not the end of the phase: no read-back
-            for m in layers:
-                self._nonfinite[id(m)] = (start, flags)
+        grads = [g for _, _, gs in items for g in gs.values()]
+        if not grads:
             return
-        for m in layers:
-            self._nonfinite.pop(id(m), None)
-        if bool(torch.stack(list(flags.values())).any()):  # the one read-back of the phase
-            name = next(n for n, f in flags.items() if bool(f))
-            steps = f"step {start}" if start == param.step else f"steps {start} to {param.step}"
-            msg = f"`{name}` contains NaN or Inf (optimizer {steps}; the basis update was not taken)"
-            raise NonFiniteGradientError(msg, step=param.step, name=name)
+        ext = [x for g in grads for x in torch.aminmax(torch.view_as_real(g) if g.is_complex() else g)]
+        vals = torch.stack(ext).abs_().split([2 * len(gs) for _, _, gs in items])
+        acc, new = [], []
+        for (m, step, gs), val in zip(items, vals, strict=True):
+            record = self._nonfinite.get(id(m))
+            if record is None:
+                self._nonfinite[id(m)] = (step, tuple(gs), val)
+            else:
+                acc.append(record[2])
+                new.append(val)
+        if acc:
+            torch._foreach_maximum_(acc, new)
+
+    def _raise_nonfinite(self, layers: list[LowRankLinear], step: int) -> None:
+        """Read the layers' records back (one host synchronisation) and forget them; raise on NaN/Inf."""
+        records = [r for r in (self._nonfinite.pop(id(m), None) for m in layers) if r is not None]
+        if not records or bool(torch.isfinite(torch.cat([r[2] for r in records])).all()):
+            return
+        start, keys, val = next(r for r in records if not bool(torch.isfinite(r[2]).all()))
+        bad = ~torch.isfinite(val.reshape(len(keys), 2)).all(dim=1)
+        name = f"grad_{keys[int(bad.nonzero()[0, 0])]}"
+        steps = f"step {start}" if start == step else f"steps {start} to {step}"
+        msg = f"`{name}` contains NaN or Inf (optimizer {steps}; the basis update was not taken)"
+        raise NonFiniteGradientError(msg, step=step, name=name)
 
     # ------------------------------------------------------------------ dense parameters
     def _dense_step(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
@@ -945,6 +1011,7 @@ class LowRankOptimizer(torch.optim.Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._nonfinite = {}
+        self._configured = {}
         for m in self.layers if "_layers_of" in self.__dict__ else ():
             m._owner = weakref.ref(self)
 

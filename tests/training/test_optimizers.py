@@ -251,6 +251,36 @@ def test_inputs_are_not_modified():
     assert p0.step == 0
 
 
+def _arrays_of(param):
+    return {"U": param.U, "S": param.S, "V": param.V, "dK": param.dK, "dL": param.dL,
+            **{k: v for k, v in param.state.items() if isinstance(v, np.ndarray)}}
+
+
+@pytest.mark.parametrize("name", sorted(lt.OPTIMIZERS))
+def test_steps_leave_the_input_parameter_intact(name):
+    """``step`` is functional: every array of the input parameter (factors, increments,
+    optimizer state) is left as it was, in every phase, between and at basis updates.
+    The step is written once, in place (``_update_``), and run on copies of the arrays
+    it overwrites (``WRITES``, ``STATE_WRITES``); the arrays are made read-only here, so
+    a missing copy (planted: ``"B_U"`` left out of heavy ball's ``STATE_WRITES``, or
+    ``dK`` out of ``WRITES["T"]``) raises instead of silently changing the caller's
+    parameter."""
+    B, Y0 = _quadratic(seed=3)
+    cls = lt.OPTIMIZERS[name]
+    opt = cls(0.05, basis_update_every=3, **({"rtol": 0.05} if cls.rank_adaptive else {}))
+    param = opt.init(Y0)
+    for _ in range(2 * opt.cycle_length + 1):
+        arrays = _arrays_of(param)
+        saved = {k: v.copy() for k, v in arrays.items()}
+        for v in arrays.values():
+            v.flags.writeable = False
+        new = opt.step(param, grad=param.to_dense() - B)
+        for k, v in arrays.items():
+            np.testing.assert_array_equal(v, saved[k], err_msg=f"{name}: {k} changed at step {param.step}")
+        assert new.step == param.step + 1
+        param = new
+
+
 def test_errors():
     B, Y0 = _quadratic()
     opt = lt.ABCPSI(0.1)

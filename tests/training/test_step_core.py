@@ -150,36 +150,42 @@ def test_a_changed_step_piece_changes_both_alike(name, monkeypatch):
     np.testing.assert_allclose(plain_opt, plain_int, rtol=0, atol=tol)
 
 
+@pytest.mark.parametrize("poisoned", [0, 1, 2])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 @pytest.mark.parametrize("where", ["dK", "dL", "S"])
-def test_deferred_gradient_check_catches_nan_and_both_infinities(bad, where):
+def test_deferred_gradient_check_catches_nan_and_both_infinities(bad, where, poisoned):
     """The torch optimizer's on-device NaN/Inf flag (one min/max reduction per gradient,
     read back at the end of the phase) catches NaN, +Inf and -Inf in any gradient the
-    phase uses, and only then.  Guards the cheap reduction: planted as ``g.amax()``
-    alone, -Inf is missed; as ``g.sum()``, a finite gradient whose sum overflows would
-    be reported (not planted here)."""
+    phase uses, in the phase's first and last steps (the functional path) and in the one
+    between (the in-place path), and reports nothing for large finite gradients.  It
+    names the gradient when the poisoned step is the last (after an earlier one, the
+    poisoned weight makes every later gradient NaN).
+    Guards the cheap reduction: planted as ``g.amax()`` alone, -Inf is missed; as
+    ``g.sum()``, a finite gradient whose sum overflows would be reported (not planted
+    here); the in-place steps not folding their flags in (planted) misses ``poisoned=1``."""
     torch = pytest.importorskip("torch")
     from lowrank_core.training.torch import LowRankLinear, LowRankOptimizer
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(LowRankLinear(12, 16, 4), torch.nn.Tanh(), torch.nn.Linear(16, 3))
     method = "parallel-bug"  # a tangent method: every step uses grad_K, grad_L and grad_S
-    opt = LowRankOptimizer(model.parameters(), method, lr=0.01, basis_update_every=2)
+    opt = LowRankOptimizer(model.parameters(), method, lr=0.01, basis_update_every=3)
     x = torch.randn(8, 12)
-    for step in range(2):
+    for step in range(3):
         opt.zero_grad()
         model(x).square().sum().backward()
-        if step == 0:  # poisoned in the first step of the phase, reported at its end
+        if step == poisoned:  # reported at the end of the phase
             layer = model[0]
             getattr(layer, where).grad[1, 2] = bad
-        if step == 0:
+        if step < 2:
             opt.step()
         else:
-            with pytest.raises(lt.NonFiniteGradientError, match="steps 0 to 1"):
+            name = {"dK": "grad_K", "dL": "grad_L", "S": "grad_S"}[where] if poisoned == 2 else "grad_."
+            with pytest.raises(lt.NonFiniteGradientError, match=f"`{name}`.*steps 0 to 2"):
                 opt.step()
     clean = torch.nn.Sequential(LowRankLinear(12, 16, 4), torch.nn.Tanh(), torch.nn.Linear(16, 3))
-    opt = LowRankOptimizer(clean.parameters(), method, lr=0.01, basis_update_every=2)
-    for _ in range(2):
+    opt = LowRankOptimizer(clean.parameters(), method, lr=0.01, basis_update_every=3)
+    for _ in range(3):
         opt.zero_grad()
         clean(1e3 * x).square().sum().backward()  # large but finite gradients: no report
         opt.step()
