@@ -630,7 +630,6 @@ class LowRankOptimizer(torch.optim.Optimizer):
         self._dense_of: list[list[torch.Tensor]] = []
         self._cores: dict[tuple, AbstractLowRankOptimizer] = {}
         self._configured: dict[tuple, tuple[tuple, AbstractLowRankOptimizer]] = {}
-        self._nonfinite: dict[int, tuple[int, dict[str, torch.Tensor]]] = {}
         defaults = {**_options_of(core), "weight_decay": _tolerance(weight_decay, "weight_decay")}
         defaults.update(param_budget=param_budget, budget_ranking=budget_ranking)  # rank control, _rank_control.py
         super().__init__(params, defaults)
@@ -839,7 +838,6 @@ class LowRankOptimizer(torch.optim.Optimizer):
         if not items:
             return
         grads = [{key: m._active(_GRAD_OF[key], grad=True) for key in core.NEEDS[phase]} for m, core, phase in items]
-        self._flag_nonfinite([(m, self.state[m.S]["step"], g) for (m, _, _), g in zip(items, grads, strict=True)])
         wd = float(group["weight_decay"])
         for (m, core, phase), g in zip(items, grads, strict=True):
             st = self.state[m.S]
@@ -857,9 +855,8 @@ class LowRankOptimizer(torch.optim.Optimizer):
         dt, stacked = layers[0].compute_dtype, len(layers) > 1
         needs = core.needs(param)
         own = [{key: m._active(_GRAD_OF[key], grad=True) for key in needs} for m in layers]
-        self._flag_nonfinite([(m, param.step, g) for m, g in zip(layers, own, strict=True)])
         if (param.step + 1) % core.basis_update_every == 0:
-            self._raise_nonfinite(layers, param.step)  # before the basis update
+            self._check_phase(core, core.phase(param), layers, own, param.step)  # before the basis update
         grads = {}
         for key in needs:
             gs = [g[key].to(dt) for g in own]
@@ -871,42 +868,45 @@ class LowRankOptimizer(torch.optim.Optimizer):
         new = core.step(param, counters=self.counters, check_finite=False, **grads)
         self._store(layers, new)
 
-    def _flag_nonfinite(self, items: list[tuple[LowRankLinear, int, dict[str, torch.Tensor]]]) -> None:
-        """Fold each gradient's extremes into its layer's record of the phase, on the device.
+    def _check_phase(
+        self, core: Any, phase: str, layers: list[LowRankLinear], grads: list[dict[str, torch.Tensor]], step: int
+    ) -> None:
+        """Raise :class:`NonFiniteGradientError` before a basis update if the phase met NaN or Inf.
 
-        ``items``: (layer, step, ``{"K"|"L"|"S": gradient}``).  ``aminmax`` of each gradient
-        (NaN propagates to both, +-Inf shows in one; nothing is allocated, where
-        ``isfinite(g).all()`` allocates a boolean copy of ``g``), their magnitudes stacked,
-        and folded into the layers' records ``(first step, keys, running max)`` by one
-        ``maximum`` (NaN propagates).  The records are read back once, before the phase's
-        basis update (:meth:`_raise_nonfinite`).
+        The steps before the last one of the phase (``step``) are not checked one by one:
+        each gradient enters, with a non-zero coefficient, an array the step overwrites
+        (the increments ``S``, ``dK``, ``dL`` of :attr:`~AbstractLowRankOptimizer.WRITES`,
+        the momenta of :attr:`~AbstractLowRankOptimizer.STATE_WRITES`), where NaN and Inf
+        stay non-finite under the later steps' additions.  So the check reads those
+        arrays once, with the last step's gradients (named), in one host read-back per
+        stack: ``aminmax`` of each (NaN propagates to both, +-Inf shows in one; nothing
+        is allocated).
         """
-        grads = [g for _, _, gs in items for g in gs.values()]
-        if not grads:
+        start = step - step % core.basis_update_every
+        what, ext = [], []
+        for m, gs in zip(layers, grads, strict=True):
+            if start < step:  # earlier steps of the phase are in the arrays they wrote
+                st = self.state[m.S]
+                arrays = [(n, m._active(n)) for n in core.WRITES[phase]]
+                arrays += [(n, st[n]) for n in core.STATE_WRITES]
+                what += [n for n, _ in arrays]
+                ext += [x for _, a in arrays for x in torch.aminmax(torch.view_as_real(a) if a.is_complex() else a)]
+            what += [f"grad_{key}" for key in gs]
+            ext += [x for g in gs.values() for x in torch.aminmax(torch.view_as_real(g) if g.is_complex() else g)]
+        if not ext:
             return
-        ext = [x for g in grads for x in torch.aminmax(torch.view_as_real(g) if g.is_complex() else g)]
-        vals = torch.stack(ext).abs_().split([2 * len(gs) for _, _, gs in items])
-        acc, new = [], []
-        for (m, step, gs), val in zip(items, vals, strict=True):
-            record = self._nonfinite.get(id(m))
-            if record is None:
-                self._nonfinite[id(m)] = (step, tuple(gs), val)
-            else:
-                acc.append(record[2])
-                new.append(val)
-        if acc:
-            torch._foreach_maximum_(acc, new)
-
-    def _raise_nonfinite(self, layers: list[LowRankLinear], step: int) -> None:
-        """Read the layers' records back (one host synchronisation) and forget them; raise on NaN/Inf."""
-        records = [r for r in (self._nonfinite.pop(id(m), None) for m in layers) if r is not None]
-        if not records or bool(torch.isfinite(torch.cat([r[2] for r in records])).all()):
+        finite = torch.isfinite(torch.stack(ext))
+        if bool(finite.all()):  # the one read-back of the phase
             return
-        start, keys, val = next(r for r in records if not bool(torch.isfinite(r[2]).all()))
-        bad = ~torch.isfinite(val.reshape(len(keys), 2)).all(dim=1)
-        name = f"grad_{keys[int(bad.nonzero()[0, 0])]}"
-        steps = f"step {start}" if start == step else f"steps {start} to {step}"
-        msg = f"`{name}` contains NaN or Inf (optimizer {steps}; the basis update was not taken)"
+        bad = what[int((~finite).nonzero()[0, 0]) // 2]
+        if bad.startswith("grad_"):
+            msg = f"`{bad}` contains NaN or Inf (the basis update was not taken)"
+            raise NonFiniteGradientError(msg, step=step, name=bad)
+        name = "grad_K" if bad in ("dK", "B_U", "m_U", "v_U") else "grad_L" if bad[-1] in "LV" else "grad_S"
+        msg = (
+            f"`{bad}` is NaN or Inf after optimizer steps {start} to {step - 1}: a gradient of those steps "
+            "contained NaN or Inf, or the optimizer state overflowed (the basis update was not taken)"
+        )
         raise NonFiniteGradientError(msg, step=step, name=name)
 
     # ------------------------------------------------------------------ dense parameters
@@ -963,8 +963,6 @@ class LowRankOptimizer(torch.optim.Optimizer):
                 core = self._group_core(group, batch[0])
                 new = core.finish(self._param(core, batch), counters=self.counters)
                 self._store(batch, new)
-                for m in batch:
-                    self._nonfinite.pop(id(m), None)
         _rank_control.apply_budget(self)
 
     def _implicit_finish(self, why: str) -> None:
@@ -999,7 +997,6 @@ class LowRankOptimizer(torch.optim.Optimizer):
                     else v
                     for k, v in saved.items()
                 }
-        self._nonfinite.clear()
         self.__dict__.pop("_budget_done", None)  # the loaded layers are fitted to the budget anew
 
     def __getstate__(self) -> dict[str, Any]:
@@ -1010,7 +1007,6 @@ class LowRankOptimizer(torch.optim.Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        self._nonfinite = {}
         self._configured = {}
         for m in self.layers if "_layers_of" in self.__dict__ else ():
             m._owner = weakref.ref(self)
