@@ -22,7 +22,7 @@ import array_api_compat
 from .._linalg import matmul
 from .._namespace import is_complex_dtype
 
-__all__ = ["abs2_average", "add_matmul", "adam_direction", "average", "axpy"]
+__all__ = ["abs2_average", "add_matmul", "adam_direction", "average", "axpy", "minus_matmul"]
 
 
 def _torch(xp: Any) -> bool:
@@ -80,9 +80,23 @@ def add_matmul(y: Any, a: float, A: Any, B: Any, xp: Any) -> Any:
     return y
 
 
+def minus_matmul(x: Any, A: Any, B: Any, xp: Any) -> Any:
+    """``x - A @ B``, a new array (``x`` is not modified; one fused call on PyTorch)."""
+    if _torch(xp):
+        import torch
+
+        if x.ndim == 2:
+            return torch.addmm(x, A, B, alpha=-1)
+        if x.ndim == 3:
+            return torch.baddbmm(x, A, B, alpha=-1)
+    return x - matmul(A, B, xp)
+
+
 def adam_direction(m: Any, v: Any, c2: float, eps: float, xp: Any) -> Any:
     """``m / (sqrt(v) / c2 + eps)``, a new array (``m`` and ``v`` are not modified)."""
     if _torch(xp):
+        import torch
+
         denom = v.sqrt().div_(c2).add_(eps)
-        return denom.reciprocal_().mul_(m) if not m.is_complex() else m / denom
+        return m / denom if m.is_complex() else torch.div(m, denom, out=denom)
     return m / (xp.sqrt(v) / c2 + eps)

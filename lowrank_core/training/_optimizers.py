@@ -670,9 +670,8 @@ class ParallelBUG(_RankAdaptive):
         # (I - U U^H) G V = grad_K - U grad_S and (I - V V^H) G^H U = grad_L - V grad_S^H:
         # U^H grad_K = grad_S = (V^H grad_L)^H, so one m x r x r product per projection
         # (new arrays: the caller's gradients are not overwritten)
-        gU = _inplace.add_matmul(xp.asarray(g["K"], copy=True), -1.0, U, gS, xp)
-        gV = _inplace.add_matmul(xp.asarray(g["L"], copy=True), -1.0, V, conj_transpose(gS, xp), xp)
-        return gS, gU, gV
+        gU = _inplace.minus_matmul(g["K"], U, gS, xp)
+        return gS, gU, _inplace.minus_matmul(g["L"], V, conj_transpose(gS, xp), xp)
 
     def _close(self, phase: str, param: LowRankParam, kit: _Kit) -> LowRankParam:
         # The integrator's core assembly, with the increments dK, dL in place of the K-

@@ -911,28 +911,49 @@ class LowRankOptimizer(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ dense parameters
     def _dense_step(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        """SGD, SGD with momentum or AdamW (by the method's family) on the group's dense
+        parameters, as ``torch.optim`` defines them, with ``torch._foreach_*`` calls over
+        the parameters (Adam: over those with the same step count)."""
+        ps = [p for p in params if p.grad is not None]
+        if not ps:
+            return
         h, wd, family = float(group["lr"]), float(group["weight_decay"]), _family(self.core)
-        for p in params:
-            g = p.grad
-            if g is None:
-                continue
-            st = self.state[p]
-            if wd:
-                p.mul_(1.0 - h * wd)
-            if family == "heavy-ball":
-                buf = st.get("momentum_buffer")
-                buf = g.clone() if buf is None else buf.mul_(group["momentum"]).add_(g)
-                st["momentum_buffer"] = buf
-                p.add_(buf, alpha=-h)
-            elif family == "adam":
-                (b1, b2), t = group["betas"], st.get("step", 0) + 1
-                m = st.get("exp_avg", torch.zeros_like(p)).mul_(b1).add_(g, alpha=1 - b1)
-                v = st.get("exp_avg_sq", torch.zeros_like(p)).mul_(b2).addcmul_(g, g, value=1 - b2)
-                st.update(step=t, exp_avg=m, exp_avg_sq=v)
-                denom = (v / (1 - b2**t)).sqrt_().add_(group["eps"])
-                p.addcdiv_(m, denom, value=-h / (1 - b1**t))
-            else:
-                p.add_(g, alpha=-h)
+        gs = [p.grad for p in ps]
+        if wd:
+            torch._foreach_mul_(ps, 1.0 - h * wd)
+        if family == "heavy-ball":
+            states = [self.state[p] for p in ps]
+            old = [(st["momentum_buffer"], g) for st, g in zip(states, gs, strict=True) if "momentum_buffer" in st]
+            if old:
+                bufs = [b for b, _ in old]
+                torch._foreach_mul_(bufs, group["momentum"])
+                torch._foreach_add_(bufs, [g for _, g in old])
+            for st, g in zip(states, gs, strict=True):
+                if "momentum_buffer" not in st:  # the first step: the gradient itself
+                    st["momentum_buffer"] = g.clone()
+            torch._foreach_add_(ps, [st["momentum_buffer"] for st in states], alpha=-h)
+        elif family == "adam":
+            (b1, b2), eps = group["betas"], group["eps"]
+            by_step: dict[int, list[tuple[torch.Tensor, torch.Tensor, dict]]] = {}
+            for p, g in zip(ps, gs, strict=True):
+                st = self.state[p]
+                if "exp_avg" not in st:
+                    st.update(exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                st["step"] = st.get("step", 0) + 1
+                by_step.setdefault(st["step"], []).append((p, g, st))
+            for t, items in by_step.items():
+                p_, g_ = [p for p, _, _ in items], [g for _, g, _ in items]
+                m_, v_ = [st["exp_avg"] for *_, st in items], [st["exp_avg_sq"] for *_, st in items]
+                torch._foreach_mul_(m_, b1)
+                torch._foreach_add_(m_, g_, alpha=1 - b1)
+                torch._foreach_mul_(v_, b2)
+                torch._foreach_addcmul_(v_, g_, g_, value=1 - b2)
+                denom = torch._foreach_div(v_, 1 - b2**t)
+                torch._foreach_sqrt_(denom)
+                torch._foreach_add_(denom, eps)
+                torch._foreach_addcdiv_(p_, m_, denom, value=-h / (1 - b1**t))
+        else:
+            torch._foreach_add_(ps, gs, alpha=-h)
 
     # ------------------------------------------------------------------ cycles
     def _open(self) -> list[tuple[dict[str, Any], LowRankLinear]]:
