@@ -751,15 +751,14 @@ class HeavyBall(ParallelBUG):
     def _update_(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
         # linear in g: any coordinates of P(Y0) G, here ParallelBUG's (-grad_S, grad_K, grad_L)
         st, b, h, xp = param.state, self.beta, self.lr, param.xp
+        # each moment is used right after its update, while it is in cache
         B_S = _inplace.average(st["B_S"], b, -1.0, g["S"], xp)
+        S = _inplace.axpy(param.S, -h, B_S, xp)
         B_U = _inplace.average(st["B_U"], b, 1.0, g["K"], xp)
+        dK = _inplace.axpy(param.dK, -h, B_U, xp)
         B_V = _inplace.average(st["B_V"], b, 1.0, g["L"], xp)
-        return param.replace(
-            S=_inplace.axpy(param.S, -h, B_S, xp),
-            dK=_inplace.axpy(param.dK, -h, B_U, xp),
-            dL=_inplace.axpy(param.dL, -h, B_V, xp),
-            state={**st, "B_S": B_S, "B_U": B_U, "B_V": B_V},
-        )
+        dL = _inplace.axpy(param.dL, -h, B_V, xp)
+        return param.replace(S=S, dK=dK, dL=dL, state={**st, "B_S": B_S, "B_U": B_U, "B_V": B_V})
 
     def _transport(self, param: LowRankParam, Y1: LowRank) -> dict:
         st = param.state
