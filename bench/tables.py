@@ -211,12 +211,18 @@ def training_step_loaded(results: Path = RESULTS) -> str:
 
 
 def training_floor(results: Path = RESULTS) -> str:
-    """The decompositions alone per step, idle (ms, and as a ratio to torch Adam on factors of the same rounds)."""
+    """The decompositions alone per step, idle (ms, and as a ratio to torch Adam on factors of the same rounds);
+    for low-rank Adam also with its per-step tangent projections (``products_ms_per_step``)."""
     doc = json.loads((results / "training_step.json").read_text(encoding="utf-8"))
     rows = [{**r, "round_k": r["basis_update_every"]} for r in doc.get("floor", [])]
-    return _step_table(
-        rows, lambda r: f"{r['floor_ms_per_step']:.2f} ms ({r['floor_ratio_to_factor_adam']:.1f}×)", "method", 0
-    )
+
+    def value(r: dict[str, Any]) -> str:
+        out = f"{r['floor_ms_per_step']:.2f} ms ({r['floor_ratio_to_factor_adam']:.1f}×)"
+        if r.get("products_ms_per_step"):
+            out += f"; + products {r['step_floor_ratio_to_factor_adam']:.1f}×"
+        return out
+
+    return _step_table(rows, value, "method", 0)
 
 
 #: table name -> generator (each returns Markdown).

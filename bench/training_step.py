@@ -247,6 +247,15 @@ def floor_rows(ranks: list[int], ks: list[int], repeat: int, load: int, main: li
     step of the method can be faster than its floor plus an optimizer step on the
     factors, so where ``floor_ratio`` alone is near or above 2 the target is out of reach
     at that ``k`` on this machine.
+
+    Low-rank Adam also takes four ``m x r x r`` products per layer in *every* step (the
+    tangent projections of the gradient, ``grad_K - U grad_S`` and ``grad_L - V grad_S^H``,
+    and of the step, ``U^H d_U`` and ``d_V^H V``; :class:`lowrank_core.training.Adam`):
+    ``products_ms_per_step`` is their time (float32 ``torch.matmul``, median), and
+    ``step_floor_ratio`` adds it to the decompositions.  Its element-wise recurrences
+    run on the ``(m + n) r + r^2`` entries per layer on which torch Adam on the factors
+    runs its own, so a step of low-rank Adam costs at least ``step_floor_ratio + 1``
+    times torch Adam on factors, up to the ``r^2`` entries.
     """
     from lowrank_core import _linalg
 
@@ -268,6 +277,24 @@ def floor_rows(ranks: list[int], ks: list[int], repeat: int, load: int, main: li
                     times[name].append(time.perf_counter() - t0)
             cache[op, shape] = 1e3 * min(statistics.median(v) for v in times.values())
         return cache[op, shape]
+
+    def products(r: int) -> float:
+        """Adam's per-step tangent projections over the low-rank layers of ``widths`` (ms)."""
+        if ("adam-products", (r, r)) not in cache:
+            gen = torch.Generator().manual_seed(1)
+            pairs = []
+            for n_in, n_out in zip(widths[:-2], widths[1:-1], strict=True):  # the hidden (low-rank) layers
+                for d in (n_out, n_in):  # U (out, r) and V (in, r)
+                    pairs.append((torch.randn(d, r, generator=gen), torch.randn(r, r, generator=gen)))
+                    pairs.append((torch.randn(r, d, generator=gen), torch.randn(d, r, generator=gen)))
+            times = []
+            for _ in range(repeat + 1):
+                t0 = time.perf_counter()
+                for a, b in pairs:
+                    torch.matmul(a, b)
+                times.append(time.perf_counter() - t0)
+            cache["adam-products", (r, r)] = 1e3 * statistics.median(times[1:])
+        return cache["adam-products", (r, r)]
 
     rows = []
     for r in ranks:
@@ -303,10 +330,14 @@ def floor_rows(ranks: list[int], ks: list[int], repeat: int, load: int, main: li
                     "factor_adam_ms_per_step": base,
                     "floor_ratio_to_factor_adam": floor / c.steps / base,
                 }
+                prod = products(r) if n == "adam" else 0.0
+                row["products_ms_per_step"] = prod
+                row["step_floor_ratio_to_factor_adam"] = (floor / c.steps + prod) / base
                 rows.append(row)
                 print(
                     f"  floor r {r:>4} k {k:>3} {n:<13} {row['floor_ms_per_step']:8.2f} ms/step of decompositions "
-                    f"(x{row['floor_ratio_to_factor_adam']:5.2f} of factor Adam)  QR {row['qr_per_cycle']}  "
+                    f"(x{row['floor_ratio_to_factor_adam']:5.2f} of factor Adam; with per-step products "
+                    f"x{row['step_floor_ratio_to_factor_adam']:5.2f})  QR {row['qr_per_cycle']}  "
                     f"SVD {row['svd_per_cycle']}",
                     flush=True,
                 )
