@@ -48,6 +48,7 @@ import contextlib
 import contextvars
 import copy
 import dataclasses
+import functools
 import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -88,6 +89,18 @@ _LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 #: id(factor Parameter) -> its layer (lets the optimizer recognise layers from parameters)
 _REGISTRY: weakref.WeakValueDictionary[int, LowRankLinear] = weakref.WeakValueDictionary()
+
+
+@functools.lru_cache(maxsize=256)
+def _block_slices(p: int, q: int) -> dict[str, tuple[slice, slice]]:
+    """The in-use block of each factor of a layer with ``U (m, p)`` and ``V (n, q)`` in use."""
+    return {
+        "U": (slice(None), slice(0, p)),
+        "S": (slice(0, p), slice(0, q)),
+        "V": (slice(None), slice(0, q)),
+        "dK": (slice(None), slice(0, q)),
+        "dL": (slice(None), slice(0, p)),
+    }
 
 
 def _layer_of(p: torch.Tensor) -> tuple[LowRankLinear, str] | None:
@@ -270,20 +283,13 @@ class LowRankLayer(torch.nn.Module):
         return torch.float32 if self.S.dtype in _LOW_PRECISION else self.S.dtype
 
     def _slices(self, name: str) -> tuple[slice, slice]:
-        p, q = self._p, self._q
-        return {
-            "U": (slice(None), slice(0, p)),
-            "S": (slice(0, p), slice(0, q)),
-            "V": (slice(None), slice(0, q)),
-            "dK": (slice(None), slice(0, q)),
-            "dL": (slice(None), slice(0, p)),
-        }[name]
+        return _block_slices(self._p, self._q)[name]
 
     def _active(self, name: str, *, grad: bool = False) -> torch.Tensor | None:
         """The in-use block of a factor (or of its gradient), a view."""
-        t = getattr(self, name)
+        t = self._parameters[name]
         t = t.grad if grad else t.detach()
-        return None if t is None else t[self._slices(name)]
+        return None if t is None else t[_block_slices(self._p, self._q)[name]]
 
     @torch.no_grad()
     def _write(self, U: torch.Tensor, S: torch.Tensor, V: torch.Tensor, dK: Any = None, dL: Any = None) -> None:
