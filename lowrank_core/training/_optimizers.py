@@ -219,7 +219,10 @@ class AbstractLowRankOptimizer:
     Notes
     -----
     Subclasses set ``phases`` and implement ``_close`` (the basis change at the end of a
-    phase); ``_update`` is one optimizer step on the phase's unknowns.
+    phase); ``_update_`` is one optimizer step on the phase's unknowns, written in place
+    (:mod:`lowrank_core.training._inplace`) on the arrays named in ``WRITES`` and
+    ``STATE_WRITES``: :meth:`step` runs it on copies of them, the PyTorch optimizer on
+    its layers' own storage.
     """
 
     name: ClassVar[str] = ""

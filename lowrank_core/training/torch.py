@@ -556,13 +556,17 @@ class LowRankOptimizer(torch.optim.Optimizer):
     * 16-bit layers: the factors are cast to float32, the step (QR, SVD, truncation,
       the state) runs in float32 and the result is cast back; the optimizer state of
       such layers stays float32 (also through ``load_state_dict``).
-    * Host synchronisation: none between basis updates (gradients are checked for
-      NaN/Inf on the device and the flag is read once, at the end of the phase).  A
-      basis update reads back one flag per QR/SVD (the seam's finiteness guard), the new
-      rank (truncation) and the NaN/Inf flag; torch's CUDA QR/SVD may synchronise too.
-      With ``basis_update_every = k > 1`` a non-finite gradient is therefore reported at
-      the end of its phase (:class:`NonFiniteGradientError`), after it reached the
-      increments: restore a checkpoint.
+    * Steps between basis updates run the method's update in place on the layers' factor
+      blocks and optimizer state (no copies); a step that ends a phase runs the
+      functional step on the stacked layers and writes the result back.
+    * Host synchronisation: none between basis updates.  A basis update reads back one
+      NaN/Inf flag, one flag per QR/SVD (the seam's finiteness guard) and the new rank
+      (truncation); torch's CUDA QR/SVD may synchronise too.  The NaN/Inf flag covers
+      the phase's last gradients (named in the error) and the arrays its earlier steps
+      wrote (increments, momenta), where every gradient of the phase has landed; so with
+      ``basis_update_every = k > 1`` a non-finite gradient is reported at the end of its
+      phase (:class:`NonFiniteGradientError`), after it reached the increments: restore
+      a checkpoint.
     * Mid-cycle state: :meth:`finish_cycle` ends every layer's cycle (``W`` back to
       ``U S V^T`` at its rank, see :meth:`AbstractLowRankOptimizer.finish`).  The model's
       and the optimizer's ``state_dict()``, the layers' ``eval()``, :meth:`ranks` and
