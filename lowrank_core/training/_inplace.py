@@ -1,7 +1,6 @@
 r"""In-place arithmetic on an optimizer's own arrays: one implementation for every library.
 
-The optimizer steps between basis updates (:meth:`AbstractLowRankOptimizer._update_
-<lowrank_core.training.AbstractLowRankOptimizer>`) are written with these functions.
+The optimizer steps between basis updates (``AbstractLowRankOptimizer._update_``) are written with these functions.
 On PyTorch they are the fused in-place tensor methods (``add_(x, alpha=a)``,
 ``addcmul_``, ``addmm_``): no temporary and no fresh allocation, which is what an SGD,
 heavy-ball or Adam step between basis updates costs beyond reading its operands.

@@ -220,7 +220,7 @@ class AbstractLowRankOptimizer:
     -----
     Subclasses set ``phases`` and implement ``_close`` (the basis change at the end of a
     phase); ``_update_`` is one optimizer step on the phase's unknowns, written in place
-    (:mod:`lowrank_core.training._inplace`) on the arrays named in ``WRITES`` and
+    (``lowrank_core.training._inplace``) on the arrays named in ``WRITES`` and
     ``STATE_WRITES``: :meth:`step` runs it on copies of them, the PyTorch optimizer on
     its layers' own storage.
     """
@@ -393,16 +393,16 @@ class AbstractLowRankOptimizer:
     def _init_state(self, param: LowRankParam) -> dict:
         return {}
 
-    #: the parameter's fields that :meth:`_update_` overwrites, by phase
+    #: the parameter's fields that ``_update_`` overwrites, by phase
     WRITES: ClassVar[dict[str, tuple[str, ...]]] = {"K": ("dK",), "L": ("dL",), "S": ("S",), "T": ("S", "dK", "dL")}
-    #: the state arrays that :meth:`_update_` overwrites
+    #: the state arrays that ``_update_`` overwrites
     STATE_WRITES: ClassVar[tuple[str, ...]] = ()
 
     def _update(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
         """One optimizer step on the unknowns of ``phase``; ``param`` is not modified.
 
-        :meth:`_update_` on copies of the arrays it writes (:attr:`WRITES`,
-        :attr:`STATE_WRITES`): the step has one implementation, which the PyTorch
+        ``_update_`` on copies of the arrays it writes (``WRITES``,
+        ``STATE_WRITES``): the step has one implementation, which the PyTorch
         optimizer also runs in place on its layers' own storage.
         """
         xp = param.xp
@@ -411,8 +411,8 @@ class AbstractLowRankOptimizer:
         return self._update_(phase, param.replace(**own, state=state), g)
 
     def _update_(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
-        """:meth:`_update` overwriting ``param``'s arrays (those of :attr:`WRITES` and
-        :attr:`STATE_WRITES`) where the array library allows; returns the result.
+        """``_update`` overwriting ``param``'s arrays (those of ``WRITES`` and
+        ``STATE_WRITES``) where the array library allows; returns the result.
 
         Here one explicit Euler (SGD) step on the unknown of ``phase``.
         """

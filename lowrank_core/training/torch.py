@@ -841,7 +841,7 @@ class LowRankOptimizer(torch.optim.Optimizer):
     def _steps_in_place(self, group: dict[str, Any], items: list[tuple[LowRankLinear, Any, str]]) -> None:
         """Steps that end no phase, layer by layer, in place on the layers' factor blocks and state.
 
-        The method's own update (:meth:`AbstractLowRankOptimizer._update_`) on views of the
+        The method's own update (``AbstractLowRankOptimizer._update_``) on views of the
         storage: no stacking, no copies, no write-back.  Used for layers whose factors
         are in the compute dtype and whose state exists (not the first step).
         """
@@ -885,8 +885,8 @@ class LowRankOptimizer(torch.optim.Optimizer):
 
         The steps before the last one of the phase (``step``) are not checked one by one:
         each gradient enters, with a non-zero coefficient, an array the step overwrites
-        (the increments ``S``, ``dK``, ``dL`` of :attr:`~AbstractLowRankOptimizer.WRITES`,
-        the momenta of :attr:`~AbstractLowRankOptimizer.STATE_WRITES`), where NaN and Inf
+        (the increments ``S``, ``dK``, ``dL`` of ``WRITES``,
+        the momenta of ``STATE_WRITES``), where NaN and Inf
         stay non-finite under the later steps' additions.  So the check reads those
         arrays once, with the last step's gradients (named), in one host read-back per
         stack: ``aminmax`` of each (NaN propagates to both, +-Inf shows in one; nothing
