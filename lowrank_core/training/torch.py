@@ -893,16 +893,15 @@ class LowRankOptimizer(torch.optim.Optimizer):
         is allocated).
         """
         start = step - step % core.basis_update_every
-        what, ext = [], []
+        named: list[tuple[str, torch.Tensor]] = []
         for m, gs in zip(layers, grads, strict=True):
             if start < step:  # earlier steps of the phase are in the arrays they wrote
                 st = self.state[m.S]
-                arrays = [(n, m._active(n)) for n in core.WRITES[phase]]
-                arrays += [(n, st[n]) for n in core.STATE_WRITES]
-                what += [n for n, _ in arrays]
-                ext += [x for _, a in arrays for x in torch.aminmax(torch.view_as_real(a) if a.is_complex() else a)]
-            what += [f"grad_{key}" for key in gs]
-            ext += [x for g in gs.values() for x in torch.aminmax(torch.view_as_real(g) if g.is_complex() else g)]
+                named += [(n, m._active(n)) for n in core.WRITES[phase]]
+                named += [(n, st[n]) for n in core.STATE_WRITES]
+            named += [(f"grad_{key}", g) for key, g in gs.items()]
+        what = [n for n, _ in named]
+        ext = [x for _, a in named for x in torch.aminmax(torch.view_as_real(a) if a.is_complex() else a)]
         if not ext:
             return
         finite = torch.isfinite(torch.stack(ext))
@@ -912,7 +911,8 @@ class LowRankOptimizer(torch.optim.Optimizer):
         if bad.startswith("grad_"):
             msg = f"`{bad}` contains NaN or Inf (the basis update was not taken)"
             raise NonFiniteGradientError(msg, step=step, name=bad)
-        name = "grad_K" if bad in ("dK", "B_U", "m_U", "v_U") else "grad_L" if bad[-1] in "LV" else "grad_S"
+        # the gradient that feeds the array, by its last letter: dK, B_U, m_U, v_U <- grad_K, ...
+        name = "grad_" + {"K": "K", "U": "K", "L": "L", "V": "L", "S": "S"}[bad[-1]]
         msg = (
             f"`{bad}` is NaN or Inf after optimizer steps {start} to {step - 1}: a gradient of those steps "
             "contained NaN or Inf, or the optimizer state overflowed (the basis update was not taken)"
