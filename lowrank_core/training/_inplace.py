@@ -14,6 +14,7 @@ own (the functional :meth:`step` copies first).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import array_api_compat
@@ -21,7 +22,7 @@ import array_api_compat
 from .._linalg import matmul
 from .._namespace import is_complex_dtype
 
-__all__ = ["abs2_average", "add_matmul", "adam_direction", "average", "axpy", "minus_matmul"]
+__all__ = ["abs2_average", "adam_directions", "add_matmul", "average", "axpy", "minus_matmul"]
 
 
 def _torch(xp: Any) -> bool:
@@ -91,11 +92,59 @@ def minus_matmul(x: Any, A: Any, B: Any, xp: Any) -> Any:
     return x - matmul(A, B, xp)
 
 
-def adam_direction(m: Any, v: Any, c2: float, eps: float, xp: Any) -> Any:
-    """``m / (sqrt(v) / c2 + eps)``, a new array (``m`` and ``v`` are not modified)."""
-    if _torch(xp):
+def adam_directions(
+    ms: list[Any], vs: list[Any], gs: list[Any], betas: tuple[float, float], t: int, t_v: int, eps: float, xp: Any
+) -> list[Any]:
+    r"""Adam's moment updates in place and its bias-corrected directions, new arrays.
+
+    For each triple ``(m, v, g)``: ``m <- b1 m + (1 - b1) g``, ``v <- b2 v + (1 - b2) |g|^2``
+    (``v`` real), and the direction
+
+    .. math::
+
+        D = \frac{m / (1 - b_1^t)}{\sqrt{v / (1 - b_2^{t_v})} + \epsilon} ,
+
+    the step being ``-lr D``.  On real PyTorch CPU tensors of one dtype, with ``t = t_v``,
+    this is one pass over the arrays: ``torch._fused_adam_`` (the kernel of
+    ``torch.optim.Adam(fused=True)``) applied to zeroed directions with ``lr = -1``.
+    That kernel reads raw memory, so a strided view would be read and written wrongly:
+    arrays that are not contiguous go through contiguous copies (the moments copied
+    back), so the result does not depend on the layout.  Complex dtypes, other devices
+    and ``t != t_v`` take the composed in-place operations (seven passes), which
+    round differently.  The lists ``ms`` and ``vs`` hold the updated moments on return
+    (the same arrays, or new ones on libraries without mutation).
+    """
+    b1, b2 = betas
+    if _torch(xp) and t == t_v and _fusable(ms + vs + gs):
         import torch
 
-        denom = v.sqrt().div_(c2).add_(eps)
-        return m / denom if m.is_complex() else torch.div(m, denom, out=denom)
-    return m / (xp.sqrt(v) / c2 + eps)
+        mc, vc = [m.contiguous() for m in ms], [v.contiguous() for v in vs]
+        ds = [torch.zeros_like(g, memory_format=torch.contiguous_format) for g in gs]
+        step = torch.tensor(float(t))
+        torch._fused_adam_(
+            ds, [g.contiguous() for g in gs], mc, vc, [], [step] * len(ds), lr=-1.0, beta1=b1, beta2=b2,
+            weight_decay=0.0, eps=eps, amsgrad=False, maximize=False,
+        )  # fmt: skip
+        for x, y in zip(ms + vs, mc + vc, strict=True):
+            if x is not y:  # a copy: write the moment back
+                x.copy_(y)
+        return ds
+    c1, c2 = 1.0 - b1**t, math.sqrt(1.0 - b2**t_v)  # bias corrections
+    out = []
+    for i, g in enumerate(gs):
+        m = ms[i] = average(ms[i], b1, 1.0 - b1, g, xp)
+        v = vs[i] = abs2_average(vs[i], b2, 1.0 - b2, g, xp)
+        if _torch(xp):
+            import torch
+
+            denom = v.sqrt().mul_(c1 / c2).add_(c1 * eps)
+            out.append(m / denom if m.is_complex() else torch.div(m, denom, out=denom))
+        else:
+            out.append(m / (xp.sqrt(v) * (c1 / c2) + c1 * eps))
+    return out
+
+
+def _fusable(arrays: list[Any]) -> bool:
+    """Whether ``torch._fused_adam_`` applies: CPU tensors of one real floating dtype."""
+    dt = arrays[0].dtype
+    return dt.is_floating_point and all(a.device.type == "cpu" and a.dtype == dt for a in arrays)

@@ -857,24 +857,22 @@ class Adam(ParallelBUG):
     def _update_(self, phase: str, param: LowRankParam, g: dict[str, Any]) -> LowRankParam:
         xp, st, h = param.xp, param.state, self.lr
         gs = self._tangent(param, g)
-        (b1, b2), t, t_v = self.betas, st["t"] + 1, st["t_v"] + 1
+        t, t_v = st["t"] + 1, st["t_v"] + 1
         new = {**st, "t": t, "t_v": t_v}
-        c1, c2 = 1.0 - b1**t, math.sqrt(1.0 - b2**t_v)  # bias corrections
-        d = []
-        for key, gk in zip("SUV", gs, strict=True):
-            m = new[f"m_{key}"] = _inplace.average(st[f"m_{key}"], b1, 1.0 - b1, gk, xp)
-            v = new[f"v_{key}"] = _inplace.abs2_average(st[f"v_{key}"], b2, 1.0 - b2, gk, xp)
-            d.append(_inplace.adam_direction(m, v, c2, self.eps, xp))  # d / c1 is Adam's direction
+        ms, vs = [st[f"m_{k}"] for k in "SUV"], [st[f"v_{k}"] for k in "SUV"]
+        d = _inplace.adam_directions(ms, vs, list(gs), self.betas, t, t_v, self.eps, xp)  # bias-corrected
+        # (in place: the moments are the state's own arrays; libraries without mutation rebind)
+        new.update({f"m_{k}": x for k, x in zip("SUV", ms, strict=True)})
+        new.update({f"v_{k}": x for k, x in zip("SUV", vs, strict=True)})
         # The step is the tangent projection of d: U d_S V^H + (I - U U^H) d_U V^H +
         # U ((I - V V^H) d_V)^H = U (d_S - U^H d_U - d_V^H V) V^H + d_U V^H + U d_V^H, so
         # the increments take d_U, d_V as they are and S the ranges' parts (two m x r x r
         # products instead of four; the close adds them back, see ParallelBUG._close).
-        a = h / c1
-        S = _inplace.axpy(param.S, -a, d[0], xp)
-        S = _inplace.add_matmul(S, a, conj_transpose(param.U, xp), d[1], xp)
-        S = _inplace.add_matmul(S, a, conj_transpose(d[2], xp), param.V, xp)
-        dK = _inplace.axpy(param.dK, -a, d[1], xp)
-        dL = _inplace.axpy(param.dL, -a, d[2], xp)
+        S = _inplace.axpy(param.S, -h, d[0], xp)
+        S = _inplace.add_matmul(S, h, conj_transpose(param.U, xp), d[1], xp)
+        S = _inplace.add_matmul(S, h, conj_transpose(d[2], xp), param.V, xp)
+        dK = _inplace.axpy(param.dK, -h, d[1], xp)
+        dL = _inplace.axpy(param.dL, -h, d[2], xp)
         return param.replace(S=S, dK=dK, dL=dL, state=new)
 
     def _transport(self, param: LowRankParam, Y1: LowRank) -> dict:

@@ -255,3 +255,67 @@ def test_storage_outside_the_active_block_stays_zero(method):
     steps = list(zip([p for p, _ in ranks][:-1], [p for p, _ in ranks][1:], strict=True))
     assert any(a > b for a, b in steps), ranks  # the rank went down ...
     assert any(a < b for a, b in steps), ranks  # ... and up
+
+
+def _adam_reference(m, v, g, betas, t, eps):
+    """Adam's moments and bias-corrected direction in float64 NumPy, from the formula."""
+    import numpy as np
+
+    m, v, g = (np.asarray(x.detach().cpu(), dtype=np.complex128 if x.is_complex() else np.float64) for x in (m, v, g))
+    b1, b2 = betas
+    m = b1 * m + (1 - b1) * g
+    v = (b2 * v + (1 - b2) * np.abs(g) ** 2).real
+    return m, v, (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "column-block", "transposed"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex128])
+def test_adam_directions_follow_the_formula_in_every_layout(dtype, layout, monkeypatch):
+    """``_inplace.adam_directions`` (low-rank Adam's moments and direction) equals the
+    formula in float64 for every memory layout of the moments and gradients: real CPU
+    tensors go through ``torch._fused_adam_`` (checked: it is called), which reads raw
+    memory, so a strided view passed to it directly is updated wrongly and its
+    neighbours in the storage are overwritten -- the bug this test guards against
+    (dropping the contiguous copies fails the "column-block" and "transposed" cases).
+    Complex tensors take the composed operations.  Tolerance: each entry is a few
+    roundings (lerp, fused multiply-add, sqrt, division) of O(1) quantities, so 16 eps
+    of the dtype relative to the entries' scale."""
+    import array_api_compat
+
+    from lowrank_core.training import _inplace
+
+    calls = []
+    fused = torch._fused_adam_
+    monkeypatch.setattr(torch, "_fused_adam_", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    gen = torch.Generator().manual_seed(4)
+    real = torch.float64 if dtype == torch.complex128 else dtype
+    shapes = [(9, 5), (6, 5), (5, 5)]
+
+    def array(shape, dt, positive=False):
+        x = torch.rand if positive else torch.randn
+        if layout == "column-block":  # a view of the first columns of wider storage
+            return x(shape[0], 2 * shape[1], generator=gen, dtype=dt)[:, : shape[1]]
+        if layout == "transposed":
+            return x(shape[1], shape[0], generator=gen, dtype=dt).mT
+        return x(*shape, generator=gen, dtype=dt)
+
+    ms = [array(s, dtype) for s in shapes]
+    vs = [array(s, real, positive=True) for s in shapes]
+    gs = [array(s, dtype) for s in shapes]
+    bases = [x._base for x in ms + vs if x._base is not None]
+    outside = [b.clone() for b in bases]
+    want = [_adam_reference(m, v, g, (0.9, 0.99), 3, 1e-8) for m, v, g in zip(ms, vs, gs, strict=True)]
+    m_in, v_in = list(ms), list(vs)
+    xp = array_api_compat.array_namespace(*gs)
+    ds = _inplace.adam_directions(m_in, v_in, gs, (0.9, 0.99), 3, 3, 1e-8, xp)
+    assert len(calls) == (0 if dtype.is_complex else 1)
+    tol = 16 * torch.finfo(dtype).eps
+    for (m_ref, v_ref, d_ref), m, v, m_out, v_out, d in zip(want, ms, vs, m_in, v_in, ds, strict=True):
+        assert m_out is m and v_out is v  # updated in place
+        for got, ref in ((m, m_ref), (v, v_ref), (d, d_ref)):
+            got = got.to(torch.complex128 if got.is_complex() else torch.float64).numpy()
+            assert abs(got - ref).max() <= tol * abs(ref).max()
+    for b, before in zip(bases, outside, strict=True):  # the storage beyond each view untouched
+        if layout == "column-block":
+            n = b.shape[1] // 2
+            assert torch.equal(b[:, n:], before[:, n:])
