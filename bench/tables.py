@@ -212,14 +212,16 @@ def training_step_loaded(results: Path = RESULTS) -> str:
 
 def training_floor(results: Path = RESULTS) -> str:
     """The decompositions alone per step, idle (ms, and as a ratio to torch Adam on factors of the same rounds);
-    for low-rank Adam also with its per-step tangent projections (``products_ms_per_step``)."""
+    for low-rank Adam also with its per-step tangent projections and moment updates
+    (``products_ms_per_step``, ``moments_ms_per_step``)."""
     doc = json.loads((results / "training_step.json").read_text(encoding="utf-8"))
     rows = [{**r, "round_k": r["basis_update_every"]} for r in doc.get("floor", [])]
 
     def value(r: dict[str, Any]) -> str:
         out = f"{r['floor_ms_per_step']:.2f} ms ({r['floor_ratio_to_factor_adam']:.1f}×)"
         if r.get("products_ms_per_step"):
-            out += f"; + products {r['step_floor_ratio_to_factor_adam']:.1f}×"
+            what = "products and moments" if "moments_ms_per_step" in r else "products"
+            out += f"; + {what} {r['step_floor_ratio_to_factor_adam']:.1f}×"
         return out
 
     return _step_table(rows, value, "method", 0)

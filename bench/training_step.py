@@ -251,13 +251,15 @@ def floor_rows(ranks: list[int], ks: list[int], repeat: int, load: int, main: li
     Low-rank Adam also takes four ``m x r x r`` products per layer in *every* step (the
     tangent projections of the gradient, ``grad_K - U grad_S`` and ``grad_L - V grad_S^H``,
     and of the step, ``U^H d_U`` and ``d_V^H V``; :class:`lowrank_core.training.Adam`):
-    ``products_ms_per_step`` is their time (float32 ``torch.matmul``, median), and
-    ``step_floor_ratio`` adds it to the decompositions.  Its element-wise recurrences
-    run on the ``(m + n) r + r^2`` entries per layer on which torch Adam on the factors
-    runs its own, so a step of low-rank Adam costs at least ``step_floor_ratio + 1``
-    times torch Adam on factors, up to the ``r^2`` entries.
+    ``products_ms_per_step`` is their time (float32 ``torch.matmul``, median), and its
+    moment updates and direction on the ``(m + n) r + r^2`` tangent coordinates per layer:
+    ``moments_ms_per_step`` is the time of the library's one-pass update
+    (``lowrank_core.training._inplace.adam_directions``, ``torch._fused_adam_`` on CPU)
+    on those shapes.  ``step_floor_ratio`` adds both to the decompositions: each part
+    timed alone, with its operands in cache, so a lower bound on low-rank Adam's step.
     """
     from lowrank_core import _linalg
+    from lowrank_core.training import _inplace
 
     widths = [784, 1024, 1024, 10]
     xp = array_api_compat.array_namespace(torch.empty(1))
@@ -278,12 +280,16 @@ def floor_rows(ranks: list[int], ks: list[int], repeat: int, load: int, main: li
             cache[op, shape] = 1e3 * min(statistics.median(v) for v in times.values())
         return cache[op, shape]
 
+    def layer_shapes() -> list[tuple[int, int]]:
+        """``(out, in)`` of the hidden (low-rank) layers of ``widths``."""
+        return [(n_out, n_in) for n_in, n_out in zip(widths[:-2], widths[1:-1], strict=True)]
+
     def products(r: int) -> float:
         """Adam's per-step tangent projections over the low-rank layers of ``widths`` (ms)."""
         if ("adam-products", (r, r)) not in cache:
             gen = torch.Generator().manual_seed(1)
             pairs = []
-            for n_in, n_out in zip(widths[:-2], widths[1:-1], strict=True):  # the hidden (low-rank) layers
+            for n_out, n_in in layer_shapes():
                 for d in (n_out, n_in):  # U (out, r) and V (in, r)
                     pairs.append((torch.randn(d, r, generator=gen), torch.randn(r, r, generator=gen)))
                     pairs.append((torch.randn(r, d, generator=gen), torch.randn(d, r, generator=gen)))
@@ -295,6 +301,24 @@ def floor_rows(ranks: list[int], ks: list[int], repeat: int, load: int, main: li
                 times.append(time.perf_counter() - t0)
             cache["adam-products", (r, r)] = 1e3 * statistics.median(times[1:])
         return cache["adam-products", (r, r)]
+
+    def moments(r: int) -> float:
+        """Adam's per-step moment updates and direction over the low-rank layers (ms)."""
+        if ("adam-moments", (r, r)) not in cache:
+            gen = torch.Generator().manual_seed(2)
+            layers = []
+            for n_out, n_in in layer_shapes():
+                shapes = [(r, r), (n_out, r), (n_in, r)]  # (S, U, V) coordinates
+                layers.append([[torch.randn(*sh, generator=gen) for sh in shapes] for _ in range(2)])
+                layers[-1].append([torch.rand(*sh, generator=gen) for sh in shapes])  # v >= 0
+            times = []
+            for t in range(1, repeat + 2):
+                t0 = time.perf_counter()
+                for gs, ms, vs in layers:
+                    _inplace.adam_directions(ms, vs, gs, (0.9, 0.999), t, t, 1e-8, xp)
+                times.append(time.perf_counter() - t0)
+            cache["adam-moments", (r, r)] = 1e3 * statistics.median(times[1:])
+        return cache["adam-moments", (r, r)]
 
     rows = []
     for r in ranks:
@@ -330,13 +354,14 @@ def floor_rows(ranks: list[int], ks: list[int], repeat: int, load: int, main: li
                     "factor_adam_ms_per_step": base,
                     "floor_ratio_to_factor_adam": floor / c.steps / base,
                 }
-                prod = products(r) if n == "adam" else 0.0
+                prod, mom = (products(r), moments(r)) if n == "adam" else (0.0, 0.0)
                 row["products_ms_per_step"] = prod
-                row["step_floor_ratio_to_factor_adam"] = (floor / c.steps + prod) / base
+                row["moments_ms_per_step"] = mom
+                row["step_floor_ratio_to_factor_adam"] = (floor / c.steps + prod + mom) / base
                 rows.append(row)
                 print(
                     f"  floor r {r:>4} k {k:>3} {n:<13} {row['floor_ms_per_step']:8.2f} ms/step of decompositions "
-                    f"(x{row['floor_ratio_to_factor_adam']:5.2f} of factor Adam; with per-step products "
+                    f"(x{row['floor_ratio_to_factor_adam']:5.2f} of factor Adam; with per-step products and moments "
                     f"x{row['step_floor_ratio_to_factor_adam']:5.2f})  QR {row['qr_per_cycle']}  "
                     f"SVD {row['svd_per_cycle']}",
                     flush=True,

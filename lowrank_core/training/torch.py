@@ -103,6 +103,12 @@ def _block_slices(p: int, q: int) -> dict[str, tuple[slice, slice]]:
     }
 
 
+def _is_sharded(p: torch.Tensor) -> bool:
+    """Whether ``p`` is a ``torch.distributed`` DTensor (FSDP2's sharded parameters),
+    without importing ``torch.distributed``."""
+    return any(c.__name__ == "DTensor" and c.__module__.startswith("torch.distributed") for c in type(p).__mro__)
+
+
 def _layer_of(p: torch.Tensor) -> tuple[LowRankLinear, str] | None:
     """The LowRankLinear owning the factor ``p`` and the factor's name, or None."""
     layer = _REGISTRY.get(id(p))
@@ -661,6 +667,15 @@ class LowRankOptimizer(torch.optim.Optimizer):
         members: dict[int, set[str]] = {}
         dense = []
         for p in group["params"]:
+            if _is_sharded(p):
+                msg = (
+                    f"`params` holds a sharded parameter ({type(p).__name__} of shape {tuple(p.shape)}, as "
+                    "FSDP's fully_shard makes them); LowRankOptimizer needs each layer's whole factors on the "
+                    "process that steps it and does not step shards. Train with DistributedDataParallel, or "
+                    "leave the low-rank layers out of fully_shard and give the sharded parameters to a "
+                    "torch.optim optimizer of their own."
+                )
+                raise TypeError(msg)
             owner = _layer_of(p)
             if owner is None:
                 dense.append(p)

@@ -125,3 +125,44 @@ def test_ddp_replicas_stay_bit_identical(tmp_path):
         a, b = res["gathered"]
         assert torch.equal(a, b), method
         assert len(res["ranks"]) > 1, (method, res["ranks"])
+
+
+def _fsdp_worker(rank: int, world: int, port: int, out: str) -> None:
+    """fully_shard (FSDP2) over a model with a LowRankLinear, then LowRankOptimizer."""
+    from torch.distributed.fsdp import fully_shard
+
+    from lowrank_core.training.torch import LowRankLinear, LowRankOptimizer
+
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(LowRankLinear(10, 16, 4, max_rank=6), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+        fully_shard(model)
+        try:
+            LowRankOptimizer(model.parameters(), "abc-psi", lr=0.1)
+            result = "no error"
+        except TypeError as err:
+            result = str(err)
+        if rank == 0:
+            torch.save(result, out)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp_sharded_parameters_are_refused(tmp_path):
+    """FSDP2's ``fully_shard`` replaces each parameter by a DTensor shard; the optimizer
+    needs every layer's whole factors, so it refuses sharded parameters with a TypeError
+    naming FSDP and what to use instead, rather than treating the shards as dense
+    parameters (which gave "params contain no LowRankLinear factors") or stepping a
+    shard as if it were the whole factor.  Two CPU processes (gloo)."""
+    pytest.importorskip("torch.distributed.fsdp")
+    out = str(tmp_path / "fsdp.pt")
+    torch.multiprocessing.spawn(_fsdp_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    msg = torch.load(out)
+    assert "sharded parameter" in msg
+    assert "fully_shard" in msg
+    assert "DistributedDataParallel" in msg
