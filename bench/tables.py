@@ -27,6 +27,7 @@ table               results file                         command that writes the
 ``dask_scale``      ``dask_scale.json``                  ``python bench/dask_scale.py ...`` (docs/dask.md)
 ``training_step_*`` ``training_step.json``               ``python bench/training_step.py --load 0 2``
 ``training_floor``  ``training_step.json``               (same)
+``loaded_baseline`` ``loaded_baseline.json``             ``python bench/loaded_baseline.py --load 0 2``
 ==================  ===================================  ==============================================
 """
 
@@ -227,6 +228,23 @@ def training_floor(results: Path = RESULTS) -> str:
     return _step_table(rows, value, "method", 0)
 
 
+def loaded_baseline(results: Path = RESULTS) -> str:
+    """torch Adam's step on the factors alone, per variant and load: the fastest, median and
+    slowest of the batch medians (ms)."""
+    rows, _ = _rows("loaded_baseline.json", results)
+    body = [
+        [
+            "idle" if r["load"] == 0 else f"{r['load']} busy processes",
+            r["variant"],
+            _f(r["ms_min"], 2),
+            _f(r["ms_median"], 2),
+            _f(r["ms_max"], 2),
+        ]
+        for r in rows
+    ]
+    return _md(["machine", "variant", "fastest batch", "median batch", "slowest batch"], body)
+
+
 #: table name -> generator (each returns Markdown).
 TABLE_BUILDERS: dict[str, Callable[[Path], str]] = {
     "qr_savings": qr_savings,
@@ -238,6 +256,7 @@ TABLE_BUILDERS: dict[str, Callable[[Path], str]] = {
     "training_step_idle": training_step_idle,
     "training_step_loaded": training_step_loaded,
     "training_floor": training_floor,
+    "loaded_baseline": loaded_baseline,
 }
 
 
