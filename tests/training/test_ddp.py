@@ -23,14 +23,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
-    """One replica: the same seeded model, its own data, DDP gradient averaging."""
-    from lowrank_core.training.torch import LowRankLinear, LowRankOptimizer
-
+def _join(rank: int, world: int, port: int) -> None:
+    """Join the gloo process group of ``world`` CPU processes on ``port`` (one torch thread)."""
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
+
+
+def _worker(rank: int, world: int, port: int, out: str) -> None:
+    """One replica: the same seeded model, its own data, DDP gradient averaging."""
+    from lowrank_core.training.torch import LowRankLinear, LowRankOptimizer
+
+    _join(rank, world, port)
     try:
         results = {}
         for method, options in METHODS.items():
@@ -133,10 +138,7 @@ def _fsdp_worker(rank: int, world: int, port: int, out: str) -> None:
 
     from lowrank_core.training.torch import LowRankLinear, LowRankOptimizer
 
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    _join(rank, world, port)
     try:
         torch.manual_seed(0)
         model = torch.nn.Sequential(LowRankLinear(10, 16, 4, max_rank=6), torch.nn.Tanh(), torch.nn.Linear(16, 3))
