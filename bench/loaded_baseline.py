@@ -1,4 +1,4 @@
-"""How steady torch Adam's own step is on a busy machine, with and without Numba's threads.
+"""How torch Adam's step and the geometric optimizers' steps behave on a busy machine, per thread setting.
 
 Command (idle, then with two background CPU-bound processes)::
 
@@ -6,24 +6,31 @@ Command (idle, then with two background CPU-bound processes)::
 
 The baseline of ``bench/training_step.py`` -- ``torch.optim.Adam`` on naive factors of the
 MLP 784 -> 1024 -> 1024 -> 10 (rank 128, float32, batch 128; ``Contender("factor-adam")``
-of that script) -- timed alone, in a fresh interpreter per variant:
+of that script) -- and three geometric optimizers of that script (``--methods``, default
+BC-PSI, low-rank heavy ball and low-rank Adam, ``basis_update_every = 50``), timed in a
+fresh interpreter per variant:
 
-* ``torch``: as a PyTorch user runs it (torch's default threads);
+* ``torch``: as a PyTorch user runs it (torch's default threads, OpenMP's default wait
+  policy, under which a thread waiting at the end of a parallel region spins);
 * ``torch + numba pool``: the same after one parallel region of the library's Numba
   kernels (``lowrank_kernels.batched_qr`` of a ``(64, 200, 16)`` stack, which the size
   rule runs on Numba's thread pool), so the pool's threads live in the process;
+* ``torch, OMP_WAIT_POLICY=PASSIVE``: default threads, waiting threads sleep at once;
 * ``torch, 1 thread``: ``torch.set_num_threads(1)``.
 
-Each variant times ``--batches`` batches of ``--steps`` steps (``optimizer.step()`` only,
-after its forward/backward) and records each batch's median ms per step, so a process
-that switches between speeds shows it as a spread between batches.  Writes
-``bench/results/loaded_baseline.json``.
+Each variant times ``--batches`` batches; in each, torch Adam takes ``--steps`` steps
+(the batch's median ms per step) and each method one whole cycle (its mean ms per
+step, so basis updates weigh as in training); only ``optimizer.step()`` is timed, after
+its forward/backward.  A process that switches between speeds shows it as a spread
+between batches; ``ratio_to_factor_adam`` is the median over batches of a method's
+time over torch Adam's in the same batch.  Writes ``bench/results/loaded_baseline.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -36,11 +43,14 @@ sys.path.insert(0, str(ROOT))
 
 from _common import background_load, exit_on_sigterm, save  # noqa: E402
 
-VARIANTS = ("torch", "torch + numba pool", "torch, 1 thread")
+VARIANTS = ("torch", "torch + numba pool", "torch, OMP_WAIT_POLICY=PASSIVE", "torch, 1 thread")
+ENV = {"torch, OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"}}  # read when OpenMP starts: set for the child
+METHODS = ("bc-psi", "heavy-ball", "adam")
+K = 50
 
 
-def child(variant: str, batches: int, steps: int) -> list[float]:
-    """In this (fresh) process: the batch medians of torch Adam's step on the factors, ms."""
+def child(variant: str, batches: int, steps: int, methods: list[str]) -> dict[str, list[float]]:
+    """In this (fresh) process: per batch, torch Adam's median and each method's mean ms per step."""
     import torch
     from training_step import Contender
 
@@ -52,12 +62,17 @@ def child(variant: str, batches: int, steps: int) -> list[float]:
         import lowrank_kernels
 
         lowrank_kernels.batched_qr(np.random.default_rng(0).standard_normal((64, 200, 16)))
-    c = Contender("factor-adam", [784, 1024, 1024, 10], 128, 1)
+    base = Contender("factor-adam", [784, 1024, 1024, 10], 128, 1)
+    others = [Contender(n, [784, 1024, 1024, 10], 128, K) for n in methods]
     for _ in range(steps):  # warm-up
+        base.window()
+    for c in others:
         c.window()
-    out = []
+    out: dict[str, list[float]] = {"factor-adam": [], **{n: [] for n in methods}}
     for _ in range(batches):
-        out.append(1e3 * statistics.median(c.window()[0] for _ in range(steps)))
+        out["factor-adam"].append(1e3 * statistics.median(base.window()[0] for _ in range(steps)))
+        for c in others:
+            out[c.name].append(1e3 * c.window()[0])
     return out
 
 
@@ -65,14 +80,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--load", type=int, nargs="+", default=[0, 2], help="background CPU-bound processes")
     parser.add_argument("--batches", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=200, help="steps per batch")
+    parser.add_argument("--steps", type=int, default=200, help="torch Adam's steps per batch")
+    parser.add_argument("--methods", nargs="*", default=list(METHODS), help="geometric optimizers (k = 50)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if args.batches < 1 or args.steps < 1:
         parser.error("--batches and --steps must be >= 1")
     if args.child:
-        print(json.dumps(child(args.child, args.batches, args.steps)))
+        print(json.dumps(child(args.child, args.batches, args.steps, args.methods)))
         return
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     rows = []
@@ -82,25 +98,34 @@ def main() -> None:
                 t0 = time.perf_counter()
                 proc = subprocess.run(
                     [sys.executable, __file__, "--child", variant, "--batches", str(args.batches),
-                     "--steps", str(args.steps)],
-                    check=True, capture_output=True, text=True,
+                     "--steps", str(args.steps), "--methods", *args.methods],
+                    check=True, capture_output=True, text=True, env={**os.environ, **ENV.get(variant, {})},
                 )  # fmt: skip
                 ms = json.loads(proc.stdout.strip().splitlines()[-1])
-                row = {
-                    "condition": "idle" if load == 0 else f"load{load}",
-                    "load": load,
-                    "variant": variant,
-                    "batch_ms_per_step": [round(x, 3) for x in ms],
-                    "ms_min": min(ms),
-                    "ms_median": statistics.median(ms),
-                    "ms_max": max(ms),
-                    "seconds": round(time.perf_counter() - t0, 1),
-                }
-                rows.append(row)
-                print(
-                    f"load {load} {variant:<20} batch medians {row['batch_ms_per_step']} ms/step",
-                    flush=True,
-                )
+                seconds = round(time.perf_counter() - t0, 1)
+                for name, times in ms.items():
+                    row = {
+                        "condition": "idle" if load == 0 else f"load{load}",
+                        "load": load,
+                        "variant": variant,
+                        "contender": name,
+                        "basis_update_every": None if name == "factor-adam" else K,
+                        "batch_ms_per_step": [round(x, 3) for x in times],
+                        "ms_min": min(times),
+                        "ms_median": statistics.median(times),
+                        "ms_max": max(times),
+                        "seconds": seconds,
+                    }
+                    if name != "factor-adam":
+                        row["ratio_to_factor_adam"] = statistics.median(
+                            a / b for a, b in zip(times, ms["factor-adam"], strict=True)
+                        )
+                    rows.append(row)
+                    print(
+                        f"load {load} {variant:<32} {name:<12} batches {row['batch_ms_per_step']} ms/step"
+                        + (f"  ratio {row['ratio_to_factor_adam']:.2f}" if "ratio_to_factor_adam" in row else ""),
+                        flush=True,
+                    )
         rows[-1]["background"] = {k: v for k, v in info.items() if k != "pids"}
     path = save("loaded_baseline", rows, out=args.out, load=args.load, batches=args.batches, steps=args.steps)
     print(f"wrote {path}")

@@ -27,6 +27,7 @@ table               results file                         command that writes the
 ``dask_scale``      ``dask_scale.json``                  ``python bench/dask_scale.py ...`` (docs/dask.md)
 ``training_step_*`` ``training_step.json``               ``python bench/training_step.py --load 0 2``
 ``training_floor``  ``training_step.json``               (same)
+``training_insitu`` ``training_step.json``               (same; or ``... --only insitu --load 0 2``)
 ``loaded_baseline`` ``loaded_baseline.json``             ``python bench/loaded_baseline.py --load 0 2``
 ==================  ===================================  ==============================================
 """
@@ -228,21 +229,47 @@ def training_floor(results: Path = RESULTS) -> str:
     return _step_table(rows, value, "method", 0)
 
 
-def loaded_baseline(results: Path = RESULTS) -> str:
-    """torch Adam's step on the factors alone, per variant and load: the fastest, median and
-    slowest of the batch medians (ms)."""
-    rows, _ = _rows("loaded_baseline.json", results)
+def training_insitu(results: Path = RESULTS) -> str:
+    """Low-rank Adam's step between basis updates, its bare arithmetic and its products, after a backward
+    pass (ms and ratio to torch Adam on factors of the same rounds), and the bound per ``k``, idle."""
+    doc = json.loads((results / "training_step.json").read_text(encoding="utf-8"))
+    rows = [r for r in doc.get("insitu", []) if r["load"] == 0]
+    ks = sorted({int(k[len("bound_ratio_k") :]) for r in rows for k in r if k.startswith("bound_ratio_k")})
+
+    def cell(r: dict[str, Any], key: str) -> str:
+        return f"{r[key + '_ms_per_step']:.2f} ms ({r[key + '_ratio_to_factor_adam']:.2f}×)"
+
     body = [
-        [
-            "idle" if r["load"] == 0 else f"{r['load']} busy processes",
-            r["variant"],
-            _f(r["ms_min"], 2),
-            _f(r["ms_median"], 2),
-            _f(r["ms_max"], 2),
-        ]
+        [str(r["rank"]), f"{r['factor_adam_ms_per_step']:.2f} ms", cell(r, "step"), cell(r, "arithmetic"),
+         cell(r, "products")] + [f"{r[f'bound_ratio_k{k}']:.2f}×" if f"bound_ratio_k{k}" in r else "–" for k in ks]
         for r in rows
-    ]
-    return _md(["machine", "variant", "fastest batch", "median batch", "slowest batch"], body)
+    ]  # fmt: skip
+    header = ["r", "torch Adam, naive factors", "low-rank Adam step", "its arithmetic", "its products"]
+    return _md(header + [f"bound, k = {k}" for k in ks], body)
+
+
+def loaded_baseline(results: Path = RESULTS) -> str:
+    """Per load and thread variant: torch Adam's step on the factors (median of the batch
+    medians, fastest-slowest batch, ms) and each geometric optimizer's (median ms and
+    median ratio to torch Adam in the same batches)."""
+    rows, _ = _rows("loaded_baseline.json", results)
+    keys = list(dict.fromkeys((r["load"], r["variant"]) for r in rows))
+    methods = list(dict.fromkeys(r["contender"] for r in rows if r.get("contender", "factor-adam") != "factor-adam"))
+    cell = {(r["load"], r["variant"], r.get("contender", "factor-adam")): r for r in rows}
+    body = []
+    for load, variant in keys:
+        base = cell[(load, variant, "factor-adam")]
+        line = [
+            "idle" if load == 0 else f"{load} busy processes",
+            variant,
+            f"{_f(base['ms_median'], 2)} ({_f(base['ms_min'], 2)}–{_f(base['ms_max'], 2)})",
+        ]
+        for n in methods:
+            r = cell.get((load, variant, n))
+            line.append("–" if r is None else f"{_f(r['ms_median'], 2)} ({r['ratio_to_factor_adam']:.1f}×)")
+        body.append(line)
+    header = ["machine", "variant", "torch Adam, naive factors (fastest–slowest batch)"]
+    return _md(header + [f"{_STEP_NAMES.get(n, n)}, k = 50" for n in methods], body)
 
 
 #: table name -> generator (each returns Markdown).
@@ -256,6 +283,7 @@ TABLE_BUILDERS: dict[str, Callable[[Path], str]] = {
     "training_step_idle": training_step_idle,
     "training_step_loaded": training_step_loaded,
     "training_floor": training_floor,
+    "training_insitu": training_insitu,
     "loaded_baseline": loaded_baseline,
 }
 

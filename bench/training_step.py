@@ -34,13 +34,17 @@ Also measured:
   shapes per cycle, each timed as the faster of the library's seam and
   ``torch.linalg``, summed and divided by the cycle's steps; a lower bound on the
   method's time per step, given also as a ratio to torch Adam on naive factors;
+* ``insitu``: low-rank Adam's step between basis updates against its bare arithmetic
+  (:class:`AdamArithmetic`) and its products alone, all on the model's own arrays right
+  after a backward pass, interleaved with torch Adam on naive factors
+  (:func:`insitu_rows`); with the ``floor`` decompositions, a bound on its step;
 * ``profile``: cProfile of the slowest geometric optimizer at the largest rank
   (``--profile-windows`` windows), the top entries by own time, per step.
 
 Writes ``bench/results/training_step.json``.  Options: ``--ranks`` (default 32 128),
 ``--k`` (``basis_update_every`` values, default 1 10 50), ``--repeat``, ``--warmup``,
 ``--load N ...``, ``--threads`` (torch threads; default torch's), ``--no-stacking``,
-``--only-stacking`` (rerun that section, keep the others of ``--out``), ``--out``.
+``--only stacking`` or ``--only insitu`` (rerun that section, keep the others of ``--out``), ``--out``.
 A quick check: ``--ranks 32 --k 1 --repeat 3 --warmup 1 --profile-windows 2``.
 """
 
@@ -75,6 +79,7 @@ from lowrank_core.training.torch import LowRankLinear, LowRankOptimizer  # noqa:
 METHODS = ("abc-psi", "bc-psi", "ra-bug", "parallel-bug", "heavy-ball", "adam")
 LR = {"heavy-ball": 1e-3, "adam": 1e-4}  # the others 1e-3 (SGD); the step time does not depend on lr
 BATCH = 128
+WINDOW = 25  # steps per window of the in-situ section
 
 
 # ---------------------------------------------------------------------- models
@@ -369,6 +374,140 @@ def floor_rows(ranks: list[int], ks: list[int], repeat: int, load: int, main: li
     return rows
 
 
+class AdamArithmetic:
+    """Low-rank Adam's step between basis updates as bare arithmetic on a model's own layers.
+
+    :class:`lowrank_core.training.Adam`'s step (``_tangent`` and ``_update_``) written
+    out: per layer ``g_U = grad_K - U grad_S`` and ``g_V = grad_L - V grad_S^T``
+    (``torch.addmm`` into preallocated arrays), the moments and direction ``d`` of
+    ``(grad_S, g_U, g_V)`` in one ``torch._fused_adam_`` call, then ``S -= h d_S``,
+    ``S += h U^T d_U``, ``S += h d_V^T V``, ``dK -= h d_U``, ``dL -= h d_V`` on the
+    layer's factor blocks.  No library code, no allocation, no dense-parameter step: the
+    method's arithmetic, back to back.  :meth:`products` runs its four products per layer
+    alone (into scratch arrays).  Timed right after a backward pass, like the step, both
+    see the caches the training loop leaves.
+    """
+
+    def __init__(self, model: torch.nn.Module, lr: float) -> None:
+        self.layers = [m for m in model if isinstance(m, LowRankLinear)]
+        self.lr, self.t = lr, 0
+        self.buf = []
+        for m in self.layers:
+            S, dK, dL = (m._active(n) for n in ("S", "dK", "dL"))
+            shapes = (S.shape, dK.shape, dL.shape)
+            self.buf.append(
+                {
+                    "g": [torch.empty(sh) for sh in shapes],
+                    "d": [torch.empty(sh) for sh in shapes],
+                    "m": [torch.zeros(sh) for sh in shapes],
+                    "v": [torch.zeros(sh) for sh in shapes],
+                    "SS": torch.empty(S.shape),
+                }
+            )
+
+    def _blocks(self, m: LowRankLinear) -> tuple[torch.Tensor, ...]:
+        return (
+            *(m._active(n) for n in ("U", "V", "S", "dK", "dL")),
+            *(m._active(n, grad=True) for n in ("S", "dK", "dL")),
+        )
+
+    @torch.no_grad()
+    def products(self) -> None:
+        for m, b in zip(self.layers, self.buf, strict=True):
+            U, V, _S, _dK, _dL, gS, gK, gL = self._blocks(m)
+            torch.addmm(gK, U, gS, alpha=-1, out=b["g"][1])
+            torch.addmm(gL, V, gS.mT, alpha=-1, out=b["g"][2])
+            torch.mm(U.mT, b["g"][1], out=b["SS"])
+            b["SS"].addmm_(b["g"][2].mT, V)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        h, count = self.lr, torch.tensor(float(self.t))
+        for m, b in zip(self.layers, self.buf, strict=True):
+            U, V, S, dK, dL, gS, gK, gL = self._blocks(m)
+            g, d = b["g"], b["d"]
+            g[0].copy_(gS)
+            torch.addmm(gK, U, gS, alpha=-1, out=g[1])
+            torch.addmm(gL, V, gS.mT, alpha=-1, out=g[2])
+            torch._foreach_zero_(d)
+            torch._fused_adam_(
+                d, g, b["m"], b["v"], [], [count] * 3, lr=-1.0, beta1=0.9, beta2=0.999, weight_decay=0.0,
+                eps=1e-8, amsgrad=False, maximize=False,
+            )  # fmt: skip
+            S.add_(d[0], alpha=-h).addmm_(U.mT, d[1], alpha=h).addmm_(d[2].mT, V, alpha=h)
+            dK.add_(d[1], alpha=-h)
+            dL.add_(d[2], alpha=-h)
+
+
+def insitu_rows(ranks: list[int], repeat: int, warmup: int, load: int, floors: list[dict]) -> list[dict]:
+    """Low-rank Adam's step between basis updates against its own arithmetic, after a backward pass.
+
+    Per rank, interleaved round by round (one window of ``WINDOW`` steps each, every step
+    after its own forward/backward): torch Adam on naive factors (``factor-adam``); the
+    library's step between basis updates (``step``: :class:`LowRankOptimizer` with
+    ``basis_update_every`` larger than the run, so no basis update is timed); the same
+    arithmetic bare (``arithmetic``: :class:`AdamArithmetic`.step); its four products per
+    layer alone (``products``).  Ratios are medians of per-round ratios to
+    ``factor-adam``.  ``bound_ratio_k<k>`` adds to the bare arithmetic the
+    decompositions per step of the ``floor`` section at that ``k`` (timed alone, in
+    cache: ``floor_ms_per_step``), divided by this section's ``factor-adam``: what no
+    implementation of this step can undercut on this machine, short of cheaper
+    products or moment arithmetic than torch's.
+    """
+    widths = [784, 1024, 1024, 10]
+    rows = []
+    for r in ranks:
+        base = Contender("factor-adam", widths, r, 1)
+        lib = Contender("adam", widths, r, 10**9)
+        bare = Contender("adam", widths, r, 10**9)
+        arith = AdamArithmetic(bare.model, LR["adam"])
+        prod = Contender("adam", widths, r, 10**9)
+        prod_arith = AdamArithmetic(prod.model, LR["adam"])
+        for c in (lib, bare, prod):
+            c._backward()
+            c.opt.step()  # the layers' first step: the optimizer's state exists
+        runs = {
+            "factor-adam": (base, base.opt.step),
+            "step": (lib, lib.opt.step),
+            "arithmetic": (bare, arith.step),
+            "products": (prod, prod_arith.products),
+        }
+        samples: dict[str, list[float]] = {n: [] for n in runs}
+        for rnd in range(warmup + repeat):
+            for n, (c, f) in runs.items():
+                times = []
+                for _ in range(WINDOW):
+                    c._backward()
+                    t0 = time.perf_counter()
+                    f()
+                    times.append(time.perf_counter() - t0)
+                if rnd >= warmup:
+                    samples[n].append(statistics.median(times))
+        b = samples["factor-adam"]
+        row: dict[str, Any] = {"condition": "idle" if load == 0 else f"load{load}", "load": load, "rank": r}
+        for n, s in samples.items():
+            key = n.replace("-", "_")
+            row[key + "_ms_per_step"] = 1e3 * statistics.median(s)
+            if n != "factor-adam":
+                row[key + "_ratio_to_factor_adam"] = statistics.median(x / y for x, y in zip(s, b, strict=True))
+        for f in floors:
+            if f["method"] == "adam" and f["rank"] == r and f["load"] == load:
+                k = f["basis_update_every"]
+                decomps = f["floor_ms_per_step"] / row["factor_adam_ms_per_step"]
+                row[f"bound_ratio_k{k}"] = row["arithmetic_ratio_to_factor_adam"] + decomps
+        rows.append(row)
+        bounds = ", ".join(f"{k[len('bound_ratio_') :]} x{v:.2f}" for k, v in row.items() if k.startswith("bound_"))
+        print(
+            f"  in situ r {r:>4}: factor Adam {row['factor_adam_ms_per_step']:.2f} ms, low-rank Adam step "
+            f"{row['step_ms_per_step']:.2f} ms (x{row['step_ratio_to_factor_adam']:.2f}), its arithmetic "
+            f"{row['arithmetic_ms_per_step']:.2f} ms (x{row['arithmetic_ratio_to_factor_adam']:.2f}), products "
+            f"{row['products_ms_per_step']:.2f} ms (x{row['products_ratio_to_factor_adam']:.2f}); bound {bounds}",
+            flush=True,
+        )
+    return rows
+
+
 def stacking_rows(rank: int, k: int, repeat: int, warmup: int, load: int) -> list[dict]:
     widths = [784, 1024, 1024, 1024, 1024, 10]
     rows = []
@@ -412,9 +551,9 @@ def main() -> None:
     parser.add_argument("--profile-windows", type=int, default=10)
     parser.add_argument("--no-stacking", action="store_true")
     parser.add_argument(
-        "--only-stacking",
-        action="store_true",
-        help="rerun the stacking section only; the other sections of --out are kept",
+        "--only",
+        choices=("stacking", "insitu"),
+        help="rerun this section only; the other sections of --out are kept (insitu reads their floor)",
     )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "training_step.json"))
     args = parser.parse_args()
@@ -430,16 +569,21 @@ def main() -> None:
         )
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    rows, stacking, profiles, floors = [], [], [], []
-    if args.only_stacking:
+    rows, stacking, profiles, floors, insitu = [], [], [], [], []
+    if args.only:
         out = Path(args.out)
         results = json.loads(out.read_text())
-        results["stacking"] = []
+        results[args.only] = []
         for load in args.load:
             with background_load(load, settle=2.0):
-                results["stacking"] += stacking_rows(max(args.ranks), min(args.k), args.repeat, args.warmup, load)
-        results["meta"]["stacking_command"] = command()
-        results["meta"]["stacking_date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+                if args.only == "stacking":
+                    section = stacking_rows(max(args.ranks), min(args.k), args.repeat, args.warmup, load)
+                else:
+                    section = insitu_rows(args.ranks, args.repeat, args.warmup, load, results.get("floor", []))
+                results[args.only] += section
+        results["meta"][f"{args.only}_command"] = command()
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        results["meta"][f"{args.only}_date"] = now
         out.write_text(json.dumps(results, indent=1) + "\n")
         print(f"wrote {out}")
         return
@@ -448,7 +592,9 @@ def main() -> None:
         with background_load(load, settle=2.0):
             main, slowest = main_rows(args.ranks, args.k, args.repeat, args.warmup, load)
             rows += main
-            floors += floor_rows(args.ranks, args.k, args.repeat, load, main)
+            floor = floor_rows(args.ranks, args.k, args.repeat, load, main)
+            floors += floor
+            insitu += insitu_rows(args.ranks, args.repeat, args.warmup, load, floor)
             if not args.no_stacking:
                 stacking += stacking_rows(max(args.ranks), min(args.k), args.repeat, args.warmup, load)
             c = Contender(slowest["method"], [784, 1024, 1024, 10], slowest["rank"], slowest["basis_update_every"])
@@ -489,7 +635,10 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
-        json.dumps({"meta": meta, "rows": rows, "floor": floors, "stacking": stacking, "profile": profiles}, indent=1)
+        json.dumps(
+            {"meta": meta, "rows": rows, "floor": floors, "insitu": insitu, "stacking": stacking, "profile": profiles},
+            indent=1,
+        )
         + "\n"
     )
     print(f"wrote {out}")

@@ -98,5 +98,8 @@ def test_docs_tables_carry_every_row_of_their_results_file(tmp_path):
     for name, entries in (("training_step_idle", step["rows"]), ("training_floor", step["floor"])):
         cells = sum(line.count(" ms (") for line in body(name))  # one "x.xx ms (y.y×)" per idle row
         assert cells == sum(r["load"] == 0 for r in entries), name
+    # one line per idle row of the in-situ section; one per load and thread variant of the loaded baseline
+    assert len(body("training_insitu")) == sum(r["load"] == 0 for r in step["insitu"])
+    assert len(body("loaded_baseline")) == len({(r["load"], r["variant"]) for r in rows("loaded_baseline.json")})
     first = rows("kernels.json")[0]
     assert f"{first['speedup_numpy']:.2f}" in body("kernels")[0]
