@@ -7,6 +7,7 @@ import importlib.util
 import math
 import operator
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -219,19 +220,77 @@ SVD_SERIAL_MAX_WORK = 2.0e4
 QR_ROWS_PARALLEL_MIN_WORK = 2.0e8
 
 
+@contextlib.contextmanager
+def _openmp_thread_counts_kept() -> Iterator[None]:
+    """Restore, on leaving, the thread counts that the process's OpenMP runtimes had on entering.
+
+    Those seen by ``threadpoolctl`` (when installed), and PyTorch's (when imported) through
+    ``torch.set_num_threads``.
+    """
+    restore = []
+    if importlib.util.find_spec("threadpoolctl") is not None:
+        from threadpoolctl import ThreadpoolController
+
+        def counts() -> list[Any]:
+            return ThreadpoolController().select(user_api="openmp").lib_controllers
+
+        before = {c.filepath: c.num_threads for c in counts()}
+
+        def restore_openmp() -> None:
+            for c in counts():
+                if before.get(c.filepath, c.num_threads) != c.num_threads:
+                    c.set_num_threads(before[c.filepath])
+
+        restore.append(restore_openmp)
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "get_num_threads"):
+        torch_threads = torch.get_num_threads()
+
+        def restore_torch() -> None:
+            if torch.get_num_threads() != torch_threads:
+                torch.set_num_threads(torch_threads)
+
+        restore.append(restore_torch)
+    try:
+        yield
+    finally:
+        for f in restore:
+            f()
+
+
+def _numba_threads() -> int:
+    """``numba.get_num_threads()``, launching Numba's thread pool without touching other libraries' threads.
+
+    Numba launches its pool on first use, and its OpenMP threading layer then calls
+    ``omp_set_num_threads(NUMBA_NUM_THREADS)`` on the calling thread.  PyTorch's CPU
+    build runs on the same OpenMP runtime, so that silently undid a user's
+    ``torch.set_num_threads(1)``: the next torch operations ran on every core (measured:
+    ``torch.get_num_threads()`` 1 -> 2 after the first of our kernels on this 2-core
+    machine, and torch Adam's step 1.2-1.6 -> 5.6-6.0 ms under load).  The launch is
+    therefore wrapped in :func:`_openmp_thread_counts_kept`; later parallel regions do not
+    change the count.
+    """
+    import numba
+    from numba.np.ufunc import parallel
+
+    if getattr(parallel, "_is_initialized", False):
+        return numba.get_num_threads()
+    with _openmp_thread_counts_kept():
+        return numba.get_num_threads()
+
+
 def _driver(kind: str, nb: int, m: int, k: int) -> tuple[Any, int]:
     """The parallel or serial Numba driver for this work size, and its chunk count.
 
     One matrix is one chunk: it always runs serially (a parallel region with one chunk
     only pays the wake-up of the thread pool)."""
-    import numba
 
     from . import _cpu
 
     limit = SVD_SERIAL_MAX_WORK if kind == "svd" else SERIAL_MAX_WORK
-    if nb == 1 or nb * m * k * k < limit or numba.get_num_threads() == 1:
+    if nb == 1 or nb * m * k * k < limit or _numba_threads() == 1:
         return getattr(_cpu, f"{kind}_batch_serial"), 1
-    return getattr(_cpu, f"{kind}_batch"), max(1, min(nb, 4 * numba.get_num_threads()))
+    return getattr(_cpu, f"{kind}_batch"), max(1, min(nb, 4 * _numba_threads()))
 
 
 #: OpenBLAS threads a ``gemm`` once ``M * N * K`` reaches this size; below it our own
@@ -440,12 +499,11 @@ def batched_qr(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[Any
 
 def _cholqr2_stack(x3: np.ndarray, q3: np.ndarray, r3: np.ndarray, wp: np.ndarray) -> None:
     """CholeskyQR2 (with its Householder fallback) of a ``(B, m, k)`` stack."""
-    import numba
 
     from . import _cpu
 
     nb, m, k = x3.shape
-    threads = numba.get_num_threads()
+    threads = _numba_threads()
     product = m * k * k
     with _blas_pinned_to_one_thread(product) as pinned:
         if not pinned:
@@ -604,14 +662,13 @@ def matmul_uses_kernel(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> bo
 
 
 def _matmul_uses_kernel(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> bool:
-    import numba
 
     m, n, p = a_shape[-2], a_shape[-1], b_shape[-1]
     product = m * n * p
     return (
         MATMUL_MIN_PRODUCT <= product < _BLAS_THREADED_GEMM
         and math.prod(a_shape[:-2]) * product >= MATMUL_MIN_WORK
-        and numba.get_num_threads() > 1
+        and _numba_threads() > 1
     )
 
 
@@ -690,12 +747,11 @@ def batched_matmul(a: Any, b: Any, *, out: Any = None) -> Any:
     nb = math.prod(shape[:-2])
     if not (_matmul_uses_kernel(a.shape, b.shape) and dt.isnative) or nb == 0 or 0 in shape[-2:]:
         return np.matmul(a, b, out=c)
-    import numba
 
     from . import _cpu
 
     (a3, ta), (b3, tb) = _gemm_operand(a), _gemm_operand(b)
     a3 = a3.reshape(nb, *a3.shape[-2:])
     b3 = b3.reshape(nb, *b3.shape[-2:])
-    _cpu.matmul_batch(a3, b3, c.reshape(nb, *shape[-2:]), ta, tb, min(nb, 4 * numba.get_num_threads()))
+    _cpu.matmul_batch(a3, b3, c.reshape(nb, *shape[-2:]), ta, tb, min(nb, 4 * _numba_threads()))
     return c
