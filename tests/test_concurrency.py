@@ -77,9 +77,10 @@ def test_first_parallel_kernel_keeps_torch_thread_count():
     """A user's ``torch.set_num_threads(1)`` survives the launch of Numba's thread pool by
     the kernels' first parallel region, as do the counts of the OpenMP runtimes loaded
     before it.  Guards against Numba's OpenMP layer calling ``omp_set_num_threads`` on the
-    runtime PyTorch shares (before the fix torch ran on 2 threads after the first
-    basis update of a training loop, and torch Adam's loaded step took 5.6-6.0 ms instead
-    of 1.2-1.6 ms).  Run in a fresh interpreter: Numba launches its pool once per process."""
+    runtime PyTorch shares: with the guard removed, torch's libgomp reports 2 threads
+    after the first kernel (and in a training loop with ``torch.set_num_threads(1)`` a
+    second thread ran torch's operations from the first basis update on).  Run in a fresh
+    interpreter: Numba launches its pool once per process."""
     import json
     import os
     import subprocess
