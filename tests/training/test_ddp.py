@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 import pytest
 
@@ -29,6 +30,20 @@ def _join(rank: int, world: int, port: int) -> None:
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
+
+
+def _exit_worker() -> None:
+    """End a worker whose process group is destroyed without finalizing the interpreter.
+
+    Now and then a replica aborted after its work was done, in gloo's teardown while
+    Python finalized ("terminate called without an active exception", SIGABRT; seen in a
+    clean-clone CI run even with the barrier before ``destroy_process_group``).
+    ``os._exit(0)`` skips the finalization; ``torch.save`` has closed the results file.
+    Reached only when the worker succeeded: an exception still reaches ``spawn``.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
@@ -78,6 +93,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         dist.barrier()
     finally:
         dist.destroy_process_group()
+    _exit_worker()
 
 
 def _conv_case(rank: int, world: int) -> dict:
@@ -153,6 +169,7 @@ def _fsdp_worker(rank: int, world: int, port: int, out: str) -> None:
         dist.barrier()
     finally:
         dist.destroy_process_group()
+    _exit_worker()
 
 
 def test_fsdp_sharded_parameters_are_refused(tmp_path):
