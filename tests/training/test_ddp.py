@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,34 +26,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _join(rank: int, world: int, port: int) -> None:
-    """Join the gloo process group of ``world`` CPU processes on ``port`` (one torch thread)."""
+@contextlib.contextmanager
+def _process_group(rank: int, world: int, port: int) -> Iterator[None]:
+    """This worker as one of ``world`` CPU processes in a gloo group on ``port`` (one torch thread).
+
+    On leaving, the group is destroyed; a worker that succeeded then ends with
+    ``os._exit(0)``.  Now and then a replica aborted after its work was done, in gloo's
+    teardown while Python finalized ("terminate called without an active exception",
+    SIGABRT; seen in a clean-clone CI run even with the barrier of :func:`_publish`):
+    ``os._exit`` skips the finalization, and ``torch.save`` has closed the results file.
+    An exception still reaches ``spawn``.
+    """
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
-
-
-def _exit_worker() -> None:
-    """End a worker whose process group is destroyed without finalizing the interpreter.
-
-    Now and then a replica aborted after its work was done, in gloo's teardown while
-    Python finalized ("terminate called without an active exception", SIGABRT; seen in a
-    clean-clone CI run even with the barrier before ``destroy_process_group``).
-    ``os._exit(0)`` skips the finalization; ``torch.save`` has closed the results file.
-    Reached only when the worker succeeded: an exception still reaches ``spawn``.
-    """
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _publish(rank: int, result: object, out: str) -> None:
+    """Rank 0 writes ``result`` to ``out``; then both replicas pass a barrier, so that they
+    tear gloo down together (a replica that destroyed its process group while its peer
+    was still writing the results occasionally aborted in gloo's teardown at exit)."""
+    if rank == 0:
+        torch.save(result, out)
+    dist.barrier()
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     """One replica: the same seeded model, its own data, DDP gradient averaging."""
     from lowrank_core.training.torch import LowRankLinear, LowRankOptimizer
 
-    _join(rank, world, port)
-    try:
+    with _process_group(rank, world, port):
         results = {}
         for method, options in METHODS.items():
             torch.manual_seed(0)
@@ -85,15 +97,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             dist.all_gather(gathered, flat)
             results[method] = {"gathered": gathered, "ranks": sorted(ranks)}
         results["conv"] = _conv_case(rank, world)
-        if rank == 0:
-            torch.save(results, out)
-        # Both replicas tear gloo down together: a replica that destroyed its process
-        # group while its peer was still writing the results occasionally aborted in
-        # gloo's teardown at exit ("terminate called without an active exception").
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-    _exit_worker()
+        _publish(rank, results, out)
 
 
 def _conv_case(rank: int, world: int) -> dict:
@@ -154,8 +158,7 @@ def _fsdp_worker(rank: int, world: int, port: int, out: str) -> None:
 
     from lowrank_core.training.torch import LowRankLinear, LowRankOptimizer
 
-    _join(rank, world, port)
-    try:
+    with _process_group(rank, world, port):
         torch.manual_seed(0)
         model = torch.nn.Sequential(LowRankLinear(10, 16, 4, max_rank=6), torch.nn.Tanh(), torch.nn.Linear(16, 3))
         fully_shard(model)
@@ -164,12 +167,7 @@ def _fsdp_worker(rank: int, world: int, port: int, out: str) -> None:
             result = "no error"
         except TypeError as err:
             result = str(err)
-        if rank == 0:
-            torch.save(result, out)
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-    _exit_worker()
+        _publish(rank, result, out)
 
 
 def test_fsdp_sharded_parameters_are_refused(tmp_path):
