@@ -284,7 +284,6 @@ def _driver(kind: str, nb: int, m: int, k: int) -> tuple[Any, int]:
 
     One matrix is one chunk: it always runs serially (a parallel region with one chunk
     only pays the wake-up of the thread pool)."""
-
     from . import _cpu
 
     limit = SVD_SERIAL_MAX_WORK if kind == "svd" else SERIAL_MAX_WORK
@@ -499,7 +498,6 @@ def batched_qr(a: Any, *, algorithm: str = "auto", out: Any = None) -> tuple[Any
 
 def _cholqr2_stack(x3: np.ndarray, q3: np.ndarray, r3: np.ndarray, wp: np.ndarray) -> None:
     """CholeskyQR2 (with its Householder fallback) of a ``(B, m, k)`` stack."""
-
     from . import _cpu
 
     nb, m, k = x3.shape
@@ -662,7 +660,6 @@ def matmul_uses_kernel(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> bo
 
 
 def _matmul_uses_kernel(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> bool:
-
     m, n, p = a_shape[-2], a_shape[-1], b_shape[-1]
     product = m * n * p
     return (
