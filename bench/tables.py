@@ -249,9 +249,9 @@ def training_insitu(results: Path = RESULTS) -> str:
 
 
 def loaded_baseline(results: Path = RESULTS) -> str:
-    """Per load and thread variant: torch Adam's step on the factors (median of the batch
-    medians, fastest-slowest batch, ms) and each geometric optimizer's (median ms and
-    median ratio to torch Adam in the same batches)."""
+    """Per load and thread variant: torch Adam's step on the factors (median over batches
+    of the batch's mean, fastest-slowest batch, ms) and each geometric optimizer's (median
+    over batches of its cycle's mean, ms, and median ratio to torch Adam in the same batches)."""
     rows, _ = _rows("loaded_baseline.json", results)
     keys = list(dict.fromkeys((r["load"], r["variant"]) for r in rows))
     methods = list(dict.fromkeys(r["contender"] for r in rows if r.get("contender", "factor-adam") != "factor-adam"))

@@ -16,10 +16,14 @@ interleaved round by round (one *window* of each per round):
   :class:`lowrank_core.training.torch.LowRankOptimizer` with ``basis_update_every = k``.
 
 Only ``optimizer.step()`` is timed (the forward/backward before it is not).  A window
-is one whole cycle of the method (``len(phases) * k`` steps; one step for torch Adam), so
-the steps with and without basis changes are weighted as in training; the figure is
-the window's time divided by its steps, median over ``--repeat`` windows (default 20)
-after ``--warmup`` windows.  ``ratio_to_factor_adam`` is the median of the per-round
+is one whole cycle of the method (``len(phases) * k`` steps), so the steps with and
+without basis changes are weighted as in training, and ``BASE_WINDOW`` (50) steps of
+torch Adam; the figure is the window's time divided by its steps, median over
+``--repeat`` windows (default 20) after ``--warmup`` windows.  Every window is a mean
+over tens of milliseconds, longer than the scheduler's time slice: on a busy machine a
+window of one short step is mostly not preempted, and the median of such windows drops
+the steps that were, which would understate torch Adam's time beside the methods'
+whole cycles.  ``ratio_to_factor_adam`` is the median of the per-round
 ratios.  The process CPU time of the same steps is recorded beside the wall time
 (``cpu_ms_per_step``, ``cpu_ratio_to_factor_adam``): on a machine shared with other
 CPU-bound work the wall time mostly measures the scheduler, while the CPU time of a run
@@ -80,6 +84,7 @@ METHODS = ("abc-psi", "bc-psi", "ra-bug", "parallel-bug", "heavy-ball", "adam")
 LR = {"heavy-ball": 1e-3, "adam": 1e-4}  # the others 1e-3 (SGD); the step time does not depend on lr
 BATCH = 128
 WINDOW = 25  # steps per window of the in-situ section
+BASE_WINDOW = 50  # steps per window of torch Adam (a mean over more than a scheduler time slice)
 
 
 # ---------------------------------------------------------------------- models
@@ -115,7 +120,9 @@ def mlp(widths: list[int], kind: str, rank: int) -> torch.nn.Sequential:
 class Contender:
     """A model, its optimizer and one fixed batch; :meth:`window` times one cycle of steps."""
 
-    def __init__(self, name: str, widths: list[int], rank: int, k: int, *, batch_layers: bool = True) -> None:
+    def __init__(
+        self, name: str, widths: list[int], rank: int, k: int, *, batch_layers: bool = True, window: int = BASE_WINDOW
+    ) -> None:
         gen = torch.Generator().manual_seed(0)
         torch.manual_seed(0)
         self.name = name
@@ -124,7 +131,7 @@ class Contender:
         if name in ("dense-adam", "factor-adam"):
             self.model = mlp(widths, name.split("-")[0], rank)
             self.opt: torch.optim.Optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-4)
-            self.steps = 1
+            self.steps = window  # torch Adam: `window` steps (a method: one cycle)
         else:
             self.model = mlp(widths, "lowrank", rank)
             self.opt = LowRankOptimizer(
@@ -137,7 +144,7 @@ class Contender:
         torch.nn.functional.cross_entropy(self.model(self.x), self.y).backward()
 
     def window(self) -> tuple[float, float]:
-        """Wall and CPU seconds per ``optimizer.step()`` over one cycle (forward/backward not timed)."""
+        """Wall and CPU seconds per ``optimizer.step()``, the mean over one window (forward/backward not timed)."""
         wall = cpu = 0.0
         for _ in range(self.steps):
             self._backward()
@@ -444,7 +451,8 @@ def insitu_rows(ranks: list[int], repeat: int, warmup: int, load: int, floors: l
     """Low-rank Adam's step between basis updates against its own arithmetic, after a backward pass.
 
     Per rank, interleaved round by round (one window of ``WINDOW`` steps each, every step
-    after its own forward/backward): torch Adam on naive factors (``factor-adam``); the
+    after its own forward/backward; a sample is the window's mean time per step): torch
+    Adam on naive factors (``factor-adam``); the
     library's step between basis updates (``step``: :class:`LowRankOptimizer` with
     ``basis_update_every`` larger than the run, so no basis update is timed); the same
     arithmetic bare (``arithmetic``: :class:`AdamArithmetic`.step); its four products per
@@ -458,7 +466,7 @@ def insitu_rows(ranks: list[int], repeat: int, warmup: int, load: int, floors: l
     widths = [784, 1024, 1024, 10]
     rows = []
     for r in ranks:
-        base = Contender("factor-adam", widths, r, 1)
+        base = Contender("factor-adam", widths, r, 1, window=WINDOW)
         lib = Contender("adam", widths, r, 10**9)
         bare = Contender("adam", widths, r, 10**9)
         arith = AdamArithmetic(bare.model, LR["adam"])
@@ -483,7 +491,7 @@ def insitu_rows(ranks: list[int], repeat: int, warmup: int, load: int, floors: l
                     f()
                     times.append(time.perf_counter() - t0)
                 if rnd >= warmup:
-                    samples[n].append(statistics.median(times))
+                    samples[n].append(statistics.fmean(times))
         b = samples["factor-adam"]
         row: dict[str, Any] = {"condition": "idle" if load == 0 else f"load{load}", "load": load, "rank": r}
         for n, s in samples.items():
