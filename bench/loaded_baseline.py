@@ -6,8 +6,8 @@ Command (idle, then with two background CPU-bound processes)::
 
 The baseline of ``bench/training_step.py`` -- ``torch.optim.Adam`` on naive factors of the
 MLP 784 -> 1024 -> 1024 -> 10 (rank 128, float32, batch 128; ``Contender("factor-adam")``
-of that script) -- and three geometric optimizers of that script (``--methods``, default
-BC-PSI, low-rank heavy ball and low-rank Adam, ``basis_update_every = 50``), timed in a
+of that script) -- and its geometric optimizers (``--methods``, default all six,
+``basis_update_every = 50``), timed in a
 fresh interpreter per variant:
 
 * ``torch``: as a PyTorch user runs it (torch's default threads, OpenMP's default wait
@@ -48,7 +48,7 @@ from _common import background_load, exit_on_sigterm, save  # noqa: E402
 
 VARIANTS = ("torch", "torch + numba pool", "torch, OMP_WAIT_POLICY=PASSIVE", "torch, 1 thread")
 ENV = {"torch, OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"}}  # read when OpenMP starts: set for the child
-METHODS = ("bc-psi", "heavy-ball", "adam")
+METHODS = ("abc-psi", "bc-psi", "ra-bug", "parallel-bug", "heavy-ball", "adam")
 K = 50
 
 
