@@ -287,9 +287,10 @@ def _driver(kind: str, nb: int, m: int, k: int) -> tuple[Any, int]:
     from . import _cpu
 
     limit = SVD_SERIAL_MAX_WORK if kind == "svd" else SERIAL_MAX_WORK
-    if nb == 1 or nb * m * k * k < limit or _numba_threads() == 1:
+    threads = 1 if nb == 1 or nb * m * k * k < limit else _numba_threads()  # small work never starts the pool
+    if threads == 1:
         return getattr(_cpu, f"{kind}_batch_serial"), 1
-    return getattr(_cpu, f"{kind}_batch"), max(1, min(nb, 4 * _numba_threads()))
+    return getattr(_cpu, f"{kind}_batch"), max(1, min(nb, 4 * threads))
 
 
 #: OpenBLAS threads a ``gemm`` once ``M * N * K`` reaches this size; below it our own
