@@ -118,7 +118,8 @@ def mlp(widths: list[int], kind: str, rank: int) -> torch.nn.Sequential:
 
 
 class Contender:
-    """A model, its optimizer and one fixed batch; :meth:`window` times one cycle of steps."""
+    """A model, its optimizer and one fixed batch; :meth:`window` times one window of steps
+    (a method's cycle, or ``window`` steps of torch Adam)."""
 
     def __init__(
         self, name: str, widths: list[int], rank: int, k: int, *, batch_layers: bool = True, window: int = BASE_WINDOW
@@ -466,7 +467,7 @@ def insitu_rows(ranks: list[int], repeat: int, warmup: int, load: int, floors: l
     widths = [784, 1024, 1024, 10]
     rows = []
     for r in ranks:
-        base = Contender("factor-adam", widths, r, 1, window=WINDOW)
+        base = Contender("factor-adam", widths, r, 1)
         lib = Contender("adam", widths, r, 10**9)
         bare = Contender("adam", widths, r, 10**9)
         arith = AdamArithmetic(bare.model, LR["adam"])
